@@ -1,0 +1,136 @@
+"""Compiler-style diagnostics: values collected in a list, printed as ``path:line:col: CODE severity: message``.
+
+Every code a user can see is registered in :data:`CODES` with its default severity and a
+one-line title; ``docs/errors.md`` documents each one with cause and fix.
+Code ranges: CTR1xx syntax, CTR2xx ruleset structure, CTR3xx panel checks,
+CTR4xx parameters, CTR5xx input data, CTR6xx run directory and outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Severity = Literal["error", "warning", "info"]
+
+
+class SourceLoc(BaseModel):
+    """Where a rule came from: file and 1-based line/column (end inclusive of the last char)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    end_line: int | None = None
+    end_column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file or "<string>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+# code -> (default severity, title). Modules register their codes here, nowhere else.
+CODES: dict[str, tuple[Severity, str]] = {}
+
+
+def register(code: str, severity: Severity, title: str) -> str:
+    """Register a diagnostic code (idempotent) and return it, for use as a module constant."""
+    CODES.setdefault(code, (severity, title))
+    return code
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    loc: SourceLoc | None = None
+    severity: Severity | None = None  # None: the code's registered default
+    hint: str | None = None
+
+    @property
+    def level(self) -> Severity:
+        if self.severity is not None:
+            return self.severity
+        return CODES.get(self.code, ("error", ""))[0]
+
+    def header(self) -> str:
+        where = f"{self.loc}: " if self.loc is not None else ""
+        return f"{where}{self.code} {self.level}: {self.message}"
+
+    def format(self, source: str | None = None) -> str:
+        """The header, a caret excerpt of the source line when ``source`` is given, and the hint."""
+        lines = [self.header()]
+        if source is not None and self.loc is not None and self.loc.line:
+            text_lines = source.splitlines()
+            if 0 < self.loc.line <= len(text_lines):
+                text = text_lines[self.loc.line - 1]
+                col = max((self.loc.column or 1) - 1, 0)
+                width = 1
+                if self.loc.end_line == self.loc.line and self.loc.end_column:
+                    width = max(self.loc.end_column - col, 1)
+                gutter = f"{self.loc.line:>4} | "
+                lines.append(gutter + text)
+                lines.append(" " * (len(gutter) + col) + "^" * width)
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        loc = self.loc.model_dump() if self.loc is not None else None
+        return {"code": self.code, "severity": self.level, "message": self.message, "location": loc, "hint": self.hint}
+
+
+@dataclass
+class DiagnosticList:
+    """An ordered collection of diagnostics with the queries lint and the CLI need."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, diag: Diagnostic) -> None:
+        self.items.append(diag)
+
+    def extend(self, diags) -> None:
+        self.items.extend(diags)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.level == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.level == "warning"]
+
+    def sorted(self) -> list[Diagnostic]:
+        def key(d: Diagnostic):
+            loc = d.loc or SourceLoc()
+            return (loc.file or "", loc.line or 0, loc.column or 0, d.code)
+
+        return sorted(self.items, key=key)
+
+    def to_json(self) -> str:
+        return json.dumps([d.to_dict() for d in self.sorted()], indent=2)
+
+
+def did_you_mean(name: str, candidates, n: int = 1) -> str:
+    """A ' (did you mean X?)' suffix, or '' when nothing is close."""
+    import difflib
+
+    lowered = {c.lower(): c for c in candidates}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    if not hits:
+        return ""
+    return " (did you mean " + " or ".join(f"'{lowered[h]}'" for h in hits) + "?)"
