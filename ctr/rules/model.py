@@ -83,6 +83,7 @@ class CellType(_Element):
     vetoes: list[Veto] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     overrides: LevelParams = Field(default_factory=LevelParams)
+    override_locs: dict[str, SourceLoc] = Field(default_factory=dict)  # override key -> where written
     cite: list[str] = Field(default_factory=list)
     children: list[CellType] = Field(default_factory=list)
 

@@ -155,3 +155,68 @@ def level_params(gating: GatingParams, level: int, node_override: LevelParams | 
     if node_override is not None:
         resolved = resolved.model_copy(update=node_override.explicit())
     return resolved
+
+
+class ResolvedParams(BaseModel):
+    """Every parameter in force for a run, and which layer each explicitly set value came from.
+
+    ``sources`` maps dotted keys ("scoring.anti_weight", "gating.level_defaults.1.min_gap",
+    "refinement.min_cells") to the layer that set them; keys not listed are built-in defaults.
+    """
+
+    scoring: ScoringParams = Field(default_factory=ScoringParams)
+    gating: GatingParams = Field(default_factory=GatingParams)
+    refinement: RefinementParams = Field(default_factory=RefinementParams)
+    sources: dict[str, Source] = Field(default_factory=dict)
+
+    def source_of(self, key: str) -> Source:
+        return self.sources.get(key, "default")
+
+    def level(self, level: int, node_override: LevelParams | None = None) -> LevelParams:
+        return level_params(self.gating, level, node_override)
+
+    def level_source(self, level: int, key: str) -> Source:
+        """Which layer set ``key`` of the level table entry used at ``level``."""
+        table = level_table(self.gating)
+        used = level if level in table else max(k for k in table if k <= level)
+        return self.source_of(f"gating.level_defaults.{used}.{key}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the full values plus the provenance of every explicitly set key."""
+        gating = self.gating.model_dump(mode="json")
+        gating["level_defaults"] = {str(k): v.model_dump() for k, v in sorted(level_table(self.gating).items())}
+        return {
+            "scoring": self.scoring.model_dump(mode="json"),
+            "gating": gating,
+            "refinement": self.refinement.model_dump(mode="json"),
+            "sources": dict(sorted(self.sources.items())),
+        }
+
+
+def _flat_keys(kind: str, block: _Block) -> list[str]:
+    keys = []
+    for key in block.model_fields_set:
+        if key == "level_defaults":
+            for lvl, lp in getattr(block, key).items():
+                keys += [f"{kind}.level_defaults.{lvl}.{k}" for k in lp.model_fields_set]
+        else:
+            keys.append(f"{kind}.{key}")
+    return keys
+
+
+def resolve_params(layers: list[tuple[Source, dict[str, _Block | None]]]) -> ResolvedParams:
+    """Merge parameter layers, lowest precedence first.
+
+    ``layers`` is e.g. ``[("tissue", {"scoring": ..., "gating": ...}), ("ruleset", {...}),
+    ("cli", {...})]``; each block is a partial model (only set fields apply). Built-in defaults
+    are the base. Per-node overrides are applied later, node by node, by the engine.
+    """
+    out = ResolvedParams()
+    for source, blocks in layers:
+        for kind, block in blocks.items():
+            if block is None:
+                continue
+            setattr(out, kind, merge(getattr(out, kind), block))
+            for key in _flat_keys(kind, block):
+                out.sources[key] = source
+    return out
