@@ -173,7 +173,21 @@ class ResolvedParams(BaseModel):
         return self.sources.get(key, "default")
 
     def level(self, level: int, node_override: LevelParams | None = None) -> LevelParams:
-        return level_params(self.gating, level, node_override)
+        """Thresholds at ``level`` with a node's override applied; values given on the command
+        line still win over the node (precedence: ... < per-node override < CLI)."""
+        resolved = level_params(self.gating, level, node_override)
+        if node_override is None or not node_override.model_fields_set:
+            return resolved
+        base = level_params(self.gating, level)
+        cli = {k: getattr(base, k) for k in node_override.model_fields_set if self.level_source(level, k) == "cli"}
+        return resolved.model_copy(update=cli) if cli else resolved
+
+    def level_key_source(self, level: int, key: str, node_override: LevelParams | None = None) -> Source:
+        """Which layer decided ``key`` at ``level`` for a node with ``node_override``."""
+        source = self.level_source(level, key)
+        if node_override is not None and key in node_override.model_fields_set and source != "cli":
+            return "node"
+        return source
 
     def level_source(self, level: int, key: str) -> Source:
         """Which layer set ``key`` of the level table entry used at ``level``."""

@@ -1,0 +1,29 @@
+"""ctr: cell-type annotation with declarative, traceable tissue rulesets.
+
+The notebook API::
+
+    import ctr
+    ruleset = ctr.load_ruleset("pbmc")
+    result = ctr.annotate(adata, ruleset, cluster_key="louvain", layer="raw")
+    result.clusters            # one row per cluster: label, path, confidence, stop reason
+    result.trace               # one row per gate evaluation, citing the rule that decided
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "annotate", "load_ruleset", "AnnotationResult", "write_run"]
+
+
+def __getattr__(name: str):
+    # Lazy: `ctr --help` and `ctr lint-ruleset` must not pay for importing scanpy.
+    if name == "load_ruleset":
+        from ctr.lang import load_ruleset
+
+        return load_ruleset
+    if name in ("annotate", "AnnotationResult", "write_run"):
+        from ctr import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ctr' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from ctr.cli import main
+
+sys.exit(main())

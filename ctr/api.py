@@ -1,0 +1,331 @@
+"""The notebook API: ``ctr.annotate(adata, ruleset, ...)`` in the style of scanpy's ``tl`` functions.
+
+It takes an AnnData that already has cluster labels, computes the statistics on the ruleset's
+markers only, evaluates the ruleset, optionally refines, and returns an
+:class:`AnnotationResult`; with ``write_obs=True`` (the default) it also writes
+``obs[f"{key_added}_label"]`` etc. and ``uns[key_added]``. The CLI is a thin layer over this.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ctr import __version__
+from ctr.diagnostics import Diagnostic
+from ctr.errors import InputError, ParameterError
+from ctr.rules.model import Ruleset
+from ctr.rules.params import ResolvedParams, resolve_params
+
+OBS_FIELDS = ("label", "root", "path", "confidence", "stop_reason")
+
+
+@dataclass
+class AnnotationResult:
+    """Everything one annotation produced. Tables are pandas DataFrames, one row per record."""
+
+    clusters: pd.DataFrame  # cluster_annotations.csv
+    gating: pd.DataFrame  # gating_details.csv
+    scores: pd.DataFrame  # marker_scores.csv
+    evidence: pd.DataFrame  # marker_evidence.csv
+    trace: pd.DataFrame  # decision_steps.csv: one row per gate evaluation and selection
+    refinement_log: pd.DataFrame
+    markers: pd.DataFrame  # marker resolution: marker, panel_name, how (missing -> empty panel_name)
+    params: ResolvedParams
+    ruleset: Ruleset
+    cluster_key: str
+    layer: str
+    cell_labels: pd.DataFrame  # per cell: cluster, label, root, path, confidence, stop_reason
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Cluster id -> final label."""
+        return dict(zip(self.clusters["cluster"].astype(str), self.clusters["final_annotation"]))
+
+    def explain(self, cluster: str | None = None) -> str:
+        """Why each cluster (or one) got its label, from the trace."""
+        from ctr.report.explain import explain_tables
+
+        return explain_tables(self, [cluster] if cluster is not None else None)
+
+    def write(self, run_dir: str | Path, adata=None, *, force: bool = False) -> Path:
+        """Write the run directory (tables, params.json, and output.h5ad when ``adata`` is given)."""
+        from ctr.io.writers import write_run
+
+        return write_run(self, run_dir, adata=adata, force=force)
+
+
+def _as_ruleset(ruleset, marker_map) -> Ruleset | None:
+    from ctr.lang import load_ruleset
+
+    if ruleset is not None and marker_map is not None:
+        raise ParameterError("give either a ruleset or a marker map, not both")
+    if marker_map is not None:
+        return load_ruleset(str(marker_map))
+    if isinstance(ruleset, Ruleset):
+        return ruleset
+    if ruleset is not None:
+        return load_ruleset(str(ruleset))
+    return None
+
+
+def _ruleset_from_previous_run(adata, key_added: str) -> Ruleset | None:
+    """An output.h5ad of an earlier run carries its ruleset; reuse it for --annotation-only."""
+    from ctr.lang import compile_ruleset
+
+    info = adata.uns.get(key_added)
+    if not isinstance(info, dict) or "ruleset" not in info:
+        return None
+    rs = info["ruleset"]
+    text, fmt, name = rs.get("source_text"), rs.get("format", "ctr"), rs.get("source_file", "previous-run.ctr")
+    if not text:
+        return None
+    result = compile_ruleset(str(name), text=str(text), fmt=str(fmt))
+    return result.ruleset if not any(d.level == "error" for d in result.diagnostics) else None
+
+
+def choose_builtin(panel: list[str]) -> tuple[Ruleset, float]:
+    """The built-in ruleset whose markers the panel covers best (used when none was named)."""
+    from ctr.lang import builtin_rulesets, load_ruleset
+    from ctr.rules.markers import resolve_markers
+
+    best: tuple[float, Ruleset] | None = None
+    for name in sorted(builtin_rulesets()):
+        rs = load_ruleset(name)
+        markers = rs.all_markers()
+        share = len(resolve_markers(rs, panel).mapping) / max(len(markers), 1)
+        if best is None or share > best[0]:
+            best = (share, rs)
+    assert best is not None, "no built-in rulesets are installed"
+    return best[1], best[0]
+
+
+def _layers(ruleset: Ruleset, tissue, preset, cli_blocks) -> list:
+    from ctr.options import parameter_blocks
+    from ctr.rules.presets import preset_blocks
+
+    layers = []
+    if tissue is not None:
+        if tissue.preset:
+            layers.append(("tissue", preset_blocks(tissue.preset)))
+        tissue_params = getattr(tissue, "params", None) or {}
+        if tissue_params:
+            layers.append(("tissue", parameter_blocks(**tissue_params, origin=f"tissue profile {tissue.name}: {{kind}}")))
+    layers.append(("ruleset", {"scoring": ruleset.scoring, "gating": ruleset.gating, "refinement": ruleset.refinement}))
+    if preset:
+        layers.append(("preset", preset_blocks(preset)))
+    layers.append(("cli", cli_blocks))
+    return layers
+
+
+def annotate(
+    adata,
+    ruleset: Ruleset | str | Path | None = None,
+    *,
+    marker_map: str | Path | None = None,
+    cluster_key: str | None = None,
+    layer: str | None = None,
+    tissue: str | None = None,
+    preset: str | None = None,
+    scoring_params: dict | str | None = None,
+    gating_params: dict | str | None = None,
+    refinement_params: dict | str | None = None,
+    refinement_plan: str | Path | dict | None = None,
+    skip_refinement: bool = False,
+    random_seed: int = 0,
+    key_added: str = "ctr",
+    write_obs: bool = True,
+    annotation_only: bool = True,
+) -> AnnotationResult:
+    """Annotate the clusters of ``adata`` with a ruleset.
+
+    Parameters
+    ----------
+    adata
+        AnnData with cells x markers and a cluster column in ``obs``.
+    ruleset
+        A :class:`~ctr.rules.model.Ruleset`, a built-in name (``"pbmc"``) or a path
+        (``.ctr``, ``.yaml``, ``.json``). Default: the tissue profile's ruleset, else the ruleset of
+        the run that made ``adata`` (an ``output.h5ad``), else the built-in that covers the panel best.
+    cluster_key
+        ``obs`` column with cluster labels (default: ``cluster_lvl0``, ``leiden``, ``louvain``, ``cluster``).
+    layer
+        Expression values: a layer name, ``"X"``, or ``"raw"`` for ``adata.raw`` (default: first of
+        ``batchcorr``, ``aligned``, then ``X``).
+    scoring_params, gating_params, refinement_params
+        Partial parameter blocks (dicts or JSON text), highest precedence.
+    key_added
+        Prefix of the ``obs`` columns and the ``uns`` key written.
+
+    Returns
+    -------
+    AnnotationResult with the per-cluster table, the trace and the statistics tables.
+    """
+    from ctr.data.anndata_io import detect_cluster_key, select_layer
+    from ctr.data.checks import check_clusters, check_matrix
+    from ctr.engine import annotate_clusters
+    from ctr.options import parameter_blocks
+    from ctr.rules.markers import resolve_markers
+    from ctr.rules.tissues import load_tissue
+    from ctr.stats import compute_statistics
+
+    diagnostics: list[Diagnostic] = []
+    profile = load_tissue(tissue) if tissue else None
+    rs = _as_ruleset(ruleset, marker_map)
+    if rs is None and profile is not None:
+        rs = _as_ruleset(profile.ruleset, None)
+    if rs is None:
+        rs = _ruleset_from_previous_run(adata, key_added)
+    matrix, var_names, layer_name = _expression(adata, layer, select_layer)
+    auto_share = None
+    if rs is None:
+        rs, auto_share = choose_builtin(list(var_names))
+    cli_blocks = parameter_blocks(scoring_params, gating_params, refinement_params)
+    params = resolve_params(_layers(rs, profile, preset, cli_blocks))
+
+    key = detect_cluster_key(adata, cluster_key, annotation_only)
+    if key is None:
+        raise InputError("no cluster labels: pass cluster_key=... (or run the full pipeline, which clusters first)")
+    labels = adata.obs[key].astype(str).to_numpy()
+    diagnostics += check_clusters(labels)
+
+    resolution = resolve_markers(rs, list(var_names))
+    if not resolution.mapping:
+        raise InputError(
+            f"none of the {len(rs.all_markers())} markers of ruleset '{rs.name}' is in the panel "
+            f"({len(var_names)} markers, e.g. {', '.join(map(str, list(var_names)[:8]))})",
+            hint="check the layer/var_names (gene symbols vs protein names) or add `alias` lines to the ruleset",
+        )
+    panel_names = list(dict.fromkeys(resolution.mapping.values()))
+    col_index = pd.Index(var_names).get_indexer(panel_names)
+    sub = matrix[:, col_index]
+    diagnostics += check_matrix(sub, panel_names, layer_name=layer_name)
+    thresholds = {resolution.mapping[t.marker]: (t.op, t.value) for t in rs.thresholds if t.marker in resolution.mapping}
+
+    stats = compute_statistics(sub, labels, panel_names, params.scoring, thresholds)
+    annotation = annotate_clusters(stats, rs, resolution.mapping, params, cell_matrix=sub, cell_clusters=labels)
+
+    clusters_table = annotation.clusters
+    refinement_log = pd.DataFrame(columns=["iteration", "cluster", "action", "reason", "before", "after"])
+    cell_cluster = labels
+    if not skip_refinement:
+        from ctr.engine.refine import refine
+
+        refined = refine(
+            annotation, stats, rs, resolution.mapping, params,
+            cell_matrix=sub, cell_clusters=labels, plan=refinement_plan, random_seed=random_seed,
+        )
+        annotation, refinement_log, cell_cluster = refined.annotation, refined.log, refined.cell_clusters
+        clusters_table = annotation.clusters
+
+    cell_labels = _cell_labels(clusters_table, cell_cluster, adata.obs_names)
+    result = AnnotationResult(
+        clusters=clusters_table,
+        gating=annotation.gating,
+        scores=annotation.scores,
+        evidence=annotation.evidence,
+        trace=annotation.trace,
+        refinement_log=refinement_log,
+        markers=pd.DataFrame(
+            [{"marker": m, "panel_name": resolution.mapping.get(m, ""), "how": resolution.how.get(m, "missing")} for m in rs.all_markers()]
+        ),
+        params=params,
+        ruleset=rs,
+        cluster_key=key,
+        layer=layer_name,
+        cell_labels=cell_labels,
+        diagnostics=diagnostics,
+        provenance={
+            "ctr_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "cluster_key": key,
+            "layer": layer_name,
+            "tissue": profile.model_dump() if profile is not None else None,
+            "preset": preset,
+            "ruleset_auto_chosen": auto_share is not None,
+            "ruleset_panel_share": auto_share,
+        },
+    )
+    if write_obs:
+        write_obs_columns(adata, result, key_added)
+    return result
+
+
+def _expression(adata, layer, select_layer):
+    """(matrix, var_names, layer name); ``layer="raw"`` reads ``adata.raw``."""
+    if layer == "raw":
+        if adata.raw is None:
+            raise InputError("layer 'raw' requested but the file has no .raw", hint="omit --layer or name a layer in adata.layers")
+        return adata.raw.X, list(adata.raw.var_names), "raw"
+    matrix, name = select_layer(adata, layer)
+    return matrix, list(adata.var_names), name
+
+
+def _cell_labels(clusters: pd.DataFrame, cell_cluster, obs_names) -> pd.DataFrame:
+    table = clusters.set_index(clusters["cluster"].astype(str))
+    cc = pd.Index(np.asarray(cell_cluster, dtype=str))
+    pos = table.index.get_indexer(cc)
+    out = pd.DataFrame(index=pd.Index(obs_names))
+    out["cluster"] = np.asarray(cell_cluster, dtype=str)
+
+    def take(col, fill):
+        values = table[col].to_numpy()
+        return np.where(pos >= 0, values[np.clip(pos, 0, None)], fill)
+
+    out["label"] = take("final_annotation", "Unassigned")
+    out["root"] = take("root", "")
+    out["path"] = take("annotation_path", "")
+    out["confidence"] = take("confidence", 0.0).astype(float)
+    out["stop_reason"] = take("stop_reason", "")
+    return out
+
+
+def obs_keys(key_added: str) -> list[str]:
+    return [f"{key_added}_{name}" for name in OBS_FIELDS]
+
+
+def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -> None:
+    """Write the per-cell labels and ``uns[key_added]``; never overwrite an obs column ctr did not make."""
+    previous = adata.uns.get(key_added, {}) if isinstance(adata.uns.get(key_added), dict) else {}
+    ours = set(previous.get("obs_keys", []))
+    for name, column in zip(OBS_FIELDS, obs_keys(key_added)):
+        if column in adata.obs.columns and column not in ours:
+            raise InputError(
+                f"obs column '{column}' exists and was not written by ctr; refusing to overwrite it",
+                hint=f"choose another prefix with --key-added (now '{key_added}')",
+            )
+    cells = result.cell_labels
+    for name, column in zip(OBS_FIELDS, obs_keys(key_added)):
+        values = cells[name]
+        adata.obs[column] = pd.Categorical(values) if name in ("label", "root", "path", "stop_reason") else values.to_numpy()
+    adata.uns[key_added] = uns_record(result, key_added)
+
+
+def uns_record(result: AnnotationResult, key_added: str) -> dict:
+    """What ``uns[key_added]`` holds: version, parameters, ruleset source and hash, provenance."""
+    import json
+
+    rs = result.ruleset
+    fmt = Path(rs.source_file).suffix.lstrip(".") if rs.source_file else "ctr"
+    return {
+        "version": __version__,
+        "obs_keys": obs_keys(key_added),
+        "params": json.dumps(result.params.as_dict(), default=str),
+        "ruleset": {
+            "name": rs.name,
+            "source_file": rs.source_file or "",
+            "format": {"yml": "yaml"}.get(fmt, fmt) or "ctr",
+            "source_text": rs.source_text,
+            "sha256": rs.digest,
+        },
+        "provenance": json.dumps(result.provenance, default=str),
+        "cluster_key": result.cluster_key,
+        "refinement": json.dumps(result.refinement_log.to_dict(orient="records"), default=str),
+    }

@@ -1,0 +1,210 @@
+"""The ``ctr`` command line: parses options, calls the Python API, prints, sets the exit code.
+
+Exit codes: 0 success; 1 bad input (data, ruleset, parameters, outputs) or lint errors;
+2 usage errors; 3 an internal error (a bug in ctr: rerun with ``--debug`` and report it);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ctr import __version__
+from ctr.errors import CtrError, UsageError
+
+EPILOG = "Docs: docs/cli.md. Every error names what is wrong and what would be valid; --debug shows tracebacks."
+
+
+def _add_annotate(sub) -> None:
+    p = sub.add_parser(
+        "annotate",
+        help="annotate clusters of an .h5ad file with a ruleset and write a run directory",
+        description="Cluster (unless --annotation-only), annotate every cluster with a ruleset, refine, "
+        "and write a run directory with output.h5ad, the tables, the trace and report.html.",
+    )
+    p.add_argument("input", metavar="INPUT.h5ad", help="AnnData file (cells x markers); never modified")
+    p.add_argument("--output-dir", required=True, metavar="DIR", help="run directory to create (must be empty unless --force)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--ruleset", metavar="NAME|PATH", help="built-in ruleset name (see `ctr rulesets`) or a .ctr/.yaml/.json file")
+    src.add_argument("--marker-map", metavar="FILE.json", help="a JSON marker map (the legacy format)")
+    p.add_argument("--tissue", metavar="NAME", help="tissue profile (sets ruleset, preset and expected composition)")
+    p.add_argument("--preset", metavar="NAME", help="parameter preset: sparse_spatial, deep_scrnaseq, heterogeneous_tumor, conservative")
+    p.add_argument("--layer", metavar="L", help="expression layer (default: first of batchcorr, aligned, then X)")
+    p.add_argument("--cluster-key", metavar="K", help="obs column with cluster labels (default with --annotation-only: cluster_lvl0, leiden, louvain, cluster)")
+    p.add_argument("--annotation-only", action="store_true", help="use existing cluster labels, skip clustering")
+    p.add_argument("--scoring-params", metavar="JSON", help="scoring parameters as inline JSON or @file.json")
+    p.add_argument("--gating-params", metavar="JSON", help="gating parameters as inline JSON or @file.json")
+    p.add_argument("--refinement-params", metavar="JSON", help="refinement parameters as inline JSON or @file.json")
+    p.add_argument("--refinement-plan", metavar="YAML", help="manual refinement plan (override, merge, subcluster, relabel)")
+    p.add_argument("--skip-refinement", action="store_true", help="annotate only; no relabelling or subclustering")
+    p.add_argument("--transform", metavar="SPEC", help="transform values first: arcsinh:COFACTOR or log1p")
+    p.add_argument("--no-gpu", action="store_true", help="never use the GPU (rapids-singlecell), even when available")
+    p.add_argument("--random-seed", type=int, default=0, metavar="N", help="seed for PCA/Leiden (default 0)")
+    p.add_argument("--resolution", type=float, default=1.0, metavar="R", help="Leiden resolution (default 1.0)")
+    p.add_argument("--n-pcs", type=int, default=30, metavar="N", help="principal components (capped at usable markers - 1; default 30)")
+    p.add_argument("--neighbors-k", type=int, default=15, metavar="K", help="neighbours in the kNN graph (default 15)")
+    p.add_argument("--key-added", default="ctr", metavar="PREFIX", help="prefix of the obs/uns keys written (default ctr)")
+    p.add_argument("--unit", choices=["cluster", "cell"], default="cluster", help="label clusters (default) or single cells")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--force", action="store_true", help="allow writing into a non-empty output directory")
+    p.set_defaults(func=_cmd_annotate)
+
+
+def _cmd_annotate(args) -> int:
+    from ctr.pipeline import AnnotateOptions, run_annotate
+
+    opts = AnnotateOptions(**{k: v for k, v in vars(args).items() if k in AnnotateOptions.__dataclass_fields__})
+    summary = run_annotate(opts)
+    print(summary.describe())
+    return 0
+
+
+def _cmd_lint(args) -> int:
+    from ctr.rules.lint import lint_target
+
+    report = lint_target(args.ruleset, args.panel)
+    print(report.format_json() if args.format == "json" else report.format_text())
+    return report.exit_code(strict=args.strict)
+
+
+def _cmd_export(args) -> int:
+    from ctr.lang import export_ruleset, load_ruleset
+
+    ruleset = load_ruleset(args.ruleset)
+    path = export_ruleset(ruleset, args.output, args.format)
+    print(f"wrote {path} ({ruleset.cell_type_count} cell types from {ruleset.source_file or args.ruleset})")
+    return 0
+
+
+def _cmd_explain(args) -> int:
+    from ctr.report import explain_run
+
+    print(explain_run(args.run_dir, args.cluster or None, args.format))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from ctr.report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
+    return 0
+
+
+def _cmd_diff(args) -> int:
+    from ctr.report import diff_runs
+
+    print(diff_runs(args.run_a, args.run_b, args.format))
+    return 0
+
+
+def _cmd_rulesets(args) -> int:
+    from ctr.catalogue import format_catalogue
+
+    print(format_catalogue())
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from ctr.pipeline import run_demo
+
+    summary = run_demo(args.output_dir, force=args.force)
+    print(summary.describe())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctr",
+        description="Annotate cell types in clustered single-cell and spatial-proteomics data with declarative tissue rulesets.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"ctr {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    _add_annotate(sub)
+
+    p = sub.add_parser("lint-ruleset", help="check a ruleset (and optionally a panel) and print diagnostics")
+    p.add_argument("ruleset", metavar="NAME|PATH")
+    p.add_argument("--panel", metavar="FILE", help="an .h5ad (its var_names) or a text file of marker names")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--strict", action="store_true", help="warnings also make the exit status 1")
+    p.set_defaults(func=_cmd_lint)
+
+    p = sub.add_parser("export-markers", help="write a ruleset as .ctr, .yaml or .json")
+    p.add_argument("--ruleset", default="fallopian_tube", metavar="NAME|PATH", help="ruleset to export (default fallopian_tube)")
+    p.add_argument("--output", required=True, metavar="FILE")
+    p.add_argument("--format", choices=["json", "yaml", "ctr"], help="default: from the output file's extension")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("explain", help="explain, gate by gate, why each cluster got its label")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--cluster", action="append", metavar="ID", help="only this cluster (repeatable)")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html, a self-contained explain-why report")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("diff", help="what changed between two runs, and the gate and parameter that explain it")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    p.set_defaults(func=_cmd_diff)
+
+    p = sub.add_parser("rulesets", help="list the built-in rulesets and tissue profiles")
+    p.set_defaults(func=_cmd_rulesets)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on data that ships with the install (PBMC, scanpy)")
+    p.add_argument("--output-dir", default="ctr-demo", metavar="DIR", help="run directory (default ./ctr-demo)")
+    p.add_argument("--force", action="store_true", help="overwrite a previous demo run directory")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _print_error(exc: CtrError) -> None:
+    from ctr.diagnostics import DiagnosticList
+
+    if exc.diagnostics:
+        sources = getattr(exc, "sources", {}) or {}
+        for diag in DiagnosticList(exc.diagnostics).sorted():
+            src = sources.get(diag.loc.file) if diag.loc is not None else None
+            print(diag.format(src), file=sys.stderr)
+        n = len([d for d in exc.diagnostics if d.level == "error"])
+        print(f"ctr: error: {exc.message}" if n != 1 or not exc.message else f"ctr: {n} error", file=sys.stderr)
+    else:
+        print(f"ctr: error: {exc}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CtrError as exc:
+        if args.debug:
+            raise
+        _print_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ctr: interrupted; no partial output was left under a final name", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug in ctr, not in the user's input
+        if args.debug:
+            raise
+        print(
+            f"ctr: internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in ctr; rerun with --debug for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Write a run directory: the tables, params.json, output.h5ad. Every file lands atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ctr.io.atomic import write_csv_atomic, write_h5ad_atomic, write_json_atomic
+from ctr.io.rundir import prepare_run_dir
+
+TABLES = {
+    "cluster_annotations.csv": "clusters",
+    "gating_details.csv": "gating",
+    "decision_steps.csv": "trace",
+    "marker_scores.csv": "scores",
+    "marker_evidence.csv": "evidence",
+    "refinement_log.csv": "refinement_log",
+    "marker_resolution.csv": "markers",
+}
+
+
+def write_run(result, run_dir: str | Path, *, adata=None, force: bool = False, extra: dict | None = None,
+              prepared: bool = False) -> Path:
+    """Write ``result`` (an :class:`~ctr.api.AnnotationResult`) into ``run_dir``.
+
+    ``prepared=True`` when the caller already created/validated the directory (the pipeline
+    does so before the expensive steps, so a bad --output-dir fails fast).
+    """
+    run = Path(run_dir) if prepared else prepare_run_dir(run_dir, force=force)
+    for filename, attr in TABLES.items():
+        table = getattr(result, attr)
+        if isinstance(table, pd.DataFrame):
+            write_csv_atomic(run / filename, table)
+    params = result.params.as_dict()
+    params["ruleset"] = {
+        "name": result.ruleset.name,
+        "source_file": result.ruleset.source_file,
+        "sha256": result.ruleset.digest,
+    }
+    params["provenance"] = result.provenance
+    params["tissue"] = result.provenance.get("tissue")
+    if extra:
+        params.update(extra)
+    write_json_atomic(run / "params.json", params)
+    if result.diagnostics:
+        write_json_atomic(run / "input_checks.json", [d.to_dict() for d in result.diagnostics])
+    if adata is not None:
+        write_h5ad_atomic(run / "output.h5ad", adata)
+    return run

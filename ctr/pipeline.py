@@ -1,0 +1,243 @@
+"""``ctr annotate`` and ``ctr demo`` end to end: read -> check -> (transform) -> cluster ->
+annotate -> refine -> write the run directory -> report.
+
+Each stage is a call into the package; this module only orders them, times them and decides
+where outputs go. The input file is only ever read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ctr.errors import InputError, UsageError
+from ctr.progress import Progress
+
+TRANSFORMED_LAYER = "ctr_transformed"
+CLUSTER_KEY = "cluster_lvl0"
+
+
+@dataclass
+class AnnotateOptions:
+    input: str
+    output_dir: str
+    ruleset: str | None = None
+    marker_map: str | None = None
+    tissue: str | None = None
+    preset: str | None = None
+    layer: str | None = None
+    cluster_key: str | None = None
+    annotation_only: bool = False
+    scoring_params: str | None = None
+    gating_params: str | None = None
+    refinement_params: str | None = None
+    refinement_plan: str | None = None
+    skip_refinement: bool = False
+    transform: str | None = None
+    no_gpu: bool = False
+    random_seed: int = 0
+    resolution: float = 1.0
+    n_pcs: int = 30
+    neighbors_k: int = 15
+    key_added: str = "ctr"
+    unit: str = "cluster"
+    no_report: bool = False
+    force: bool = False
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    clusters: pd.DataFrame
+    n_cells: int
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        c = self.clusters
+        unassigned = c["final_annotation"].eq("Unassigned")
+        cells_unassigned = int(c.loc[unassigned, "n_cells"].sum())
+        top = (
+            c.groupby("final_annotation")["n_cells"].sum().sort_values(ascending=False).head(12)
+        )
+        lines = [f"annotated {len(c)} clusters ({self.n_cells} cells) into {c['final_annotation'].nunique()} labels"]
+        lines += [f"  {label:<40} {n:>8} cells" for label, n in top.items()]
+        lines.append(f"  unassigned: {int(unassigned.sum())} clusters, {cells_unassigned} cells "
+                     f"({cells_unassigned / max(self.n_cells, 1):.1%})")
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(f"run directory: {self.run_dir}")
+        lines += [f"  {p}" for p in self.files]
+        lines.append(f"next: ctr explain {self.run_dir}   (why each cluster got its label)")
+        return "\n".join(lines)
+
+
+def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> RunSummary:
+    """The ``ctr annotate`` command."""
+    from ctr.data.anndata_io import read_input
+    from ctr.io.rundir import prepare_run_dir, run_guard
+
+    progress = progress or Progress()
+    if opts.ruleset and opts.marker_map:
+        raise UsageError("--ruleset and --marker-map are alternatives; give one")
+    if Path(opts.output_dir).resolve() == Path(opts.input).resolve().parent and not opts.force:
+        pass  # prepare_run_dir refuses a non-empty directory without --force
+    run_dir = prepare_run_dir(opts.output_dir, force=opts.force)
+    with run_guard(run_dir):
+        with progress.stage("read", opts.input):
+            adata = read_input(opts.input)
+        return annotate_adata(adata, opts, run_dir, progress)
+
+
+def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progress) -> RunSummary:
+    """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``."""
+    from ctr import api
+    from ctr.io.atomic import write_json_atomic
+    from ctr.io.writers import write_run
+
+    notes: list[str] = []
+    layer = opts.layer or _previous_layer(adata, opts.key_added)
+    if opts.transform:
+        layer = _transform(adata, layer, opts.transform, progress)
+    cluster_key = opts.cluster_key
+    extra: dict = {"pipeline": {k: v for k, v in vars(opts).items()}}
+    if opts.annotation_only:
+        if opts.cluster_key is None and CLUSTER_KEY in adata.obs:
+            notes.append(f"reusing the clusters in obs['{CLUSTER_KEY}']")
+    else:
+        cluster_key, info = _cluster(adata, layer, opts, progress)
+        extra["clustering"] = info
+        notes += info.get("warnings", [])
+    with progress.stage("annotate"):
+        result = api.annotate(
+            adata,
+            opts.ruleset,
+            marker_map=opts.marker_map,
+            cluster_key=cluster_key,
+            layer=layer,
+            tissue=opts.tissue,
+            preset=opts.preset,
+            scoring_params=opts.scoring_params,
+            gating_params=opts.gating_params,
+            refinement_params=opts.refinement_params,
+            refinement_plan=opts.refinement_plan,
+            skip_refinement=opts.skip_refinement,
+            random_seed=opts.random_seed,
+            key_added=opts.key_added,
+            annotation_only=True,
+        )
+    if result.provenance.get("ruleset_auto_chosen"):
+        notes.append(
+            f"no ruleset given: chose built-in '{result.ruleset.name}', whose markers the panel covers best "
+            f"({result.provenance['ruleset_panel_share']:.0%}); pass --ruleset to choose"
+        )
+    for diag in result.diagnostics:
+        if diag.level in ("error", "warning"):
+            notes.append(diag.header())
+    adata.uns[opts.key_added]["layer"] = layer or ""
+    with progress.stage("write"):
+        write_run(result, run_dir, adata=adata, extra=extra, prepared=True)
+    files = [run_dir / name for name in ("output.h5ad", "cluster_annotations.csv", "decision_steps.csv")]
+    if not opts.no_report:
+        with progress.stage("report"):
+            from ctr.report import write_report
+
+            files.append(write_report(run_dir))
+    write_json_atomic(run_dir / "timings.json", progress.summary())
+    return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes)
+
+
+def _previous_layer(adata, key_added: str) -> str | None:
+    info = adata.uns.get(key_added)
+    if isinstance(info, dict):
+        layer = info.get("layer")
+        if layer and (layer in adata.layers or layer == "raw"):
+            return str(layer)
+    return None
+
+
+def _transform(adata, layer: str | None, spec: str, progress: Progress) -> str:
+    """Transform the chosen values into ``layers['ctr_transformed']``; the input values stay."""
+    from ctr.data.anndata_io import select_layer
+    from ctr.data.preprocess import apply_transform
+
+    with progress.stage("transform", spec):
+        matrix, _ = select_layer(adata, layer)
+        adata.layers[TRANSFORMED_LAYER] = apply_transform(matrix, spec)
+    return TRANSFORMED_LAYER
+
+
+def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress) -> tuple[str, dict]:
+    from ctr.data.anndata_io import select_layer
+    from ctr.data.cluster import cluster_cells
+    from ctr.data.preprocess import prepare_for_clustering
+
+    if CLUSTER_KEY in adata.obs.columns and not _made_by_ctr(adata, opts.key_added):
+        raise InputError(
+            f"obs['{CLUSTER_KEY}'] already exists and was not written by ctr; refusing to overwrite it",
+            hint=f"reuse it with --annotation-only --cluster-key {CLUSTER_KEY}, or rename the column",
+        )
+    matrix, layer_name = (adata.raw.X, "raw") if layer == "raw" else select_layer(adata, layer)
+    var_names = list(adata.raw.var_names) if layer == "raw" else list(adata.var_names)
+    with progress.stage("preprocess"):
+        prepared = prepare_for_clustering(adata, matrix, var_names)
+    with progress.stage("cluster", f"{adata.n_obs} cells"):
+        result = cluster_cells(
+            prepared.matrix,
+            resolution=opts.resolution,
+            n_pcs=opts.n_pcs,
+            neighbors_k=opts.neighbors_k,
+            random_seed=opts.random_seed,
+            use_gpu=False if opts.no_gpu else None,
+        )
+    adata.obs[CLUSTER_KEY] = pd.Categorical(result.labels, categories=sorted(set(result.labels), key=_natural))
+    if result.embedding_umap is not None:
+        adata.obsm["X_umap"] = result.embedding_umap
+    info = {
+        "backend": result.backend,
+        "n_pcs_used": result.n_pcs_used,
+        "n_clusters": int(len(set(result.labels))),
+        "markers_used": len(prepared.kept),
+        "markers_dropped": getattr(prepared, "dropped", []),
+        "technical_moved": getattr(prepared, "moved", []),
+        "timings": result.timings,
+        "warnings": list(result.warnings) + list(getattr(prepared, "warnings", [])),
+    }
+    return CLUSTER_KEY, info
+
+
+def _made_by_ctr(adata, key_added: str) -> bool:
+    info = adata.uns.get(key_added)
+    return isinstance(info, dict) and "version" in info
+
+
+def _natural(label: str):
+    return (0, int(label), "") if str(label).isdigit() else (1, 0, str(label))
+
+
+def demo_adata():
+    """scanpy's bundled pbmc68k_reduced with its log-normalised genes (``.raw``) as X."""
+    import anndata as ad
+    import scanpy as sc
+
+    pbmc = sc.datasets.pbmc68k_reduced()
+    demo = ad.AnnData(X=pbmc.raw.X.copy(), obs=pbmc.obs[["bulk_labels", "n_genes", "percent_mito", "n_counts"]].copy(),
+                      var=pd.DataFrame(index=pbmc.raw.var_names.copy()))
+    demo.obs = demo.obs.rename(columns={"bulk_labels": "reference_labels"})
+    return demo
+
+
+def run_demo(output_dir: str = "ctr-demo", force: bool = False) -> RunSummary:
+    """The ``ctr demo`` command: the full pipeline on data that ships with scanpy."""
+    from ctr.io.rundir import prepare_run_dir, run_guard
+
+    progress = Progress()
+    opts = AnnotateOptions(input="scanpy:pbmc68k_reduced", output_dir=output_dir, ruleset="pbmc", force=force)
+    run_dir = prepare_run_dir(output_dir, force=force)
+    with run_guard(run_dir):
+        with progress.stage("load demo data", "scanpy pbmc68k_reduced, 700 cells x 765 genes"):
+            adata = demo_adata()
+        summary = annotate_adata(adata, opts, run_dir, progress)
+    summary.notes.append("demo data: scanpy's pbmc68k_reduced (log-normalised genes); obs['reference_labels'] are its FACS-based bulk labels")
+    return summary

@@ -1,0 +1,465 @@
+"""Why each cluster got its label: a view of the trace (decision_steps), never a second engine.
+
+``explain_clusters`` turns a run directory into :class:`ClusterExplanation` records (also used by
+the HTML report); ``explain_run`` renders them as text, markdown or JSON for ``ctr explain``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ctr.errors import InputError, UsageError
+from ctr.report.rundir_view import PATH_SEP, RunDir, load_run
+
+FORMATS = ("text", "markdown", "json")
+
+STOP_REASONS = {
+    "leaf_reached": "reached the most specific type in the ruleset",
+    "no_root_passed": "no top-level cell type passed its gates",
+    "no_child_passed": "no subtype passed its gates, so the label stays at the parent",
+    "ambiguous_root": "two or more top-level types scored too close to call",
+    "ambiguous_siblings": "two or more subtypes scored too close to call, so the label stays at the parent",
+}
+
+# The parameter a user changes to move a gate's threshold (requirement/veto thresholds live in the rule).
+GATE_PARAMETER = {
+    "coverage": "min_coverage",
+    "enrichment": "min_enrichment",
+    "anti_conflict": "anti_penalty_hard_gate",
+}
+
+
+@dataclass
+class GateResult:
+    """One gate evaluation, as recorded in the trace."""
+
+    step: int
+    cell_type: str
+    path: str
+    level: int
+    gate: str
+    subject: str
+    observed: float
+    operator: str
+    threshold: float
+    passed: bool
+    rule_loc: str
+    param_source: str
+    reason: str
+
+    @property
+    def measure(self) -> str:
+        """What was measured, in words: 'EPCAM pos_frac', 'coverage', 'condition ...'."""
+        if self.gate in ("requirement", "veto"):
+            subject = self.subject
+            if not re.search(r"\b(pos_frac|enrichment|median|mean)\b", subject):
+                stat = "enrichment" if "enrichment" in self.reason and "pos_frac" not in self.reason else "pos_frac"
+                subject = f"{subject} {stat}"
+            return subject
+        if self.gate == "condition":
+            return f"condition `{self.subject}`"
+        if self.gate == "anti_conflict":
+            return "anti-marker penalty"
+        if self.gate == "enrichment":
+            return "mean enrichment"
+        return self.gate.replace("_", " ")
+
+    def describe(self) -> str:
+        outcome = "passed" if self.passed else "FAILED"
+        value = "missing from panel" if _isnan(self.observed) else _num(self.observed)
+        name = self.gate.replace("_", " ")
+        what = name if self.measure == name else f"{name} {self.measure}"
+        return (f"{what}: {value} {self.operator} {_num(self.threshold)} {outcome}"
+                f" (rule {self.rule_loc or 'default'}, threshold from {self.param_source or 'default'})")
+
+
+@dataclass
+class Candidate:
+    cell_type: str
+    path: str
+    score: float
+    passed: bool
+    gates: list[GateResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
+
+
+@dataclass
+class LevelDecision:
+    """The candidates gated at one level under one parent, and how the selection went."""
+
+    level: int
+    parent: str
+    candidates: list[Candidate]
+    outcome: str  # winner | ambiguous | none_passed | leaf | (empty when no selection row)
+    chosen: str
+    margin: float
+    min_gap: float
+    gap_loc: str
+    reason: str
+
+    @property
+    def passing(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.passed]
+
+
+@dataclass
+class NearMiss:
+    """What would have to change for the runner-up (or the closest candidate) to win."""
+
+    candidate: str
+    leader: str
+    level: int
+    margin: float
+    changes: list[str]
+    sentence: str
+
+
+@dataclass
+class ClusterExplanation:
+    cluster: str
+    label: str
+    path: list[str]
+    stop_reason: str
+    confidence: float
+    n_cells: int | None
+    score: float
+    levels: list[LevelDecision]
+    near_miss: NearMiss | None
+    closest: Candidate | None  # for Unassigned clusters: the root that came closest
+    votes: dict[str, float]
+    refinement: list[str]
+    summary: str
+
+    def to_dict(self) -> dict:
+        return _json_ready(asdict(self))
+
+
+def explain_run(run_dir: str | Path, clusters: list[str] | None = None, fmt: str = "text") -> str:
+    """Explain, gate by gate, why each cluster (or the ones named) of ``run_dir`` got its label."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown explain format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    explanations = explain_clusters(load_run(run_dir), clusters)
+    if fmt == "json":
+        return json.dumps([e.to_dict() for e in explanations], indent=2)
+    render = render_markdown if fmt == "markdown" else render_text
+    return "\n\n".join(render(e) for e in explanations) + "\n"
+
+
+def explain_clusters(run: RunDir, clusters: list[str] | None = None) -> list[ClusterExplanation]:
+    """Structured explanations of ``clusters`` (all when None), in the run's cluster order."""
+    valid = run.cluster_ids
+    if clusters:
+        unknown = [c for c in clusters if c not in valid]
+        if unknown:
+            raise InputError(f"{run.path}: unknown cluster id(s) {', '.join(map(repr, unknown))}; "
+                             f"valid ids: {', '.join(valid)}")
+    wanted = [c for c in valid if not clusters or c in clusters]
+    return [explain_cluster(run, c) for c in wanted]
+
+
+def explain_cluster(run: RunDir, cluster: str) -> ClusterExplanation:
+    row = run.cluster_row(cluster)
+    levels = _levels(run, cluster)
+    label = str(row.get("final_annotation", ""))
+    path = [p for p in str(row.get("annotation_path", "")).split(PATH_SEP) if p]
+    stop = str(row.get("stop_reason", ""))
+    closest = _closest_root(levels) if not path and levels else None
+    expl = ClusterExplanation(
+        cluster=cluster,
+        label=label,
+        path=path,
+        stop_reason=stop,
+        confidence=_float(row.get("confidence")),
+        n_cells=int(row["n_cells"]) if "n_cells" in row and pd.notna(row["n_cells"]) else None,
+        score=_float(row.get("score")),
+        levels=levels,
+        near_miss=_near_miss(levels, str(row.get("runner_up", ""))),
+        closest=closest,
+        votes=_votes(row, run.trace_of(cluster)),
+        refinement=_refinement(run, row),
+        summary="",
+    )
+    expl.summary = _summary(expl)
+    return expl
+
+
+# --- building the records from the trace -------------------------------------------------------
+
+
+def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
+    trace = run.trace_of(cluster)
+    scores, passed = _candidate_scores(run, cluster)
+    gates = trace.loc[trace["kind"] == "gate"]
+    selects = trace.loc[trace["kind"] == "select"]
+    decisions: list[LevelDecision] = []
+    groups: dict[tuple[int, str], list[GateResult]] = {}
+    for rec in gates.itertuples(index=False):
+        g = _gate(rec)
+        groups.setdefault((g.level, _parent(g.path)), []).append(g)
+    for (level, parent), results in groups.items():
+        by_path: dict[str, Candidate] = {}
+        for g in results:
+            cand = by_path.setdefault(g.path, Candidate(g.cell_type, g.path, scores.get(g.path, math.nan), True))
+            cand.gates.append(g)
+        for cand in by_path.values():
+            cand.passed = passed.get(cand.path, not cand.failed)
+        ranked = sorted(by_path.values(), key=lambda c: (not c.passed, -_sortable(c.score)))
+        sel = selects.loc[(selects["level"] == level) & (selects["path"] == parent)]
+        decisions.append(_decision(level, parent, ranked, sel.iloc[-1] if len(sel) else None))
+    return decisions
+
+
+def _decision(level: int, parent: str, candidates: list[Candidate], sel: pd.Series | None) -> LevelDecision:
+    if sel is None:
+        chosen = candidates[0].cell_type if candidates and candidates[0].passed else ""
+        return LevelDecision(level, parent, candidates, "", chosen, math.nan, math.nan, "", "")
+    return LevelDecision(level, parent, candidates, str(sel["gate"]), str(sel["cell_type"]),
+                         _float(sel["observed"]), _float(sel["threshold"]), str(sel["rule_loc"]), str(sel["reason"]))
+
+
+def _candidate_scores(run: RunDir, cluster: str) -> tuple[dict[str, float], dict[str, bool]]:
+    """Score and pass/fail per node path, from gating_details (marker_scores as a fallback)."""
+    scores: dict[str, float] = {}
+    passed: dict[str, bool] = {}
+    for table in (run.scores, run.gating):
+        if table.empty or "score" not in table.columns:
+            continue
+        rows = table.loc[table["cluster"] == cluster]
+        key = rows["path"] if "path" in rows.columns else rows["cell_type"]
+        scores.update(dict(zip(key, rows["score"].astype(float))))
+        if "passed" in rows.columns:
+            passed.update(dict(zip(key, rows["passed"].astype(bool))))
+    return scores, passed
+
+
+def _gate(rec) -> GateResult:
+    return GateResult(
+        step=int(rec.step) if hasattr(rec, "step") else 0,
+        cell_type=str(rec.cell_type),
+        path=str(rec.path),
+        level=int(rec.level),
+        gate=str(rec.gate),
+        subject=str(rec.subject),
+        observed=_float(rec.observed),
+        operator=str(rec.operator),
+        threshold=_float(rec.threshold),
+        passed=bool(rec.passed),
+        rule_loc=str(getattr(rec, "rule_loc", "")),
+        param_source=str(getattr(rec, "param_source", "")),
+        reason=str(getattr(rec, "reason", "")),
+    )
+
+
+def _parent(path: str) -> str:
+    return path.rsplit(PATH_SEP, 1)[0] if PATH_SEP in path else ""
+
+
+def _closest_root(levels: list[LevelDecision]) -> Candidate | None:
+    roots = [c for d in levels if d.level == 0 for c in d.candidates]
+    if not roots:
+        return None
+    return min(roots, key=lambda c: (len(c.failed), -_sortable(c.score)))
+
+
+def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
+    """The deciding level is the last one; its runner-up is the best candidate that was not chosen."""
+    if not levels:
+        return None
+    last = levels[-1]
+    if last.outcome == "none_passed" or not last.passing:
+        closest = min(last.candidates, key=lambda c: (len(c.failed), -_sortable(c.score)), default=None)
+        if closest is None:
+            return None
+        changes = [_gate_change(g) for g in closest.failed]
+        what = "type" if last.level == 0 else "subtype"
+        sentence = (f"No {what} passed at level {last.level}; the closest was {closest.cell_type}, which needs "
+                    + " and ".join(changes) + ".")
+        return NearMiss(closest.cell_type, "", last.level, math.nan, changes, sentence)
+    leader = last.passing[0]
+    others = [c for c in last.candidates if c is not leader]
+    if not others:
+        return None
+    named = [c for c in others if c.cell_type == runner_up]
+    rival = named[0] if named else others[0]
+    margin = leader.score - rival.score
+    changes: list[str] = []
+    if last.outcome == "ambiguous":
+        changes.append(f"min_gap <= {_num(last.margin)} at level {last.level} (now {_num(last.min_gap)}; "
+                       f"that would make {leader.cell_type} the label)")
+    if rival.failed:
+        changes.append(" and ".join(_gate_change(g) for g in rival.failed))
+    if not _isnan(margin) and margin >= 0:
+        need = margin + (0.0 if _isnan(last.min_gap) else last.min_gap)
+        changes.append(f"a score {_num(need)} higher to win outright ({_num(rival.score)} vs {_num(leader.score)})")
+    verb = f"lost to {leader.cell_type}"
+    by = f" by {_num(margin)}" if not _isnan(margin) else ""
+    sentence = f"{rival.cell_type} {verb}{by} at level {last.level}; it needs " + " or ".join(changes) + "."
+    return NearMiss(rival.cell_type, leader.cell_type, last.level, margin, changes, sentence)
+
+
+def _gate_change(g: GateResult) -> str:
+    """The smallest change that flips a failed gate: the observed value reaching the threshold, or
+    the threshold moving to the observed value."""
+    if _isnan(g.observed):
+        return f"{g.measure.split()[0]} to be present in the panel ({g.gate} at {g.rule_loc})"
+    data_side = f"{g.measure} {g.operator} {_num(g.threshold)} (is {_num(g.observed)})"
+    param = GATE_PARAMETER.get(g.gate)
+    if param:
+        return f"{data_side}, i.e. {param} {_loosen(g.operator)} {_num(g.observed)} at level {g.level}"
+    return f"{data_side}, set by the {g.gate} at {g.rule_loc}"
+
+
+def _loosen(op: str) -> str:
+    return {">=": "<=", ">": "<", "<=": ">=", "<": ">"}.get(op, op)
+
+
+def _votes(row: pd.Series, trace: pd.DataFrame) -> dict[str, float]:
+    text = str(row.get("vote_composition", "") or "")
+    if not text or text == "nan":
+        votes = trace.loc[trace["kind"] == "vote"]
+        if votes.empty:
+            return {}
+        text = str(votes.iloc[-1]["subject"])
+    try:
+        parsed = json.loads(text)
+        if isinstance(parsed, dict):
+            return {str(k): float(v) for k, v in parsed.items()}
+    except (json.JSONDecodeError, TypeError, ValueError):
+        pass
+    out = {}
+    for part in re.split(r"[;,|]", text):
+        m = re.match(r"\s*(.+?)\s*[:=]\s*([-+0-9.eE]+)\s*(%?)\s*$", part)
+        if m:
+            out[m.group(1)] = float(m.group(2)) / (100 if m.group(3) else 1)
+    return out
+
+
+def _refinement(run: RunDir, row: pd.Series) -> list[str]:
+    lines = []
+    action = str(row.get("refinement_action", "") or "")
+    if action and action != "nan":
+        lines.append(f"refinement action: {action}")
+    log = run.refinement
+    if not log.empty and "cluster" in log.columns:
+        for rec in log.loc[log["cluster"] == str(row["cluster"])].to_dict("records"):
+            parts = [f"{k}={v}" for k, v in rec.items() if k != "cluster" and str(v) not in ("", "nan")]
+            lines.append("; ".join(parts))
+    return lines
+
+
+def _summary(e: ClusterExplanation) -> str:
+    cells = f" ({e.n_cells} cells)" if e.n_cells is not None else ""
+    why = STOP_REASONS.get(e.stop_reason, e.stop_reason.replace("_", " "))
+    conf = "uncontested" if e.confidence == math.inf else _num(e.confidence)
+    text = f"Cluster {e.cluster}{cells} is {e.label}: {why} (confidence {conf})."
+    if e.closest is not None and e.closest.failed:
+        text += f" Closest top-level type: {e.closest.cell_type}, failed {', '.join(g.measure for g in e.closest.failed)}."
+    return text
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+
+def level_heading(d: LevelDecision) -> str:
+    where = "top-level types" if d.level == 0 else f"subtypes of {d.parent.split(PATH_SEP)[-1]}"
+    return f"Level {d.level} ({where})"
+
+
+def outcome_sentence(d: LevelDecision) -> str:
+    ranked = ", ".join(f"{c.cell_type} {_num(c.score)}" for c in d.passing) or "none"
+    gap = f"min_gap {_num(d.min_gap)}" + (f" ({d.gap_loc})" if d.gap_loc else "")
+    if d.outcome == "winner":
+        margin = "uncontested" if d.margin == math.inf else f"margin {_num(d.margin)} >= {gap}"
+        return f"{d.chosen} chosen ({margin}); passing: {ranked}"
+    if d.outcome == "ambiguous":
+        return f"too close to call: {ranked}; margin {_num(d.margin)} < {gap}"
+    if d.outcome == "none_passed":
+        return "no candidate passed its gates"
+    if d.outcome == "leaf":
+        return f"{d.chosen} has no subtypes"
+    return f"passing: {ranked}"
+
+
+def render_text(e: ClusterExplanation) -> str:
+    lines = [e.summary]
+    if e.path:
+        lines.append(f"  path: {' > '.join(e.path)}")
+    for d in e.levels:
+        lines.append(f"  {level_heading(d)}: {outcome_sentence(d)}")
+        for c in d.candidates:
+            mark = "passed" if c.passed else "failed"
+            lines.append(f"    - {c.cell_type} (score {_num(c.score)}) {mark}")
+            for g in c.failed:
+                lines.append(f"        {g.describe()}")
+    if e.near_miss:
+        lines.append(f"  near miss: {e.near_miss.sentence}")
+    if e.votes:
+        lines.append("  per-cell votes: " + ", ".join(f"{k} {v:.0%}" for k, v in e.votes.items()))
+    for r in e.refinement:
+        lines.append(f"  {r}")
+    return "\n".join(lines)
+
+
+def render_markdown(e: ClusterExplanation) -> str:
+    lines = [f"## Cluster {e.cluster}: {e.label}", "", e.summary, ""]
+    if e.path:
+        lines += [f"**Path:** {' > '.join(e.path)}", ""]
+    for d in e.levels:
+        lines += [f"### {level_heading(d)}", "", outcome_sentence(d), "",
+                  "| cell type | score | result | failed gates |", "|---|---|---|---|"]
+        for c in d.candidates:
+            failed = "<br>".join(g.describe().replace("|", "\\|") for g in c.failed) or ""
+            lines.append(f"| {c.cell_type} | {_num(c.score)} | {'passed' if c.passed else 'failed'} | {failed} |")
+        lines.append("")
+    if e.near_miss:
+        lines += [f"**Near miss:** {e.near_miss.sentence}", ""]
+    if e.votes:
+        lines += ["**Per-cell votes:** " + ", ".join(f"{k} {v:.0%}" for k, v in e.votes.items()), ""]
+    for r in e.refinement:
+        lines.append(f"- {r}")
+    return "\n".join(lines).rstrip()
+
+
+# --- small numeric helpers ------------------------------------------------------------------------
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _isnan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _sortable(value: float) -> float:
+    return -math.inf if _isnan(value) else value
+
+
+def _num(value: float) -> str:
+    if value is None or _isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.2f}"
+
+
+def _json_ready(obj):
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else ("inf" if obj == math.inf else "-inf" if obj == -math.inf else obj)
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_ready(v) for v in obj]
+    return obj

@@ -1,0 +1,107 @@
+"""Load a run directory (docs/internals.md, "The run directory") into one typed, read-only object.
+
+Every view in ``ctr.report`` starts here, so the file names and the column clean-up (cluster ids
+as strings, booleans as booleans) live in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ctr.errors import InputError
+
+REQUIRED = ("cluster_annotations.csv", "params.json")
+TRACE_NAMES = ("decision_steps.csv", "decision_steps.jsonl")
+OPTIONAL_TABLES = {
+    "gating": "gating_details.csv",
+    "scores": "marker_scores.csv",
+    "evidence": "marker_evidence.csv",
+    "refinement": "refinement_log.csv",
+}
+PATH_SEP = " / "
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The tables of one run. Optional tables are empty frames when the file is absent."""
+
+    path: Path
+    clusters: pd.DataFrame
+    trace: pd.DataFrame
+    params: dict[str, Any]
+    gating: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    refinement: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def cluster_ids(self) -> list[str]:
+        return list(self.clusters["cluster"])
+
+    @property
+    def h5ad(self) -> Path | None:
+        path = self.path / "output.h5ad"
+        return path if path.is_file() else None
+
+    def cluster_row(self, cluster: str) -> pd.Series:
+        return self.clusters.loc[self.clusters["cluster"] == cluster].iloc[0]
+
+    def trace_of(self, cluster: str) -> pd.DataFrame:
+        """The cluster's trace rows in decision order."""
+        rows = self.trace.loc[self.trace["cluster"] == cluster]
+        return rows.sort_values("step", kind="stable") if "step" in rows else rows
+
+
+def load_run(run_dir: str | Path) -> RunDir:
+    """Read ``run_dir``; an ``InputError`` names the missing files when it is not a run directory."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise InputError(f"{path}: not a directory; expected a ctr run directory (made by `ctr annotate`)")
+    missing = [name for name in REQUIRED if not (path / name).is_file()]
+    trace_file = next((path / n for n in TRACE_NAMES if (path / n).is_file()), None)
+    if trace_file is None:
+        missing.append(" or ".join(TRACE_NAMES))
+    if missing:
+        raise InputError(
+            f"{path}: not a ctr run directory; missing {', '.join(missing)}",
+            hint="pass the --output-dir of a finished `ctr annotate` run",
+        )
+    try:
+        params = json.loads((path / "params.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path / 'params.json'}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+    tables = {key: _read_csv(path / name) for key, name in OPTIONAL_TABLES.items() if (path / name).is_file()}
+    clusters = _read_csv(path / "cluster_annotations.csv")
+    if "cluster" not in clusters.columns:
+        raise InputError(f"{path / 'cluster_annotations.csv'}: no 'cluster' column; columns are {', '.join(clusters.columns)}")
+    trace = _read_csv(trace_file) if trace_file.suffix == ".csv" else _read_jsonl(trace_file)
+    return RunDir(path=path, clusters=clusters, trace=trace, params=params, **tables)
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    return _clean(pd.read_json(path, lines=True, dtype=False))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Cluster ids look numeric ("0", "1", "3.1") but are labels: never let pandas parse them.
+    text_cols = {c: str for c in ("cluster", "path", "parent", "annotation_path", "subject", "rule_loc")}
+    return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=True))
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    for col in ("cluster", "path", "parent", "annotation_path", "subject", "rule_loc", "cell_type",
+                "runner_up", "ambiguous_candidates", "vote_composition", "refinement_action", "failed_gates",
+                "root", "root_type", "reason", "gate", "kind", "param_source"):
+        if col in frame.columns:
+            frame[col] = frame[col].where(frame[col].notna(), "").astype(str)
+    if "passed" in frame.columns and frame["passed"].dtype != bool:
+        frame["passed"] = frame["passed"].astype(str).str.lower().isin(["true", "1", "yes"])
+    for col in ("observed", "threshold", "score", "confidence", "margin"):
+        if col in frame.columns:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame

@@ -1,0 +1,427 @@
+"""Semantic checks on a compiled rule graph, alone (CTR25x) and against a marker panel (CTR30x).
+
+:func:`lint` returns diagnostics as values; :func:`lint_target` compiles a ruleset by name or
+path, lints it (optionally against a panel file) and packages the result for ``ctr lint-ruleset``.
+Severities are chosen so that an error means "this ruleset cannot work as written" and a warning
+means "this probably does not do what you meant"; docs/codes/lint.md explains each code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, did_you_mean, register
+from ctr.rules.expr import markers_in
+from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
+from ctr.rules.model import CellType, Ruleset
+from ctr.rules.params import level_params
+
+POS_AND_ANTI = register("CTR250", "error", "marker is both positive and anti on one cell type")
+NO_MARKERS = register("CTR251", "error", "cell type has no positive markers")
+REQUIRE_UNLISTED = register("CTR252", "warning", "requirement on a marker the cell type does not list")
+VETO_UNLISTED = register("CTR253", "warning", "veto on a marker that is not an anti-marker of the cell type")
+VETO_POSITIVE = register("CTR254", "error", "veto marker is also a positive marker of the cell type")
+ALIAS_CONFLICT = register("CTR255", "error", "alias name appears in more than one place")
+THRESHOLD_UNUSED = register("CTR256", "warning", "absolute threshold on a marker no rule uses")
+THRESHOLD_DUPLICATE = register("CTR257", "error", "two absolute thresholds for one marker")
+CONDITION_UNLISTED = register("CTR258", "info", "condition uses a marker the cell type does not list")
+MARKER_REPEATED = register("CTR259", "warning", "marker listed twice on one cell type")
+
+PANEL_MISSING = register("CTR300", "warning", "marker not found in the panel")
+NEVER_COVERED = register("CTR301", "warning", "cell type can never pass its coverage gate with this panel")
+INDISTINGUISHABLE = register("CTR302", "warning", "sibling cell types have identical resolved markers")
+REQUIRE_MISSING = register("CTR303", "warning", "required marker is missing from the panel")
+NO_OVERLAP = register("CTR304", "error", "no ruleset marker is present in the panel")
+ALIAS_SHADOWS = register("CTR305", "warning", "alias joins names the panel has as separate markers")
+SAME_PANEL_MARKER = register("CTR306", "warning", "two markers of one cell type resolve to the same panel marker")
+
+
+def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnostic]:
+    """Every structural problem of ``ruleset``, plus panel problems when ``panel`` is given."""
+    out: list[Diagnostic] = []
+    for node in ruleset.walk():
+        out += _check_node(node)
+    out += _check_aliases(ruleset)
+    out += _check_thresholds(ruleset)
+    if panel is not None:
+        out += _check_panel(ruleset, list(panel))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# structure
+
+
+def _check_node(node: CellType) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    where = f"cell type '{node.path_str}'"
+    positives = set(node.marker_names)
+    antis = set(node.anti_names)
+
+    if not node.markers:
+        leaf = not node.children
+        out.append(
+            Diagnostic(
+                NO_MARKERS,
+                f"{where} has no positive markers, so its coverage is always 0 and it can never pass"
+                + ("" if leaf else " (its subtypes are never reached)"),
+                node.loc,
+                severity="error" if leaf else "warning",
+                hint="add a `markers` line with the markers that define this type",
+            )
+        )
+    for kind, refs in (("markers", node.markers), ("anti", node.anti)):
+        counts = Counter(r.name for r in refs)
+        for ref in refs:
+            if counts[ref.name] > 1:
+                counts[ref.name] = 0  # report once
+                out.append(
+                    Diagnostic(
+                        MARKER_REPEATED,
+                        f"marker '{ref.name}' is listed more than once in the {kind} of {where}",
+                        ref.loc or node.loc,
+                        hint="remove the repeat; a repeated marker weighs double in coverage and scores",
+                    )
+                )
+    for ref in node.anti:
+        if ref.name in positives:
+            out.append(
+                Diagnostic(
+                    POS_AND_ANTI,
+                    f"marker '{ref.name}' is both a positive marker and an anti-marker of {where}",
+                    ref.loc or node.loc,
+                    hint="keep it in `markers` or in `anti`, not both",
+                )
+            )
+    for req in node.requires:
+        if req.marker not in positives:
+            out.append(
+                Diagnostic(
+                    REQUIRE_UNLISTED,
+                    f"requirement on '{req.marker}', which is not among the markers of {where}"
+                    + did_you_mean(req.marker, positives),
+                    req.loc or node.loc,
+                    hint=f"add '{req.marker}' to the `markers` of this type, or fix the name",
+                )
+            )
+    for veto in node.vetoes:
+        for marker in veto.markers:
+            if marker in positives:
+                out.append(
+                    Diagnostic(
+                        VETO_POSITIVE,
+                        f"veto on '{marker}', which is a positive marker of {where}: the type vetoes itself",
+                        veto.loc or node.loc,
+                        hint=f"remove '{marker}' from the veto or from `markers`",
+                    )
+                )
+            elif marker not in antis:
+                out.append(
+                    Diagnostic(
+                        VETO_UNLISTED,
+                        f"veto on '{marker}', which is not an anti-marker of {where}"
+                        + did_you_mean(marker, antis),
+                        veto.loc or node.loc,
+                        hint=f"add '{marker}' to the `anti` markers of this type so its score reflects it too",
+                    )
+                )
+    mentioned = positives | antis | {r.marker for r in node.requires} | {m for v in node.vetoes for m in v.markers}
+    for cond in node.conditions:
+        for marker in dict.fromkeys(markers_in(cond.expr)):
+            if marker not in mentioned:
+                out.append(
+                    Diagnostic(
+                        CONDITION_UNLISTED,
+                        f"condition `{cond.render()}` uses '{marker}', which {where} does not list"
+                        + did_you_mean(marker, mentioned),
+                        cond.loc or node.loc,
+                        hint=f"check the name, or list '{marker}' in `markers` or `anti`",
+                    )
+                )
+    return out
+
+
+def _check_aliases(ruleset: Ruleset) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    first_seen: dict[str, tuple[str, SourceLoc | None]] = {}
+    for alias in ruleset.aliases:
+        for name in (alias.canonical, *alias.synonyms):
+            key = name.lower()
+            if key in first_seen:
+                other, other_loc = first_seen[key]
+                where = f" (first in the alias for '{other}' at {other_loc})" if other_loc else f" (first in the alias for '{other}')"
+                out.append(
+                    Diagnostic(
+                        ALIAS_CONFLICT,
+                        f"'{name}' appears twice in the alias table{where}; a name may belong to one alias only",
+                        alias.loc,
+                        hint="merge the two alias lines into one",
+                    )
+                )
+            else:
+                first_seen[key] = (alias.canonical, alias.loc)
+    return out
+
+
+def _rule_markers(ruleset: Ruleset) -> set[str]:
+    used: set[str] = set()
+    for node in ruleset.walk():
+        used |= set(node.marker_names) | set(node.anti_names)
+        used |= {r.marker for r in node.requires}
+        used |= {m for v in node.vetoes for m in v.markers}
+        used |= {m for c in node.conditions for m in markers_in(c.expr)}
+    return used
+
+
+def _check_thresholds(ruleset: Ruleset) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    used = _rule_markers(ruleset)
+    seen: dict[str, SourceLoc | None] = {}
+    for thr in ruleset.thresholds:
+        if thr.marker in seen:
+            out.append(
+                Diagnostic(
+                    THRESHOLD_DUPLICATE,
+                    f"second absolute threshold for '{thr.marker}'" + (f" (first at {seen[thr.marker]})" if seen[thr.marker] else ""),
+                    thr.loc,
+                    hint="keep one `threshold` line per marker",
+                )
+            )
+        seen.setdefault(thr.marker, thr.loc)
+        if thr.marker not in used:
+            out.append(
+                Diagnostic(
+                    THRESHOLD_UNUSED,
+                    f"threshold on '{thr.marker}', which no cell type uses" + did_you_mean(thr.marker, used),
+                    thr.loc,
+                    hint="fix the marker name, or remove the threshold",
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# panel
+
+
+def _first_loc(ruleset: Ruleset, marker: str) -> SourceLoc | None:
+    """Where a marker is first mentioned (for a diagnostic about the marker itself)."""
+    for node in ruleset.walk():
+        for ref in node.markers + node.anti:
+            if ref.name == marker:
+                return ref.loc or node.loc
+        for req in node.requires:
+            if req.marker == marker:
+                return req.loc or node.loc
+        for veto in node.vetoes:
+            if marker in veto.markers:
+                return veto.loc or node.loc
+        for cond in node.conditions:
+            if marker in markers_in(cond.expr):
+                return cond.loc or node.loc
+    for thr in ruleset.thresholds:
+        if thr.marker == marker:
+            return thr.loc
+    return None
+
+
+def _check_panel(ruleset: Ruleset, panel: list[str]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    res = resolve_markers(ruleset, panel)
+    if not res.mapping:
+        out.append(
+            Diagnostic(
+                NO_OVERLAP,
+                f"none of the {len(res.missing)} markers of ruleset '{ruleset.name}' is in the panel "
+                f"({len(panel)} names, e.g. {', '.join(panel[:5])})",
+                ruleset.loc,
+                hint="check that the panel is the right file (genes vs proteins?), or add `alias` lines",
+            )
+        )
+        return out
+    for marker in res.missing:
+        out.append(
+            Diagnostic(
+                PANEL_MISSING,
+                f"marker '{marker}' is not in the panel" + did_you_mean(marker, panel),
+                _first_loc(ruleset, marker),
+                hint="fix the name, add an `alias` to the panel's name, or drop the marker if the panel lacks it",
+            )
+        )
+    index = PanelIndex(panel)
+    groups = alias_groups(ruleset)
+    for group, alias in zip(groups, ruleset.aliases):
+        present = list(dict.fromkeys(p for p in (index._direct(n) for n in group) if p is not None))
+        if len(present) > 1:
+            out.append(
+                Diagnostic(
+                    ALIAS_SHADOWS,
+                    f"the alias for '{alias.canonical}' joins {', '.join(repr(p) for p in present)}, "
+                    "which the panel has as separate markers; each name still resolves to its own column",
+                    alias.loc,
+                    hint="remove the alias, or the names from it that the panel measures separately",
+                )
+            )
+    missing = set(res.missing)
+    for node in ruleset.walk():
+        out += _check_node_panel(ruleset, node, res.mapping, missing)
+    for parent_children in [ruleset.roots] + [n.children for n in ruleset.walk()]:
+        out += _check_siblings(parent_children, res.mapping)
+    return out
+
+
+def _check_node_panel(ruleset: Ruleset, node: CellType, mapping: dict[str, str], missing: set[str]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    where = f"cell type '{node.path_str}'"
+    positives = list(dict.fromkeys(node.marker_names))
+    resolved = [m for m in positives if m in mapping]
+    if positives:
+        params = level_params(ruleset.gating, node.level, node.overrides)
+        best = len(resolved) / len(positives)
+        if params.min_coverage is not None and best < params.min_coverage:
+            absent = [m for m in positives if m not in mapping]
+            out.append(
+                Diagnostic(
+                    NEVER_COVERED,
+                    f"{where} can never be assigned: only {len(resolved)} of its {len(positives)} markers are in "
+                    f"the panel (coverage at most {best:.2f} < min_coverage {params.min_coverage:.2f}); "
+                    f"missing: {', '.join(absent)}",
+                    node.loc,
+                    hint="replace the missing markers with ones the panel measures, or lower `min_coverage` on this type",
+                )
+            )
+    by_panel: dict[str, str] = {}
+    for marker in resolved:
+        panel_name = mapping[marker]
+        if panel_name in by_panel:
+            out.append(
+                Diagnostic(
+                    SAME_PANEL_MARKER,
+                    f"'{by_panel[panel_name]}' and '{marker}' of {where} both resolve to the panel marker "
+                    f"'{panel_name}', which then counts twice",
+                    node.loc,
+                    hint="keep one of them",
+                )
+            )
+        else:
+            by_panel[panel_name] = marker
+    for req in node.requires:
+        if req.marker in missing:
+            out.append(
+                Diagnostic(
+                    REQUIRE_MISSING,
+                    f"{where} can never be assigned: it requires '{req.marker}', which is not in the panel",
+                    req.loc or node.loc,
+                    hint="require a marker the panel measures (or add an `alias`), or drop the requirement",
+                )
+            )
+    return out
+
+
+def _check_siblings(siblings: list[CellType], mapping: dict[str, str]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    seen: dict[frozenset[str], CellType] = {}
+    for node in siblings:
+        key = frozenset(mapping[m] for m in node.marker_names if m in mapping)
+        if not key:
+            continue
+        if key in seen:
+            other = seen[key]
+            out.append(
+                Diagnostic(
+                    INDISTINGUISHABLE,
+                    f"'{node.name}' and '{other.name}' have the same markers in this panel "
+                    f"({', '.join(sorted(key))}), so only anti-markers and rules can tell them apart",
+                    node.loc,
+                    hint="add a marker the panel measures that is specific to one of them",
+                )
+            )
+        else:
+            seen[key] = node
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the lint-ruleset command
+
+
+@dataclass
+class LintReport:
+    """What ``ctr lint-ruleset`` prints: compile diagnostics followed by lint diagnostics."""
+
+    target: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # file -> text, for caret excerpts
+    ruleset: Ruleset | None = None
+    panel_path: str | None = None
+    resolution: list[dict] | None = None
+
+    def count(self, severity: str) -> int:
+        return sum(1 for d in self.diagnostics if d.level == severity)
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 clean, 1 with errors (or with warnings when ``strict``)."""
+        if self.count("error") or (strict and self.count("warning")):
+            return 1
+        return 0
+
+    def summary(self) -> str:
+        def plural(n: int, word: str) -> str:
+            return f"{n} {word}{'' if n == 1 else 's'}"
+
+        text = f"{plural(self.count('error'), 'error')}, {plural(self.count('warning'), 'warning')}"
+        if self.count("info"):
+            text += f", {self.count('info')} info"
+        return text
+
+    def sorted_diagnostics(self) -> list[Diagnostic]:
+        return DiagnosticList(list(self.diagnostics)).sorted()
+
+    def format_text(self) -> str:
+        blocks = []
+        for diag in self.sorted_diagnostics():
+            source = self.sources.get(diag.loc.file) if diag.loc is not None and diag.loc.file else None
+            blocks.append(diag.format(source))
+        name = self.ruleset.name if self.ruleset is not None else self.target
+        panel = f" against panel {self.panel_path}" if self.panel_path else ""
+        blocks.append(f"{name}{panel}: {self.summary()}")
+        return "\n".join(blocks)
+
+    def format_json(self) -> str:
+        return json.dumps(
+            {
+                "target": self.target,
+                "ruleset": self.ruleset.name if self.ruleset is not None else None,
+                "panel": self.panel_path,
+                "summary": {s: self.count(s) for s in ("error", "warning", "info")},
+                "diagnostics": [d.to_dict() for d in self.sorted_diagnostics()],
+                "resolution": self.resolution,
+            },
+            indent=2,
+        )
+
+
+def lint_target(source: str, panel_path: str | None = None) -> LintReport:
+    """Compile ruleset ``source`` (built-in name or path), lint it, and lint it against the
+    panel file when one is given. Problems are diagnostics in the report, not exceptions,
+    except an unreadable panel file (:class:`~ctr.errors.InputError`)."""
+    from ctr.data.panel import read_panel
+    from ctr.lang import compile_ruleset
+
+    panel = read_panel(panel_path) if panel_path is not None else None
+    result = compile_ruleset(source)
+    report = LintReport(
+        target=source,
+        diagnostics=list(result.diagnostics),
+        sources=dict(result.sources or {}),
+        ruleset=result.ruleset,
+        panel_path=str(panel_path) if panel_path is not None else None,
+    )
+    if result.ruleset is not None and not any(d.level == "error" for d in result.diagnostics):
+        report.diagnostics += lint(result.ruleset, panel)
+        if panel is not None:
+            report.resolution = resolve_markers(result.ruleset, panel).table()
+    return report

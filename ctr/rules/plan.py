@@ -1,0 +1,137 @@
+"""The manual refinement plan (``--refinement-plan plan.yaml``).
+
+```yaml
+override:                 # set a label outright (free text), e.g. from an expert's review
+  - {cluster: "7", label: "Doublets", reason: "CD3+CD19+ co-expression"}
+merge:                    # pool clusters, then annotate the pooled cluster again
+  - {clusters: ["3", "5"], into: "3", reason: "split by batch only"}
+subcluster:               # Leiden on the cluster's cells, the pieces annotated again
+  - {cluster: "2", resolution: 0.8}
+relabel:                  # move to a node of the ruleset (name or " / "-joined path)
+  - {cluster: "4", to: "Epithelium / Secretory Epithelium"}
+```
+Operations apply in the order override, merge, subcluster, relabel, before the automatic policy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ctr.diagnostics import did_you_mean
+from ctr.errors import ParameterError
+from ctr.rules.model import PATH_SEP, Ruleset
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = "manual plan"
+
+    @field_validator("cluster", "into", mode="before", check_fields=False)
+    @classmethod
+    def _str(cls, v):
+        return None if v is None else str(v)
+
+
+class Override(_Op):
+    cluster: str
+    label: str
+
+
+class Merge(_Op):
+    clusters: list[str] = Field(min_length=2)
+    into: str | None = None
+
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _strs(cls, v):
+        return [str(x) for x in v] if isinstance(v, list) else v
+
+
+class Subcluster(_Op):
+    cluster: str
+    resolution: float | None = Field(None, gt=0)
+
+
+class Relabel(_Op):
+    cluster: str
+    to: str
+
+
+class RefinementPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    override: list[Override] = Field(default_factory=list)
+    merge: list[Merge] = Field(default_factory=list)
+    subcluster: list[Subcluster] = Field(default_factory=list)
+    relabel: list[Relabel] = Field(default_factory=list)
+
+    def named_clusters(self) -> list[str]:
+        names = [op.cluster for op in self.override + self.subcluster + self.relabel]
+        for op in self.merge:
+            names += op.clusters
+        return names
+
+
+def load_plan(source: str | Path | dict) -> RefinementPlan:
+    """Read and validate a plan (a YAML file path or a dict)."""
+    origin = "refinement plan"
+    data = source
+    if not isinstance(source, dict):
+        path = Path(source)
+        origin = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ParameterError(f"{path}: cannot read the refinement plan: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            raise ParameterError(f"{where}: invalid YAML in the refinement plan: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"{origin}: a refinement plan is a mapping with keys override, merge, subcluster, relabel")
+    try:
+        return RefinementPlan.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                key = str(err["loc"][-1])
+                problems.append(f"unknown key '{where}'{did_you_mean(key, ['override', 'merge', 'subcluster', 'relabel', 'cluster', 'clusters', 'label', 'into', 'to', 'resolution', 'reason'])}")
+            else:
+                problems.append(f"'{where}': {err['msg']}")
+        raise ParameterError(f"{origin}: " + "; ".join(problems)) from None
+
+
+def check_plan(plan: RefinementPlan, clusters: list[str], ruleset: Ruleset, origin: str = "refinement plan") -> None:
+    """Every named cluster must exist and every relabel target must be a node of the ruleset."""
+    known = set(clusters)
+    unknown = [c for c in plan.named_clusters() if c not in known]
+    if unknown:
+        raise ParameterError(
+            f"{origin}: unknown cluster(s) {', '.join(repr(c) for c in dict.fromkeys(unknown))}"
+            f"{did_you_mean(unknown[0], clusters)}; the clusters are: {', '.join(clusters[:40])}"
+            + (" ..." if len(clusters) > 40 else "")
+        )
+    for op in plan.relabel:
+        resolve_target(ruleset, op.to, origin)
+
+
+def resolve_target(ruleset: Ruleset, target: str, origin: str = "refinement plan"):
+    """A relabel target: a full path, or a name that is unique in the ruleset."""
+    nodes = list(ruleset.walk())
+    by_path = {n.path_str: n for n in nodes}
+    if target in by_path:
+        return by_path[target]
+    named = [n for n in nodes if n.name == target]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise ParameterError(f"{origin}: '{target}' names {len(named)} cell types; write the path, one of: "
+                             + ", ".join(n.path_str for n in named))
+    raise ParameterError(f"{origin}: '{target}' is not a cell type of ruleset '{ruleset.name}'"
+                         f"{did_you_mean(target, [n.name for n in nodes])}; paths are written 'Parent{PATH_SEP}Child'")
