@@ -84,10 +84,11 @@ def _ruleset_from_previous_run(adata, key_added: str) -> Ruleset | None:
     if not isinstance(info, dict) or "ruleset" not in info:
         return None
     rs = info["ruleset"]
-    text, fmt, name = rs.get("source_text"), rs.get("format", "ctr"), rs.get("source_file", "previous-run.ctr")
+    text = rs.get("compiled_text")  # the flattened ruleset (includes resolved), in the DSL
     if not text:
         return None
-    result = compile_ruleset(str(name), text=str(text), fmt=str(fmt))
+    name = f"{rs.get('name', 'previous-run')} (from {key_added} run in the input file)"
+    result = compile_ruleset(name, text=str(text), fmt="ctr")
     return result.ruleset if not any(d.level == "error" for d in result.diagnostics) else None
 
 
@@ -312,6 +313,8 @@ def uns_record(result: AnnotationResult, key_added: str) -> dict:
     """What ``uns[key_added]`` holds: version, parameters, ruleset source and hash, provenance."""
     import json
 
+    from ctr.lang import export_text
+
     rs = result.ruleset
     fmt = Path(rs.source_file).suffix.lstrip(".") if rs.source_file else "ctr"
     return {
@@ -323,6 +326,7 @@ def uns_record(result: AnnotationResult, key_added: str) -> dict:
             "source_file": rs.source_file or "",
             "format": {"yml": "yaml"}.get(fmt, fmt) or "ctr",
             "source_text": rs.source_text,
+            "compiled_text": export_text(rs, "ctr"),
             "sha256": rs.digest,
         },
         "provenance": json.dumps(result.provenance, default=str),

@@ -100,9 +100,19 @@ def _cmd_diff(args) -> int:
 
 
 def _cmd_rulesets(args) -> int:
-    from ctr.catalogue import format_catalogue
+    from ctr.rules.catalogue import list_catalogue
 
-    print(format_catalogue())
+    catalogue = list_catalogue()
+    print("Built-in rulesets (ctr annotate --ruleset NAME):")
+    for rs in catalogue["rulesets"]:
+        status = f"ERROR: {rs['error']}" if rs.get("error") else f"{rs['cell_types']} cell types"
+        print(f"  {rs['name']:<24} {status:<16} {rs['description']}")
+    print("\nTissue profiles (ctr annotate --tissue NAME):")
+    for t in catalogue["tissues"]:
+        aliases = f" (also: {', '.join(t['aliases'])})" if t["aliases"] else ""
+        print(f"  {t['name']:<24} ruleset {t['ruleset']}, preset {t['preset'] or 'none'}{aliases}")
+        if t.get("description"):
+            print(f"  {'':<24} {t['description']}")
     return 0
 
 
@@ -167,17 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_error(exc: CtrError) -> None:
+    """Located diagnostics first (with source excerpts when known), then one summary line."""
     from ctr.diagnostics import DiagnosticList
 
-    if exc.diagnostics:
-        sources = getattr(exc, "sources", {}) or {}
-        for diag in DiagnosticList(exc.diagnostics).sorted():
-            src = sources.get(diag.loc.file) if diag.loc is not None else None
-            print(diag.format(src), file=sys.stderr)
-        n = len([d for d in exc.diagnostics if d.level == "error"])
-        print(f"ctr: error: {exc.message}" if n != 1 or not exc.message else f"ctr: {n} error", file=sys.stderr)
-    else:
+    if not exc.diagnostics:
         print(f"ctr: error: {exc}", file=sys.stderr)
+        return
+    diags = DiagnosticList(exc.diagnostics)
+    sources = getattr(exc, "sources", None) or {}
+    for diag in diags.sorted():
+        src = sources.get(diag.loc.file) if diag.loc is not None else None
+        print(diag.format(src), file=sys.stderr)
+    n_err, n_warn = len(diags.errors), len(diags.warnings)
+    print(f"ctr: error: {n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ fallopian-tube-like ruleset (``RULESET_SOURCE``):
 
 - ``0`` Ciliated Epithelium, leaf reached (beat Secretory Epithelium by 0.60);
 - ``1`` Epithelium, ambiguous between Secretory and Ciliated Epithelium (margin 0.04 < min_gap 0.30);
-- ``2`` Unassigned: Epithelium fails level-0 coverage (0.40 < 0.50), Immune fails its PTPRC requirement;
+- ``2`` Unassigned: Epithelium fails level-0 coverage (0.40 < 0.50), Immune its PTPRC requirement and coverage;
   with ``min_coverage_l0 <= 0.40`` it becomes Epithelium (no child passed);
 - ``3`` T cell: Epithelium vetoed by PTPRC (0.60 > 0.25, line 7);
 - ``4`` Stromal, the only root that passed.
@@ -74,9 +74,9 @@ def _cluster_plan(cluster: str, min_cov0: float, cov_loc: str, cov_src: str) -> 
     """(level, parent path, [(cell type, score, gates)]) for every level the cluster was gated at."""
     cov0 = lambda obs: _coverage(obs, min_cov0, cov_loc, cov_src)  # noqa: E731
     cov1 = lambda obs: _coverage(obs, 0.40)  # noqa: E731
-    epcam = lambda obs: _gate("requirement", "EPCAM", obs, ">=", 0.5, REQUIRE_EPCAM, "node")  # noqa: E731
-    ptprc_veto = lambda obs: _gate("veto", "PTPRC", obs, "<=", 0.25, VETO_PTPRC, "node")  # noqa: E731
-    ptprc_req = lambda obs: _gate("requirement", "PTPRC", obs, ">=", 0.4, REQUIRE_PTPRC, "node")  # noqa: E731
+    epcam = lambda obs: _gate("requirement", "pos_frac(EPCAM)", obs, ">=", 0.5, REQUIRE_EPCAM, "ruleset")  # noqa: E731
+    ptprc_veto = lambda obs: _gate("veto", "pos_frac(PTPRC)", obs, "<=", 0.25, VETO_PTPRC, "ruleset")  # noqa: E731
+    ptprc_req = lambda obs: _gate("requirement", "pos_frac(PTPRC)", obs, ">=", 0.4, REQUIRE_PTPRC, "ruleset")  # noqa: E731
     if cluster == "0":
         return [
             (0, "", [("Epithelium", 1.80, [epcam(0.81), ptprc_veto(0.02), cov0(1.0)]),
@@ -95,7 +95,7 @@ def _cluster_plan(cluster: str, min_cov0: float, cov_loc: str, cov_src: str) -> 
         ]
     if cluster == "2":
         plan = [(0, "", [("Epithelium", 0.70, [epcam(0.55), ptprc_veto(0.10), cov0(0.4)]),
-                         ("Immune", 0.20, [ptprc_req(0.21), cov0(0.5)]),
+                         ("Immune", 0.20, [ptprc_req(0.21), cov0(0.3)]),
                          ("Stromal", -0.30, [cov0(0.0)])])]
         if min_cov0 <= 0.4:
             plan.append((1, "Epithelium", [("Ciliated Epithelium", 0.10, [cov1(0.33)]),
@@ -123,8 +123,7 @@ def _decide(cluster: str, plan: list[tuple]) -> tuple[list[dict], list[dict], di
         passing = []
         for name, cand_score, gates in candidates:
             node_path = SEP.join([parent, name]) if parent else name
-            failed = [g["gate"] + (f":{g['subject']}" if g["gate"] in ("requirement", "veto") else "")
-                      for g in gates if not g["passed"]]
+            failed = list(dict.fromkeys(g["gate"] for g in gates if not g["passed"]))
             for g in gates:
                 trace.append({"cluster": cluster, "level": level, "path": node_path, "cell_type": name, **g,
                               "reason": f"{g['gate']} {g['subject']} {g['observed']:.2f} {g['operator']} {g['threshold']:.2f}"
@@ -141,7 +140,7 @@ def _decide(cluster: str, plan: list[tuple]) -> tuple[list[dict], list[dict], di
         passing.sort(key=lambda t: -t[1])
         gap = 0.25 if level == 0 else 0.30
         gap_loc = LEVEL0 if level == 0 else "default"
-        names = ", ".join(f"{n} ({s:.2f})" for n, s in passing)
+        names = "; ".join(f"{n} {s:.2f}" for n, s in passing)
         base = {"cluster": cluster, "level": level, "path": parent, "kind": "select", "operator": ">=",
                 "threshold": gap, "rule_loc": gap_loc, "param_source": "default"}
         if not passing:
@@ -154,12 +153,21 @@ def _decide(cluster: str, plan: list[tuple]) -> tuple[list[dict], list[dict], di
             stop = "ambiguous_root" if level == 0 else "ambiguous_siblings"
             ambiguous = ";".join(n for n, _ in passing)
             runner_up = passing[1][0]
-            trace.append({**base, "cell_type": passing[0][0], "gate": "ambiguous", "subject": names,
+            trace.append({**base, "cell_type": "~".join(n for n, _ in passing), "gate": "ambiguous", "subject": names,
                           "observed": margin, "passed": False,
                           "reason": f"{passing[0][0]} leads {passing[1][0]} by {margin:.2f}, less than min_gap {gap:.2f}"})
+            trace.append({**base, "kind": "vote", "gate": "vote", "cell_type": "~".join(n for n, _ in passing),
+                          "subject": ambiguous, "observed": 0.42, "threshold": 0.1, "passed": True,
+                          "reason": "per-cell votes (evidence only; the label is unchanged)"})
             break
         trace.append({**base, "cell_type": passing[0][0], "gate": "winner", "subject": names, "observed": margin,
                       "passed": True, "reason": f"{passing[0][0]} wins by {margin:.2f}"})
+        if level == len(plan) - 1:
+            leaf_path = SEP.join([parent, passing[0][0]]) if parent else passing[0][0]
+            trace.append({**base, "level": level, "path": leaf_path, "cell_type": passing[0][0], "gate": "leaf",
+                          "subject": passing[0][0], "observed": math.nan, "operator": "", "threshold": math.nan,
+                          "passed": True, "rule_loc": "", "param_source": "",
+                          "reason": f"{passing[0][0]} has no subtypes: the descent ends here"})
         runner_up = passing[1][0] if len(passing) > 1 else ""
         margins.append(margin)
         path.append(passing[0][0])
@@ -173,10 +181,10 @@ def _decide(cluster: str, plan: list[tuple]) -> tuple[list[dict], list[dict], di
         label = "~".join(ambiguous.split(";"))
     votes = ""
     if ambiguous:
-        votes = json.dumps({"Secretory Epithelium": 0.42, "Ciliated Epithelium": 0.38, "Uncertain": 0.20})
+        votes = "Secretory Epithelium:0.42;Ciliated Epithelium:0.38;Uncertain:0.20"
     confidence = min(margins) if margins else 0.0
-    row = {"cluster": cluster, "final_annotation": label, "annotation_path": SEP.join(path),
-           "level": len(path) - 1, "root": path[0] if path else "", "score": score,
+    row = {"cluster": cluster, "final_annotation": label, "annotation_path": SEP.join(path) or label,
+           "level": len(path) - 1, "root": path[0] if path else label, "score": score if path else math.nan,
            "confidence": confidence, "stop_reason": stop, "n_cells": N_CELLS[cluster], "runner_up": runner_up,
            "ambiguous_candidates": ambiguous, "vote_composition": votes,
            "refinement_action": "skip" if cluster != "1" else "relabel"}
@@ -254,3 +262,69 @@ def write_rundir(out: Path, *, min_coverage_l0: float = 0.5, with_h5ad: bool = T
         adata.obsm["X_umap"] = umap.astype(np.float32)
         adata.write_h5ad(out / "output.h5ad")
     return out
+
+
+# --- a real run of the engine on synthetic data ----------------------------------------------------
+
+REAL_RULESET = """ruleset tiny "explain-why test ruleset"
+level 0 { min_coverage 0.6  min_enrichment -2 }
+
+type Epithelium {
+  markers EPCAM, KRT8, CDH1, KRT18
+  require EPCAM pos_frac >= 0.5
+  veto PTPRC pos_frac > 0.25
+  type Ciliated { markers FOXJ1, CAPS }
+  type Secretory { markers PAX8, OVGP1 }
+}
+type Immune {
+  markers PTPRC, CD3E
+}
+"""
+REAL_REQUIRE_LINE = 6
+REAL_VETO_LINE = 7
+REAL_MARKERS = ["EPCAM", "KRT8", "CDH1", "KRT18", "FOXJ1", "CAPS", "PAX8", "OVGP1", "PTPRC", "CD3E"]
+# cluster -> the markers its cells express (everything else is background noise)
+REAL_CLUSTERS = {
+    "0": ["EPCAM", "KRT8", "CDH1", "KRT18", "FOXJ1", "CAPS"],  # Ciliated
+    "1": ["KRT8", "CDH1", "KRT18"],  # epithelial but no EPCAM: the requirement (line 6) fails
+    "2": ["EPCAM", "KRT8", "CDH1", "KRT18", "PTPRC", "CD3E"],  # PTPRC+: the veto (line 7) fails
+    "3": ["PTPRC", "CD3E"],  # Immune
+    "4": ["EPCAM", "KRT8", "CDH1", "KRT18", "FOXJ1", "CAPS", "PAX8", "OVGP1"],  # ciliated or secretory?
+    "5": ["EPCAM", "KRT8"],  # 2 of 4 epithelial markers: coverage 0.5 < 0.6
+    "6": ["EPCAM", "KRT8", "CDH1", "KRT18", "PAX8", "OVGP1"],  # Secretory
+}
+
+
+def real_adata(cells_per_cluster: int = 60, seed: int = 0):
+    """Synthetic arcsinh-like intensities: expressed markers ~ N(3, 0.3), others mostly 0 (10 % low
+    noise), plus a UMAP. With positive_quantile 0.1 (set below) an expressing cell is positive."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    blocks, centres = [], rng.normal(scale=5.0, size=(len(REAL_CLUSTERS), 2))
+    for on in REAL_CLUSTERS.values():
+        shape = (cells_per_cluster, len(REAL_MARKERS))
+        x = np.where(rng.random(shape) < 0.1, rng.gamma(1.0, 0.2, size=shape), 0.0)
+        for marker in on:
+            x[:, REAL_MARKERS.index(marker)] += rng.normal(3.0, 0.3, cells_per_cluster)
+        blocks.append(x)
+    clusters = np.repeat(list(REAL_CLUSTERS), cells_per_cluster)
+    obs = pd.DataFrame({"cluster": clusters}, index=[f"cell{i}" for i in range(clusters.size)])
+    adata = ad.AnnData(np.vstack(blocks).astype(np.float32), obs=obs, var=pd.DataFrame(index=REAL_MARKERS))
+    where = np.repeat(np.arange(len(REAL_CLUSTERS)), cells_per_cluster)
+    adata.obsm["X_umap"] = (centres[where] + rng.normal(size=(clusters.size, 2))).astype(np.float32)
+    return adata
+
+
+def write_real_run(out: Path, *, gating_params: dict | None = None) -> Path:
+    """Annotate ``real_adata()`` with ``REAL_RULESET`` (written to ``out.parent/tiny.ctr``) and write the run."""
+    from ctr.api import annotate
+
+    out = Path(out)
+    ruleset = out.parent / "tiny.ctr"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ruleset.write_text(REAL_RULESET)
+    adata = real_adata()
+    result = annotate(adata, str(ruleset), cluster_key="cluster", gating_params=gating_params,
+                      scoring_params={"positive_quantile": 0.1}, skip_refinement=True)
+    return result.write(out, adata=adata)

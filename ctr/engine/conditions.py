@@ -106,7 +106,7 @@ def _compare(op: str, a: float, b: float) -> bool:
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
 
 
-def fmt(value: float) -> str:
+def _number(value: float) -> str:
     """A number as the trace writes it: 2 decimals (integers plain, NaN as 'missing')."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -123,7 +123,7 @@ def _show(ev: Evaluated) -> str:
     """A numeric sub-expression with its value: ``pos_frac(PAX8)=0.41``; numbers as themselves."""
     if isinstance(ev.node, E.Num):
         return ev.text
-    return f"{ev.text}={fmt(ev.value)}"
+    return f"{ev.text}={_number(ev.value)}"
 
 
 def explain(ev: Evaluated) -> str:

@@ -1,0 +1,23 @@
+"""The ruleset language front end: DSL, YAML and JSON spellings -> one validated rule graph.
+
+Public API (used by the CLI and the engine)::
+
+    compile_ruleset(source, *, text=None, fmt=None) -> CompileResult   # never raises for user errors
+    load_ruleset(source) -> Ruleset                                     # raises RulesetError
+    builtin_rulesets() -> dict[str, Path]
+    export_text(ruleset, fmt) -> str
+    export_ruleset(ruleset, path, fmt=None) -> Path
+"""
+
+from ctr.lang.export import export_ruleset, export_text
+from ctr.lang.loader import CompileResult, builtin_rulesets, compile_ruleset, format_of, load_ruleset
+
+__all__ = [
+    "CompileResult",
+    "builtin_rulesets",
+    "compile_ruleset",
+    "export_ruleset",
+    "export_text",
+    "format_of",
+    "load_ruleset",
+]

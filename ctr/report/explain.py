@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.errors import InputError, UsageError
-from ctr.report.rundir_view import PATH_SEP, RunDir, load_run
+from ctr.report.rundir_view import PATH_SEP, RunDir, load_run, run_from_result
 
 FORMATS = ("text", "markdown", "json")
 
@@ -57,6 +57,9 @@ class GateResult:
     def measure(self) -> str:
         """What was measured, in words: 'EPCAM pos_frac', 'coverage', 'condition ...'."""
         if self.gate in ("requirement", "veto"):
+            call = re.fullmatch(r"(\w+)\((.+)\)", self.subject)  # the trace writes pos_frac(EPCAM)
+            if call:
+                return f"{call.group(2)} {call.group(1)}"
             subject = self.subject
             if not re.search(r"\b(pos_frac|enrichment|median|mean)\b", subject):
                 stat = "enrichment" if "enrichment" in self.reason and "pos_frac" not in self.reason else "pos_frac"
@@ -68,14 +71,26 @@ class GateResult:
             return "anti-marker penalty"
         if self.gate == "enrichment":
             return "mean enrichment"
+        if self.gate == "coverage":
+            return "coverage"
         return self.gate.replace("_", " ")
+
+    @property
+    def parameter(self) -> str | None:
+        """The parameter that sets this gate's threshold, when it is a parameter and not the rule's
+        own number (a requirement written with its threshold, a veto, a condition)."""
+        if self.gate in GATE_PARAMETER:
+            return GATE_PARAMETER[self.gate]
+        if self.gate == "requirement" and not re.search(r":\d+", self.rule_loc):
+            return "min_enrichment" if "enrichment" in self.subject else "min_pos_frac"
+        return None
 
     def describe(self) -> str:
         outcome = "passed" if self.passed else "FAILED"
-        value = "missing from panel" if _isnan(self.observed) else _num(self.observed)
+        value = "missing from panel" if _isnan(self.observed) else format_number(self.observed)
         name = self.gate.replace("_", " ")
-        what = name if self.measure == name else f"{name} {self.measure}"
-        return (f"{what}: {value} {self.operator} {_num(self.threshold)} {outcome}"
+        what = f"{name} {self.measure}" if self.gate in ("requirement", "veto") else self.measure
+        return (f"{what}: {value} {self.operator} {format_number(self.threshold)} {outcome}"
                 f" (rule {self.rule_loc or 'default'}, threshold from {self.param_source or 'default'})")
 
 
@@ -147,11 +162,22 @@ def explain_run(run_dir: str | Path, clusters: list[str] | None = None, fmt: str
     """Explain, gate by gate, why each cluster (or the ones named) of ``run_dir`` got its label."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown explain format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    explanations = explain_clusters(load_run(run_dir), clusters)
+    return render(explain_clusters(load_run(run_dir), clusters), fmt)
+
+
+def explain_tables(result, clusters: list[str] | None = None, fmt: str = "text") -> str:
+    """``explain_run`` for an in-memory ``ctr.api.AnnotationResult`` (``result.explain()`` in a notebook)."""
+    return render(explain_clusters(run_from_result(result), clusters), fmt)
+
+
+def render(explanations: list[ClusterExplanation], fmt: str = "text") -> str:
+    """Render explanations as text, markdown or JSON."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown explain format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     if fmt == "json":
         return json.dumps([e.to_dict() for e in explanations], indent=2)
-    render = render_markdown if fmt == "markdown" else render_text
-    return "\n\n".join(render(e) for e in explanations) + "\n"
+    one = render_markdown if fmt == "markdown" else render_text
+    return "\n\n".join(one(e) for e in explanations) + "\n"
 
 
 def explain_clusters(run: RunDir, clusters: list[str] | None = None) -> list[ClusterExplanation]:
@@ -170,8 +196,10 @@ def explain_cluster(run: RunDir, cluster: str) -> ClusterExplanation:
     row = run.cluster_row(cluster)
     levels = _levels(run, cluster)
     label = str(row.get("final_annotation", ""))
-    path = [p for p in str(row.get("annotation_path", "")).split(PATH_SEP) if p]
     stop = str(row.get("stop_reason", ""))
+    # Unassigned and ambiguous-root clusters carry their label as annotation_path: no node was reached.
+    reached_none = stop in ("no_root_passed", "ambiguous_root") or label == "Unassigned"
+    path = [] if reached_none else [p for p in str(row.get("annotation_path", "")).split(PATH_SEP) if p]
     closest = _closest_root(levels) if not path and levels else None
     expl = ClusterExplanation(
         cluster=cluster,
@@ -267,7 +295,15 @@ def _closest_root(levels: list[LevelDecision]) -> Candidate | None:
     roots = [c for d in levels if d.level == 0 for c in d.candidates]
     if not roots:
         return None
-    return min(roots, key=lambda c: (len(c.failed), -_sortable(c.score)))
+    return max(roots, key=_closeness)
+
+
+def _closeness(c: Candidate) -> tuple[int, float, float]:
+    """How near a failed candidate came: fewest failed rules (both statistics of one requirement
+    count once), then its marker coverage (what a biologist checks first), then its score."""
+    failed_rules = {(g.gate, re.sub(r"^\w+\((.+)\)$", r"\1", g.subject)) for g in c.failed}
+    coverage = [g.observed for g in c.gates if g.gate == "coverage"]
+    return (-len(failed_rules), _sortable(coverage[0]) if coverage else -math.inf, _sortable(c.score))
 
 
 def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
@@ -276,7 +312,7 @@ def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
         return None
     last = levels[-1]
     if last.outcome == "none_passed" or not last.passing:
-        closest = min(last.candidates, key=lambda c: (len(c.failed), -_sortable(c.score)), default=None)
+        closest = max(last.candidates, key=_closeness, default=None)
         if closest is None:
             return None
         changes = [_gate_change(g) for g in closest.failed]
@@ -291,18 +327,23 @@ def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
     named = [c for c in others if c.cell_type == runner_up]
     rival = named[0] if named else others[0]
     margin = leader.score - rival.score
+    # Each entry is one sufficient change (the options are alternatives).
     changes: list[str] = []
     if last.outcome == "ambiguous":
-        changes.append(f"min_gap <= {_num(last.margin)} at level {last.level} (now {_num(last.min_gap)}; "
+        where = f", set at {last.gap_loc}" if re.search(r":\d+", last.gap_loc) else ""
+        changes.append(f"min_gap <= {format_number(last.margin)} at level {last.level} (now {format_number(last.min_gap)}{where}; "
                        f"that would make {leader.cell_type} the label)")
-    if rival.failed:
-        changes.append(" and ".join(_gate_change(g) for g in rival.failed))
+    outscore = ""
     if not _isnan(margin) and margin >= 0:
         need = margin + (0.0 if _isnan(last.min_gap) else last.min_gap)
-        changes.append(f"a score {_num(need)} higher to win outright ({_num(rival.score)} vs {_num(leader.score)})")
-    verb = f"lost to {leader.cell_type}"
-    by = f" by {_num(margin)}" if not _isnan(margin) else ""
-    sentence = f"{rival.cell_type} {verb}{by} at level {last.level}; it needs " + " or ".join(changes) + "."
+        outscore = f"a score {format_number(need)} higher ({format_number(rival.score)} vs {format_number(leader.score)})"
+    if rival.failed:
+        gates = " and ".join(_gate_change(g) for g in rival.failed)
+        changes.append(gates + (f", plus {outscore} to win" if outscore else ""))
+    elif outscore:
+        changes.append(outscore + " to win")
+    by = f" by {format_number(margin)}" if not _isnan(margin) else ""
+    sentence = f"{rival.cell_type} lost to {leader.cell_type}{by} at level {last.level}; needs " + " or ".join(changes) + "."
     return NearMiss(rival.cell_type, leader.cell_type, last.level, margin, changes, sentence)
 
 
@@ -311,11 +352,11 @@ def _gate_change(g: GateResult) -> str:
     the threshold moving to the observed value."""
     if _isnan(g.observed):
         return f"{g.measure.split()[0]} to be present in the panel ({g.gate} at {g.rule_loc})"
-    data_side = f"{g.measure} {g.operator} {_num(g.threshold)} (is {_num(g.observed)})"
-    param = GATE_PARAMETER.get(g.gate)
+    data_side = f"{g.measure} {g.operator} {format_number(g.threshold)} (is {format_number(g.observed)})"
+    param = g.parameter
     if param:
-        return f"{data_side}, i.e. {param} {_loosen(g.operator)} {_num(g.observed)} at level {g.level}"
-    return f"{data_side}, set by the {g.gate} at {g.rule_loc}"
+        return f"{data_side}, i.e. {param} {_loosen(g.operator)} {format_number(g.observed)} at level {g.level}"
+    return f"{data_side}, a threshold set at {g.rule_loc}"
 
 
 def _loosen(op: str) -> str:
@@ -336,8 +377,8 @@ def _votes(row: pd.Series, trace: pd.DataFrame) -> dict[str, float]:
     except (json.JSONDecodeError, TypeError, ValueError):
         pass
     out = {}
-    for part in re.split(r"[;,|]", text):
-        m = re.match(r"\s*(.+?)\s*[:=]\s*([-+0-9.eE]+)\s*(%?)\s*$", part)
+    for part in text.split(";") if ";" in text else text.split(","):
+        m = re.match(r"\s*(.+)\s*[:=]\s*([-+0-9.eE]+)\s*(%?)\s*$", part)
         if m:
             out[m.group(1)] = float(m.group(2)) / (100 if m.group(3) else 1)
     return out
@@ -350,16 +391,29 @@ def _refinement(run: RunDir, row: pd.Series) -> list[str]:
         lines.append(f"refinement action: {action}")
     log = run.refinement
     if not log.empty and "cluster" in log.columns:
-        for rec in log.loc[log["cluster"] == str(row["cluster"])].to_dict("records"):
-            parts = [f"{k}={v}" for k, v in rec.items() if k != "cluster" and str(v) not in ("", "nan")]
-            lines.append("; ".join(parts))
+        for rec in log.loc[log["cluster"].astype(str) == str(row["cluster"])].to_dict("records"):
+            lines.append(_refinement_line(rec))
     return lines
+
+
+def _refinement_line(rec: dict) -> str:
+    """'iteration 1: relabel (Epithelium -> Ciliated Epithelium): <reason>', other columns appended."""
+    known = ("cluster", "iteration", "action", "before", "after", "reason")
+    value = {k: str(v) for k, v in rec.items() if str(v) not in ("", "nan", "None")}
+    text = f"iteration {value['iteration']}: " if "iteration" in value else ""
+    text += value.get("action", "refinement")
+    if "before" in value or "after" in value:
+        text += f" ({value.get('before', '?')} -> {value.get('after', '?')})"
+    if "reason" in value:
+        text += f": {value['reason']}"
+    extra = [f"{k} {v}" for k, v in value.items() if k not in known]
+    return text + (f" [{'; '.join(extra)}]" if extra else "")
 
 
 def _summary(e: ClusterExplanation) -> str:
     cells = f" ({e.n_cells} cells)" if e.n_cells is not None else ""
     why = STOP_REASONS.get(e.stop_reason, e.stop_reason.replace("_", " "))
-    conf = "uncontested" if e.confidence == math.inf else _num(e.confidence)
+    conf = "uncontested" if e.confidence == math.inf else format_number(e.confidence)
     text = f"Cluster {e.cluster}{cells} is {e.label}: {why} (confidence {conf})."
     if e.closest is not None and e.closest.failed:
         text += f" Closest top-level type: {e.closest.cell_type}, failed {', '.join(g.measure for g in e.closest.failed)}."
@@ -375,13 +429,13 @@ def level_heading(d: LevelDecision) -> str:
 
 
 def outcome_sentence(d: LevelDecision) -> str:
-    ranked = ", ".join(f"{c.cell_type} {_num(c.score)}" for c in d.passing) or "none"
-    gap = f"min_gap {_num(d.min_gap)}" + (f" ({d.gap_loc})" if d.gap_loc else "")
+    ranked = ", ".join(f"{c.cell_type} {format_number(c.score)}" for c in d.passing) or "none"
+    gap = f"min_gap {format_number(d.min_gap)}" + (f" from {d.gap_loc}" if d.gap_loc else "")
     if d.outcome == "winner":
-        margin = "uncontested" if d.margin == math.inf else f"margin {_num(d.margin)} >= {gap}"
+        margin = "uncontested" if d.margin == math.inf else f"margin {format_number(d.margin)} >= {gap}"
         return f"{d.chosen} chosen ({margin}); passing: {ranked}"
     if d.outcome == "ambiguous":
-        return f"too close to call: {ranked}; margin {_num(d.margin)} < {gap}"
+        return f"too close to call: {ranked}; margin {format_number(d.margin)} < {gap}"
     if d.outcome == "none_passed":
         return "no candidate passed its gates"
     if d.outcome == "leaf":
@@ -397,7 +451,7 @@ def render_text(e: ClusterExplanation) -> str:
         lines.append(f"  {level_heading(d)}: {outcome_sentence(d)}")
         for c in d.candidates:
             mark = "passed" if c.passed else "failed"
-            lines.append(f"    - {c.cell_type} (score {_num(c.score)}) {mark}")
+            lines.append(f"    - {c.cell_type} (score {format_number(c.score)}) {mark}")
             for g in c.failed:
                 lines.append(f"        {g.describe()}")
     if e.near_miss:
@@ -418,7 +472,7 @@ def render_markdown(e: ClusterExplanation) -> str:
                   "| cell type | score | result | failed gates |", "|---|---|---|---|"]
         for c in d.candidates:
             failed = "<br>".join(g.describe().replace("|", "\\|") for g in c.failed) or ""
-            lines.append(f"| {c.cell_type} | {_num(c.score)} | {'passed' if c.passed else 'failed'} | {failed} |")
+            lines.append(f"| {c.cell_type} | {format_number(c.score)} | {'passed' if c.passed else 'failed'} | {failed} |")
         lines.append("")
     if e.near_miss:
         lines += [f"**Near miss:** {e.near_miss.sentence}", ""]
@@ -447,7 +501,7 @@ def _sortable(value: float) -> float:
     return -math.inf if _isnan(value) else value
 
 
-def _num(value: float) -> str:
+def format_number(value: float) -> str:
     if value is None or _isnan(value):
         return "n/a"
     if math.isinf(value):

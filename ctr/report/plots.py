@@ -66,12 +66,18 @@ def dot_plot(evidence: pd.DataFrame, rows: list[str], markers: list[str]) -> str
     table = table.groupby(["row", "marker"], as_index=False)[["pos_frac", "enrichment"]].mean()
     y = {r: i for i, r in enumerate(rows)}
     x = {m: i for i, m in enumerate(markers)}
-    fig, ax = plt.subplots(figsize=(max(3.5, 0.38 * len(markers) + 2.5), max(2.0, 0.32 * len(rows) + 1.2)))
+    # Columns narrow as markers multiply so the figure keeps a page's width (~1000 px at 110 dpi);
+    # the largest dot fits its column.
+    column = min(0.38, max(0.22, 6.5 / max(len(markers), 1)))
+    biggest = min(280.0, (0.85 * column * 72) ** 2)
+    size = lambda frac: 8 + (biggest - 8) * frac  # noqa: E731
+    fig, ax = plt.subplots(figsize=(max(3.5, column * len(markers) + 2.8), max(2.0, 0.3 * len(rows) + 1.2)))
     lim = float(np.nanmax(np.abs(table["enrichment"]))) if len(table) else 1.0
     lim = lim if np.isfinite(lim) and lim > 0 else 1.0
-    sc = ax.scatter(table["marker"].map(x), table["row"].map(y), s=20 + 260 * table["pos_frac"].clip(0, 1),
+    sc = ax.scatter(table["marker"].map(x), table["row"].map(y), s=size(table["pos_frac"].clip(0, 1)),
                     c=table["enrichment"], cmap="RdBu_r", vmin=-lim, vmax=lim, edgecolors="#52606d", linewidths=0.4)
-    ax.set_xticks(range(len(markers)), markers, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(range(len(markers)), markers, rotation=90 if len(markers) > 20 else 60,
+                  ha="center" if len(markers) > 20 else "right", fontsize=7 if len(markers) > 20 else 8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlim(-0.7, len(markers) - 0.3)
     ax.set_ylim(len(rows) - 0.5, -0.5)
@@ -82,8 +88,8 @@ def dot_plot(evidence: pd.DataFrame, rows: list[str], markers: list[str]) -> str
     cbar.set_label("enrichment", fontsize=8)
     cbar.ax.tick_params(labelsize=7)
     for frac in (0.25, 0.5, 1.0):
-        ax.scatter([], [], s=20 + 260 * frac, c="#9aa5b1", label=f"{frac:.0%}")
-    ax.legend(title="positive", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0),
+        ax.scatter([], [], s=size(frac), c="#9aa5b1", label=f"{frac:.0%}")
+    ax.legend(title="positive", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.2, 1.0),
               frameon=False, labelspacing=1.2)
     return to_data_uri(fig)
 

@@ -105,3 +105,16 @@ def _clean(frame: pd.DataFrame) -> pd.DataFrame:
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame
+
+
+def run_from_result(result, path: str | Path = "<in memory>") -> RunDir:
+    """A :class:`RunDir` view of an in-memory ``ctr.api.AnnotationResult`` (before it is written)."""
+    params = result.params.as_dict() if hasattr(result.params, "as_dict") else dict(result.params)
+    params["provenance"] = dict(getattr(result, "provenance", {}) or {})
+
+    def table(frame) -> pd.DataFrame:
+        return _clean(frame.copy()) if isinstance(frame, pd.DataFrame) else pd.DataFrame()
+
+    return RunDir(path=Path(path), clusters=table(result.clusters), trace=table(result.trace), params=params,
+                  gating=table(result.gating), scores=table(result.scores), evidence=table(result.evidence),
+                  refinement=table(result.refinement_log))

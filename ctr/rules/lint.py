@@ -421,7 +421,11 @@ def lint_target(source: str, panel_path: str | None = None) -> LintReport:
         panel_path=str(panel_path) if panel_path is not None else None,
     )
     if result.ruleset is not None and not any(d.level == "error" for d in result.diagnostics):
-        report.diagnostics += lint(result.ruleset, panel)
+        # the compiler already reports a leaf without markers (CTR206); do not say it twice
+        flagged = {d.loc for d in result.diagnostics if d.code == "CTR206"}
+        report.diagnostics += [
+            d for d in lint(result.ruleset, panel) if not (d.code == NO_MARKERS and d.loc in flagged)
+        ]
         if panel is not None:
             report.resolution = resolve_markers(result.ruleset, panel).table()
     return report

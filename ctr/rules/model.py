@@ -192,7 +192,7 @@ class Ruleset(_Element):
 
 def _strip_locs(value):
     if isinstance(value, dict):
-        return {k: _strip_locs(v) for k, v in value.items() if k not in ("loc", "text")}
+        return {k: _strip_locs(v) for k, v in value.items() if k not in ("loc", "text", "override_locs")}
     if isinstance(value, list):
         return [_strip_locs(v) for v in value]
     return value

@@ -1,6 +1,6 @@
 """Polars statistics: per-marker global statistics and per (cluster, marker) evidence."""
 
 from ctr.stats.cluster_stats import Statistics, compute_statistics, natural_key, natural_order
-from ctr.stats.global_stats import QUANTILE_METHOD
+from ctr.stats.global_stats import QUANTILE_METHOD, absolute_thresholds
 
-__all__ = ["QUANTILE_METHOD", "Statistics", "compute_statistics", "natural_key", "natural_order"]
+__all__ = ["QUANTILE_METHOD", "absolute_thresholds", "Statistics", "compute_statistics", "natural_key", "natural_order"]

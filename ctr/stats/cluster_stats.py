@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from ctr.errors import InputError
 from ctr.rules.params import ScoringParams
 from ctr.stats.global_stats import MarkerSummary, positive, summarise_marker
-from ctr.stats.ranksum import ranksum_z
+from ctr.stats.ranksum import ranksum_z, tie_term
 
 
 @dataclass
@@ -25,6 +25,27 @@ class Statistics:
     cluster: pl.DataFrame
     clusters: pl.DataFrame
     markers: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_tables(cls, cluster: pl.DataFrame, global_: pl.DataFrame) -> Statistics:
+        """Assemble statistics from ready-made tables (subcluster statistics, tests).
+
+        ``cluster`` needs cluster, marker, pos_frac, enrichment and n_cells; median, mean, de_z
+        and de_rank default to null/0. ``global_`` needs marker; other columns get neutral defaults.
+        """
+        defaults = {"n_nan": pl.lit(0, pl.Int64), "median": pl.lit(None, pl.Float64), "mean": pl.lit(None, pl.Float64),
+                    "de_z": pl.lit(0.0), "de_rank": pl.lit(None, pl.Int64)}
+        cluster = cluster.with_columns([v.alias(k) for k, v in defaults.items() if k not in cluster.columns])
+        g_defaults = {"global_median": pl.lit(0.0), "global_mean": pl.lit(0.0), "global_std": pl.lit(1.0),
+                      "threshold": pl.lit(None, pl.Float64), "threshold_source": pl.lit("quantile"),
+                      "threshold_op": pl.lit(">="), "flat": pl.lit(False), "n_nonzero": pl.lit(0, pl.Int64),
+                      "n_nan": pl.lit(0, pl.Int64)}
+        global_ = global_.with_columns([v.alias(k) for k, v in g_defaults.items() if k not in global_.columns])
+        order = natural_order(cluster["cluster"].to_list())
+        counts = dict(cluster.group_by("cluster").agg(pl.col("n_cells").max()).iter_rows())
+        clusters = pl.DataFrame({"cluster": order, "n_cells": [int(counts[c]) for c in order]},
+                                schema={"cluster": pl.Utf8, "n_cells": pl.Int64})
+        return cls(global_=global_, cluster=cluster, clusters=clusters, markers=global_["marker"].to_list())
 
     @property
     def cluster_ids(self) -> list[str]:
@@ -69,8 +90,8 @@ def compute_statistics(
         raise InputError(f"statistics: the matrix has shape {matrix.shape} but {len(markers)} marker names were given")
     if labels.shape[0] != matrix.shape[0]:
         raise InputError(f"statistics: {labels.shape[0]} cluster labels for {matrix.shape[0]} cells")
-    order = natural_order(labels)
     uniq, codes = np.unique(labels, return_inverse=True)
+    order = natural_order(uniq)
     # codes follow np.unique's lexical order; remap to the natural order
     position = {label: i for i, label in enumerate(order)}
     remap = np.array([position[u] for u in uniq], dtype=np.int64)
@@ -111,8 +132,11 @@ def compute_statistics(
 
 def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, scoring: ScoringParams) -> pl.DataFrame:
     valid = ~np.isnan(values)
-    pos = positive(values, summary)
-    frame = pl.DataFrame({"code": codes, "x": values, "pos": pos}).with_columns(pl.col("x").fill_nan(None))
+    frame = pl.DataFrame({"code": codes, "x": values, "pos": positive(values, summary)}).with_columns(
+        pl.col("x").fill_nan(None)
+    )
+    # one global ranking (average ranks over the non-missing values); rank sums per cluster
+    frame = frame.with_columns(pl.col("x").rank("average").alias("rank"))
     agg = (
         frame.group_by("code")
         .agg(
@@ -121,17 +145,18 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
             pl.col("x").median().alias("median"),
             pl.col("x").mean().alias("mean"),
             pl.col("pos").sum().alias("n_pos"),
+            pl.col("rank").sum().alias("r1"),
         )
         .sort("code")
+        .with_columns((pl.col("n_cells") - pl.col("n_nan")).alias("n_valid"))
     )
-    # clusters with no cell at all do not occur (labels come from the cells)
-    z = ranksum_z(values[valid], codes[valid], n_clusters)
+    n_valid_total = int(valid.sum())
+    z = ranksum_z(agg["r1"].to_numpy(), agg["n_valid"].to_numpy(), n_valid_total, tie_term(values[valid]))
     centre = agg["median"] if scoring.enrichment_center == "median" else agg["mean"]
     if summary.flat:
         enrichment = pl.Series([0.0] * agg.height)
     else:
         enrichment = (centre - summary.global_median) / summary.global_std
-    n_valid = agg["n_cells"] - agg["n_nan"]
     return agg.select(
         pl.col("code"),
         pl.lit(summary.marker).alias("marker"),
@@ -139,9 +164,9 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
         pl.col("n_nan").cast(pl.Int64),
         pl.col("median").cast(pl.Float64),
         pl.col("mean").cast(pl.Float64),
-        pl.when(n_valid > 0).then(pl.col("n_pos") / n_valid).otherwise(None).cast(pl.Float64).alias("pos_frac"),
+        pl.when(pl.col("n_valid") > 0).then(pl.col("n_pos") / pl.col("n_valid")).otherwise(None).cast(pl.Float64).alias("pos_frac"),
         enrichment.cast(pl.Float64).alias("enrichment"),
-        pl.Series("de_z", z[agg["code"].to_numpy()], dtype=pl.Float64),
+        pl.Series("de_z", z, dtype=pl.Float64),
     )
 
 
@@ -153,12 +178,11 @@ def _empty_cluster_frame() -> pl.DataFrame:
 
 
 def _with_de_rank(cluster: pl.DataFrame, order: list[str], markers: list[str]) -> pl.DataFrame:
-    """Add ``de_rank`` (1-based among the cluster's markers with de_z > 0, by de_z desc then
-    marker name) and replace cluster codes by labels; rows sorted by cluster then marker order."""
+    """Add ``de_rank`` (1-based among the cluster's markers with de_z > 0, by de_z descending;
+    tied z share the best rank, as in competition ranking) and replace cluster codes by labels; rows sorted by cluster then marker order."""
     ranked = (
         cluster.filter(pl.col("de_z") > 0)
-        .sort(["code", "de_z", "marker"], descending=[False, True, False])
-        .with_columns((pl.int_range(pl.len()).over("code") + 1).cast(pl.Int64).alias("de_rank"))
+        .with_columns(pl.col("de_z").rank("min", descending=True).over("code").cast(pl.Int64).alias("de_rank"))
         .select("code", "marker", "de_rank")
     )
     marker_pos = pl.DataFrame({"marker": markers, "_m": list(range(len(markers)))}, schema={"marker": pl.Utf8, "_m": pl.Int64})

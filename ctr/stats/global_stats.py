@@ -55,3 +55,9 @@ def positive(values: np.ndarray, summary: MarkerSummary) -> np.ndarray:
         if summary.threshold_source == "absolute":
             return values > summary.threshold if summary.threshold_op == ">" else values >= summary.threshold
         return (values >= summary.threshold) & (values > 0)
+
+
+def absolute_thresholds(ruleset, mapping: dict[str, str]) -> dict[str, tuple[str, float]]:
+    """The ruleset's ``threshold M > x`` cuts keyed by panel name (unresolved markers dropped),
+    ready for :func:`ctr.stats.compute_statistics`."""
+    return {mapping[t.marker]: (t.op, t.value) for t in ruleset.thresholds if t.marker in mapping}

@@ -1,0 +1,118 @@
+"""Reading the input AnnData and choosing what to annotate: the expression layer and the cluster column.
+
+The input file is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ctr.errors import InputError
+
+LAYER_PREFERENCE = ("batchcorr", "aligned")
+CLUSTER_KEY_PREFERENCE = ("cluster_lvl0", "leiden", "louvain", "cluster")
+
+
+def read_input(path: str | os.PathLike):
+    """Read an AnnData ``.h5ad`` file into memory (read-only; the file is never modified).
+
+    A missing, unreadable or non-AnnData file raises InputError naming the file.
+    """
+    import anndata as ad
+
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"input file {str(file)!r} does not exist", hint="pass the path of an AnnData .h5ad file")
+    if file.is_dir():
+        raise InputError(f"input {str(file)!r} is a directory; expected an AnnData .h5ad file")
+    if not os.access(file, os.R_OK):
+        raise InputError(f"input file {str(file)!r} is not readable (permission denied)")
+    try:
+        # read_h5ad opens the file with h5py in mode "r" and loads it into memory
+        return ad.read_h5ad(file)
+    except Exception as exc:  # h5py/anndata raise many types for a file that is not an AnnData
+        kind = "an HDF5 file that is not an AnnData" if _is_hdf5(file) else "not an HDF5 file"
+        raise InputError(
+            f"cannot read {str(file)!r} as AnnData .h5ad ({kind}: {type(exc).__name__}: {exc})",
+            hint="expected an AnnData file written by anndata/scanpy (adata.write_h5ad('file.h5ad'))",
+        ) from exc
+
+
+def _is_hdf5(file: Path) -> bool:
+    with open(file, "rb") as handle:
+        return handle.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def select_layer(adata, layer: str | None):
+    """The cells x markers matrix to use and its name.
+
+    ``layer`` names a layer (or ``"X"``); ``None`` takes the first present of ``batchcorr``,
+    ``aligned``, then ``X``. Sparse matrices are returned as they are (never densified).
+    """
+    if layer is None:
+        for name in LAYER_PREFERENCE:
+            if name in adata.layers:
+                return adata.layers[name], name
+        return _x(adata), "X"
+    if layer == "X":
+        return _x(adata), "X"
+    if layer in adata.layers:
+        return adata.layers[layer], layer
+    available = ", ".join(["X", *map(str, adata.layers.keys())])
+    raise InputError(
+        f"layer {layer!r} is not in the input; available: {available}",
+        hint="pass --layer with one of the available names (X is the main matrix)",
+    )
+
+
+def _x(adata):
+    if adata.X is None:
+        raise InputError("the input has no X matrix; pass --layer with one of: "
+                         + (", ".join(map(str, adata.layers.keys())) or "(no layers either)"))
+    return adata.X
+
+
+def categorical_columns(obs: pd.DataFrame) -> list[str]:
+    """``obs`` columns that look like cluster labels: categorical, string, or integer with few values."""
+    found = []
+    for name in obs.columns:
+        col = obs[name]
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col) \
+                or pd.api.types.is_string_dtype(col) or pd.api.types.is_bool_dtype(col):
+            found.append(str(name))
+        elif pd.api.types.is_integer_dtype(col) and col.nunique() <= max(50, len(col) // 20):
+            found.append(str(name))
+    return found
+
+
+def detect_cluster_key(adata, key: str | None, annotation_only: bool) -> str | None:
+    """The ``obs`` column holding cluster labels.
+
+    An explicit ``key`` must exist. Without one, ``annotation_only`` takes the first present of
+    ``cluster_lvl0``, ``leiden``, ``louvain``, ``cluster`` (none: InputError); otherwise None
+    (the pipeline clusters itself).
+    """
+    obs = adata.obs
+    if key is not None:
+        if key in obs.columns:
+            return key
+        candidates = categorical_columns(obs)
+        raise InputError(
+            f"cluster key {key!r} is not an obs column; columns that look like cluster labels: "
+            + (", ".join(candidates) or "(none)"),
+            hint="pass --cluster-key with one of them, or drop --annotation-only to let ctr cluster",
+        )
+    if not annotation_only:
+        return None
+    for name in CLUSTER_KEY_PREFERENCE:
+        if name in obs.columns:
+            return name
+    candidates = categorical_columns(obs)
+    raise InputError(
+        "no cluster column found (looked for " + ", ".join(CLUSTER_KEY_PREFERENCE) + "); pass --cluster-key"
+        + (f"; candidate obs columns: {', '.join(candidates)}" if candidates else "; obs has no categorical column"),
+        hint="or drop --annotation-only to let ctr cluster the cells",
+    )

@@ -1,0 +1,186 @@
+"""Checks on the input values and cluster labels, returned as located Diagnostics (CTR5xx).
+
+The caller decides what stops the run: codes registered as errors make the data unusable,
+warnings and infos are reported. Sparse matrices are checked on their stored values only
+(``.data``); nothing here densifies a matrix.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ctr.diagnostics import Diagnostic, register
+
+EMPTY_DATA = register("CTR501", "error", "the input has no cells or no markers")
+DUPLICATE_MARKERS = register("CTR502", "error", "duplicate marker names")
+NON_FINITE = register("CTR503", "warning", "NaN or infinite values")
+NEGATIVE_VALUES = register("CTR504", "warning", "negative values")
+RAW_COUNTS = register("CTR505", "warning", "values look like raw counts")
+RAW_INTENSITIES = register("CTR506", "warning", "values look like untransformed intensities")
+ALL_FLAT = register("CTR507", "error", "every marker is constant")
+SINGLE_CLUSTER = register("CTR508", "warning", "one single cluster for all cells")
+EMPTY_CATEGORIES = register("CTR509", "info", "empty categories in the cluster column")
+SINGLETON_CLUSTERS = register("CTR510", "warning", "clusters with one cell")
+
+RAW_COUNT_MAX = 100.0
+RAW_INTENSITY_MAX = 1000.0
+_SCALED_LAYER = re.compile(r"z[-_ ]?scor|scaled|standardi[sz]ed|^std$|_std$", re.IGNORECASE)
+
+
+def _preview(names: Sequence, limit: int = 10) -> str:
+    names = [str(n) for n in names]
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _values(matrix) -> np.ndarray:
+    """The stored values: ``.data`` of a sparse matrix, the flattened array otherwise (no copy when possible)."""
+    if sp.issparse(matrix):
+        return np.asarray(matrix.data)
+    return np.asarray(matrix).reshape(-1)
+
+
+def _per_column_nonfinite(matrix, n_vars: int) -> np.ndarray:
+    if sp.issparse(matrix):
+        coo = matrix.tocoo()
+        bad = ~np.isfinite(coo.data)
+        return np.bincount(coo.col[bad], minlength=n_vars)
+    return (~np.isfinite(np.asarray(matrix))).sum(axis=0)
+
+
+def column_ranges(matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per-marker (min, max) over finite values; NaN for a marker without a finite value."""
+    if sp.issparse(matrix):
+        csc = sp.csc_matrix(matrix)
+        data = np.where(np.isfinite(csc.data), csc.data, np.nan).astype(np.float64)
+        n_cells, n_vars = csc.shape
+        counts = np.diff(csc.indptr)
+        lo = np.full(n_vars, np.nan)
+        hi = np.full(n_vars, np.nan)
+        starts = csc.indptr[:-1]
+        has = counts > 0
+        with np.errstate(invalid="ignore"):
+            if data.size:
+                # reduceat over each column's slice; columns without stored values are fixed below
+                lo_all = np.fmin.reduceat(data, np.minimum(starts, data.size - 1))
+                hi_all = np.fmax.reduceat(data, np.minimum(starts, data.size - 1))
+                lo[has], hi[has] = lo_all[has], hi_all[has]
+        implicit_zero = counts < n_cells
+        lo = np.where(implicit_zero, np.fmin(lo, 0.0), lo)
+        hi = np.where(implicit_zero, np.fmax(hi, 0.0), hi)
+        return lo, hi
+    dense = np.asarray(matrix, dtype=np.float64)
+    finite = np.where(np.isfinite(dense), dense, np.nan)
+    with np.errstate(invalid="ignore"), _quiet_all_nan():
+        return np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
+
+
+@contextmanager
+def _quiet_all_nan():
+    """Silence numpy's 'All-NaN slice' / 'Mean of empty slice' warnings for all-missing markers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def looks_standardised(matrix, layer_name: str) -> bool:
+    """A z-scored layer: named so, or (dense) every non-flat marker has mean ~0 and sd ~1."""
+    if _SCALED_LAYER.search(layer_name or ""):
+        return True
+    if sp.issparse(matrix):
+        return False
+    dense = np.asarray(matrix, dtype=np.float64)
+    with _quiet_all_nan():
+        mean = np.nanmean(np.where(np.isfinite(dense), dense, np.nan), axis=0)
+        sd = np.nanstd(np.where(np.isfinite(dense), dense, np.nan), axis=0)
+    ok = np.isfinite(sd) & (sd > 0)
+    return bool(ok.any()) and bool(np.all(np.abs(mean[ok]) < 0.1) and np.all(np.abs(sd[ok] - 1) < 0.2))
+
+
+def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
+    """Check the cells x markers values of layer ``layer_name``; see the module docstring."""
+    where = f"layer '{layer_name}'"
+    n_cells, n_vars = matrix.shape
+    if n_cells == 0 or n_vars == 0:
+        return [Diagnostic(EMPTY_DATA, f"{where} has {n_cells} cells x {n_vars} markers; nothing to annotate",
+                           hint="check that the file holds the filtered data and the right layer")]
+    diags: list[Diagnostic] = []
+    names = pd.Index([str(v) for v in var_names])
+    if names.has_duplicates:
+        dups = list(dict.fromkeys(names[names.duplicated()]))
+        diags.append(Diagnostic(DUPLICATE_MARKERS, f"{where}: marker names occur more than once: {_preview(dups)}",
+                                hint="make them unique first: adata.var_names_make_unique()"))
+
+    bad = _per_column_nonfinite(matrix, n_vars)
+    if bad.sum():
+        hit = [f"{names[i]} ({int(bad[i])})" for i in np.flatnonzero(bad)]
+        diags.append(Diagnostic(
+            NON_FINITE,
+            f"{where}: {int(bad.sum())} NaN/infinite values in {len(hit)} markers: {_preview(hit)}; "
+            "they count as missing in the statistics (never positive)",
+            hint="impute or drop these cells if the markers matter for annotation"))
+
+    values = _values(matrix)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        lo_all = hi_all = 0.0
+    else:
+        lo_all, hi_all = float(finite.min()), float(finite.max())
+
+    if lo_all < 0:
+        n_neg = int((finite < 0).sum())
+        if looks_standardised(matrix, layer_name):
+            diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} looks standardised (z-scores): {n_neg} negative values, "
+                                    "positivity thresholds apply to z-scores", severity="info"))
+        else:
+            diags.append(Diagnostic(
+                NEGATIVE_VALUES, f"{where} has {n_neg} negative values (minimum {lo_all:.4g})",
+                hint="expression is expected >= 0 (log or arcsinh intensities); check background subtraction "
+                     "or choose another --layer"))
+    elif hi_all > RAW_COUNT_MAX and np.all(finite == np.round(finite)):
+        diags.append(Diagnostic(
+            RAW_COUNTS, f"{where} looks like raw counts (non-negative integers up to {hi_all:.6g})",
+            hint="transform first: --transform log1p (RNA, after normalising) or --transform arcsinh:5 (CyTOF)"))
+    elif hi_all > RAW_INTENSITY_MAX:
+        diags.append(Diagnostic(
+            RAW_INTENSITIES, f"{where} looks untransformed (values up to {hi_all:.6g})",
+            hint="transform first: --transform arcsinh:150 (imaging intensities) or --transform log1p"))
+
+    lo, hi = column_ranges(matrix)
+    flat = ~(hi > lo)  # NaN (no finite value) counts as flat
+    if flat.all():
+        diags.append(Diagnostic(ALL_FLAT, f"{where}: every marker has one constant value across all cells",
+                                hint="the layer holds no expression signal; choose another --layer"))
+    return diags
+
+
+def check_clusters(labels) -> list[Diagnostic]:
+    """Check cluster labels (array, list, pandas Series or Categorical), one per cell."""
+    series = pd.Series(labels)
+    diags: list[Diagnostic] = []
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        sizes = series.value_counts(sort=False)
+        empty = [str(c) for c in sizes.index[sizes.to_numpy() == 0]]
+        if empty:
+            diags.append(Diagnostic(EMPTY_CATEGORIES,
+                                    f"cluster column has {len(empty)} categories without cells, ignored: {_preview(empty)}"))
+        series = series.astype(str)
+    sizes = series.astype(str).value_counts()
+    sizes = sizes[sizes > 0]
+    if len(sizes) == 1 and len(series) > 1:
+        diags.append(Diagnostic(SINGLE_CLUSTER, f"all {len(series)} cells are in one cluster ('{sizes.index[0]}')",
+                                hint="annotation then gives every cell the same label; cluster first "
+                                     "(drop --annotation-only) or pass another --cluster-key"))
+    singletons = sorted(str(c) for c in sizes.index[sizes.to_numpy() == 1])
+    if singletons and len(sizes) > 1:
+        diags.append(Diagnostic(SINGLETON_CLUSTERS,
+                                f"{len(singletons)} clusters have a single cell: {_preview(singletons)}",
+                                hint="statistics on one cell are fragile; consider merging them or a lower --resolution"))
+    return diags

@@ -1,0 +1,195 @@
+"""Preparing values for clustering: transforms, technical channels out, uninformative markers out.
+
+Nothing here changes the input values in place; sparse matrices stay sparse where the operation
+keeps zeros at zero (arcsinh, log1p, column selection).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ctr.diagnostics import Diagnostic, register
+from ctr.errors import InputError, ParameterError
+
+TECHNICAL_MOVED = register("CTR511", "info", "technical channels left out of clustering")
+LOW_VARIANCE = register("CTR512", "info", "near-constant markers left out of clustering")
+NO_CLUSTERING_MARKERS = register("CTR513", "error", "no marker left to cluster on")
+IMPUTED_FOR_CLUSTERING = register("CTR514", "warning", "NaN/infinite values filled for clustering")
+
+TRANSFORM_FORMS = "'arcsinh:COFACTOR' (e.g. arcsinh:5 for CyTOF, arcsinh:150 for imaging) or 'log1p'"
+
+# Regular expressions searched case-insensitively in marker names: nuclear/DNA stains, histone H3,
+# empty/blank/background channels, viability and bead channels (mass cytometry).
+TECHNICAL_MARKERS: tuple[str, ...] = (
+    r"^dapi",
+    r"hoechst",
+    r"^draq[57]",
+    r"^sytox",
+    r"nuclear[ _-]?stain",
+    r"(^|[^a-z])dna[ _-]?[12]($|[^0-9])",
+    r"ir19[13]",
+    r"histone[ _-]?h3",
+    r"^h3$",
+    r"^blank",
+    r"^empty",
+    r"^background",
+    r"^bg[ _-]?\d*$",
+    r"cisplatin",
+    r"^beads?([ _-]|$)",
+    r"^ce140",
+)
+
+LOW_VARIANCE_MIN = 1e-6
+TECH_PREFIX = "tech_"
+
+
+def apply_transform(matrix, spec: str):
+    """``arcsinh(x / COFACTOR)`` for ``"arcsinh:COFACTOR"``, ``log1p(x)`` for ``"log1p"``; a new matrix."""
+    text = (spec or "").strip().lower()
+    if text == "log1p":
+        func = np.log1p
+        minimum = _min_value(matrix)
+        if minimum < 0:
+            raise InputError(f"--transform log1p needs values >= 0, but the layer has values down to {minimum:.4g}",
+                             hint="use --transform arcsinh:COFACTOR, which is defined for negative values")
+    else:
+        match = re.fullmatch(r"(?:arcsinh|asinh):\s*([0-9.eE+-]+)", text)
+        cofactor = _positive_float(match.group(1)) if match else None
+        if cofactor is None:
+            raise ParameterError(f"--transform {spec!r} is not a transform; valid forms: {TRANSFORM_FORMS}")
+        def func(x, c=cofactor):
+            return np.arcsinh(x / c)
+    if sp.issparse(matrix):
+        out = matrix.astype(np.float32 if matrix.dtype.kind != "f" else matrix.dtype, copy=True)
+        out.data = func(out.data).astype(out.dtype, copy=False)
+        return out
+    dense = np.asarray(matrix)
+    dtype = dense.dtype if dense.dtype.kind == "f" else np.float32
+    return func(dense.astype(dtype, copy=False)).astype(dtype, copy=False)
+
+
+def _positive_float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def _min_value(matrix) -> float:
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else 0.0
+    return min(low, 0.0) if sp.issparse(matrix) and matrix.nnz < np.prod(matrix.shape) else low
+
+
+def split_technical_markers(var_names: Sequence, technical: Sequence[str] = TECHNICAL_MARKERS) -> tuple[list[str], list[str]]:
+    """Split marker names into (kept, moved): moved are those matching a ``technical`` pattern
+    (regular expressions, searched case-insensitively)."""
+    patterns = [re.compile(p, re.IGNORECASE) for p in technical]
+    kept, moved = [], []
+    for name in map(str, var_names):
+        (moved if any(p.search(name) for p in patterns) else kept).append(name)
+    return kept, moved
+
+
+@dataclass
+class PreparedMatrix:
+    """The cells x markers matrix to cluster on and what was left out, and why."""
+
+    matrix: object
+    kept: list[str]
+    moved: list[str] = field(default_factory=list)  # technical channels, values copied to obs tech_NAME
+    dropped: list[str] = field(default_factory=list)  # near-constant markers
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [d.header() for d in self.diagnostics]
+
+
+def column_variance(matrix) -> np.ndarray:
+    """Per-marker variance over finite values (sparse: without densifying)."""
+    if sp.issparse(matrix):
+        csr = sp.csr_matrix(matrix, dtype=np.float64)
+        csr.data = np.where(np.isfinite(csr.data), csr.data, 0.0)
+        mean = np.asarray(csr.mean(axis=0)).ravel()
+        sq = np.asarray(csr.multiply(csr).mean(axis=0)).ravel()
+        return np.maximum(sq - mean**2, 0.0)
+    dense = np.asarray(matrix, dtype=np.float64)
+    with warnings.catch_warnings():  # all-NaN markers: variance NaN -> 0 below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        var = np.nanvar(np.where(np.isfinite(dense), dense, np.nan), axis=0)
+    return np.nan_to_num(var, nan=0.0)
+
+
+def prepare_for_clustering(adata, matrix, var_names: Sequence | None = None, *,
+                           technical: Sequence[str] = TECHNICAL_MARKERS,
+                           min_variance: float = LOW_VARIANCE_MIN) -> PreparedMatrix:
+    """The float32 matrix of the markers to cluster on.
+
+    Technical channels (``technical`` patterns) are left out and their values copied to
+    ``adata.obs['tech_NAME']`` (an existing obs column is never overwritten); markers with
+    variance below ``min_variance`` are left out; NaN/inf become the marker's median (dense) or
+    0 (sparse) for clustering only. ``matrix`` itself is not modified.
+    """
+    names = [str(v) for v in (adata.var_names if var_names is None else var_names)]
+    diags: list[Diagnostic] = []
+    kept, moved = split_technical_markers(names, technical)
+    index = {name: i for i, name in enumerate(names)}
+    for name in moved:
+        column = TECH_PREFIX + name
+        if column in adata.obs.columns:
+            continue
+        values = matrix[:, index[name]]
+        adata.obs[column] = np.asarray(values.toarray() if sp.issparse(values) else values).ravel()
+    if moved:
+        diags.append(Diagnostic(TECHNICAL_MOVED, f"technical channels not used for clustering: {', '.join(moved)} "
+                                f"(values kept in obs as {TECH_PREFIX}NAME)"))
+
+    sub = matrix[:, [index[n] for n in kept]] if moved else matrix
+    variance = column_variance(sub) if kept else np.zeros(0)
+    low = variance < min_variance
+    dropped = [n for n, is_low in zip(kept, low) if is_low]
+    if dropped:
+        diags.append(Diagnostic(LOW_VARIANCE, f"near-constant markers not used for clustering "
+                                f"(variance < {min_variance:g}): {', '.join(dropped)}"))
+        sub = sub[:, np.flatnonzero(~low)]
+        kept = [n for n, is_low in zip(kept, low) if not is_low]
+    if not kept:
+        raise InputError(
+            "no marker left to cluster on: " + (f"technical: {', '.join(moved)}; " if moved else "")
+            + (f"constant: {', '.join(dropped)}" if dropped else "the panel is empty"),
+            hint="choose another --layer, or annotate existing clusters with --annotation-only --cluster-key KEY",
+            diagnostics=[Diagnostic(NO_CLUSTERING_MARKERS, "no marker left to cluster on")])
+
+    out, n_filled = _finite_float32(sub)
+    if n_filled:
+        diags.append(Diagnostic(IMPUTED_FOR_CLUSTERING, f"{n_filled} NaN/infinite values replaced for clustering "
+                                "(marker median; 0 in sparse data); statistics still treat them as missing"))
+    return PreparedMatrix(matrix=out, kept=kept, moved=moved, dropped=dropped, diagnostics=diags)
+
+
+def _finite_float32(matrix):
+    if sp.issparse(matrix):
+        out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+        bad = ~np.isfinite(out.data)
+        out.data[bad] = 0.0
+        out.eliminate_zeros()
+        return out, int(bad.sum())
+    out = np.array(matrix, dtype=np.float32, copy=True)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nan_to_num(np.nanmedian(out, axis=0), nan=0.0)
+        rows, cols = np.nonzero(bad)
+        out[rows, cols] = median[cols]
+    return out, int(bad.sum())

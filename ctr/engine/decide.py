@@ -1,0 +1,147 @@
+"""The hierarchical decision of one cluster (semantics §7): gate roots, pick the best, descend.
+
+Selections compare passing candidates by score (ties: declaration order). The gap a winner
+needs is ``min_gap`` of the candidates' level, unless the best candidate overrides ``min_gap``
+itself (a node-level ``min_gap`` is the margin that node needs to win).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ctr.engine.gates import GateResult
+from ctr.engine.scoring import NodeScores
+from ctr.engine.trace import Provenance, level_key_provenance
+from ctr.rules.model import CellType, Ruleset
+from ctr.rules.params import ResolvedParams
+
+UNASSIGNED = "Unassigned"
+AMBIGUITY_SEP = "~"
+
+
+@dataclass
+class NodeEvaluation:
+    """A cell type scored and gated over all clusters."""
+
+    scores: NodeScores
+    gates: list[GateResult]
+    passed: np.ndarray
+    order: int  # declaration order (depth-first walk index)
+
+
+@dataclass
+class Selection:
+    """One choice among sibling candidates (roots, or the children of the current node)."""
+
+    level: int
+    parent: CellType | None
+    candidates: list[CellType]  # every sibling evaluated, declaration order
+    ranked: list[CellType]  # the passing ones, best first
+    scores: list[float]  # their scores
+    outcome: str  # winner | ambiguous | none_passed
+    margin: float  # best - second (inf for a lone candidate, NaN when none passed)
+    min_gap: float
+    provenance: Provenance | None
+    ambiguous: list[CellType] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    cluster: str
+    index: int  # row in the evidence arrays
+    path: list[CellType]
+    stop_reason: str
+    selections: list[Selection]
+
+    @property
+    def ambiguous(self) -> list[CellType]:
+        last = self.selections[-1]
+        return last.ambiguous if last.outcome == "ambiguous" else []
+
+    @property
+    def label(self) -> str:
+        if self.stop_reason == "no_root_passed":
+            return UNASSIGNED
+        if self.stop_reason == "ambiguous_root":
+            return AMBIGUITY_SEP.join(n.name for n in self.ambiguous)
+        return self.path[-1].name
+
+    @property
+    def annotation_path(self) -> str:
+        if not self.path:
+            return self.label
+        return " / ".join(n.name for n in self.path)
+
+    @property
+    def margins(self) -> list[float]:
+        return [s.margin for s in self.selections if s.outcome == "winner"]
+
+    @property
+    def confidence(self) -> float:
+        """The smallest winning margin on the path; for an ambiguous root the (short) gap
+        between the two best roots; 0 when unassigned."""
+        if self.stop_reason == "no_root_passed":
+            return 0.0
+        if self.stop_reason == "ambiguous_root":
+            return self.selections[-1].margin
+        return min(self.margins)
+
+    @property
+    def deciding(self) -> Selection | None:
+        """The selection that set the label (the ambiguous one for an ambiguous root)."""
+        if self.stop_reason == "ambiguous_root":
+            return self.selections[-1]
+        winners = [s for s in self.selections if s.outcome == "winner"]
+        return winners[-1] if winners else None
+
+
+def min_gap_for(node: CellType, params: ResolvedParams, ruleset: Ruleset) -> tuple[float, Provenance]:
+    """The margin ``node`` needs to win among its siblings, and where that number came from."""
+    value = params.level(node.level, node.overrides).min_gap
+    return value, level_key_provenance(node, node.level, "min_gap", params, ruleset)
+
+
+def select(
+    i: int, candidates: list[CellType], parent: CellType | None, evaluations: dict[tuple, NodeEvaluation],
+    params: ResolvedParams, ruleset: Ruleset,
+) -> Selection:
+    """Rank the passing candidates of cluster ``i`` and decide winner / ambiguous / none_passed."""
+    level = candidates[0].level if candidates else 0
+    passing = [c for c in candidates if evaluations[c.path].passed[i]]
+    # stable sort on score alone keeps declaration order among ties
+    ranked = sorted(passing, key=lambda c: -float(evaluations[c.path].scores.score[i]))
+    scores = [float(evaluations[c.path].scores.score[i]) for c in ranked]
+    if not ranked:
+        return Selection(level, parent, candidates, [], [], "none_passed", math.nan, math.nan, None)
+    gap, prov = min_gap_for(ranked[0], params, ruleset)
+    if len(ranked) == 1:
+        return Selection(level, parent, candidates, ranked, scores, "winner", math.inf, gap, prov)
+    margin = scores[0] - scores[1]
+    if margin < gap:
+        close = [c for c, s in zip(ranked, scores) if scores[0] - s < gap][: params.gating.max_ambiguity]
+        return Selection(level, parent, candidates, ranked, scores, "ambiguous", margin, gap, prov, close)
+    return Selection(level, parent, candidates, ranked, scores, "winner", margin, gap, prov)
+
+
+def decide_cluster(
+    i: int, cluster: str, ruleset: Ruleset, evaluations: dict[tuple, NodeEvaluation], params: ResolvedParams
+) -> Decision:
+    """Walk the hierarchy for cluster ``i`` from the roots down."""
+    path: list[CellType] = []
+    selections: list[Selection] = []
+    candidates, parent = list(ruleset.roots), None
+    while True:
+        sel = select(i, candidates, parent, evaluations, params, ruleset)
+        selections.append(sel)
+        if sel.outcome == "none_passed":
+            return Decision(cluster, i, path, "no_root_passed" if parent is None else "no_child_passed", selections)
+        if sel.outcome == "ambiguous":
+            return Decision(cluster, i, path, "ambiguous_root" if parent is None else "ambiguous_siblings", selections)
+        best = sel.ranked[0]
+        path.append(best)
+        if not best.children:
+            return Decision(cluster, i, path, "leaf_reached", selections)
+        candidates, parent = list(best.children), best

@@ -1,0 +1,302 @@
+"""Write a rule graph in any spelling: the DSL, YAML, or the guide's JSON marker map.
+
+Exports are of the assembled graph (includes already applied). Importing an export gives a graph
+with the same :meth:`~ctr.rules.model.Ruleset.canonical` form.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ctr.errors import RulesetError
+from ctr.rules.expr import quote_name
+from ctr.rules.model import CellType, Ruleset
+
+_LEVEL_KEYS = ("min_coverage", "min_pos_frac", "min_enrichment", "min_gap")
+
+
+def _num(value: float | int) -> str:
+    if isinstance(value, bool):
+        raise TypeError("not a number")
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _num(value)
+    return quote_name(str(value))
+
+
+def _names(names) -> str:
+    return ", ".join(quote_name(n) for n in names)
+
+
+def _params(ruleset: Ruleset) -> dict[str, dict]:
+    gating = {k: v for k, v in ruleset.gating.explicit().items() if k != "level_defaults"}
+    return {"scoring": ruleset.scoring.explicit(), "gating": gating, "refinement": ruleset.refinement.explicit()}
+
+
+def _levels(ruleset: Ruleset) -> dict[int, dict]:
+    if "level_defaults" not in ruleset.gating.model_fields_set:
+        return {}
+    return {lvl: block.explicit() for lvl, block in sorted(ruleset.gating.level_defaults.items())}
+
+
+# ---------------------------------------------------------------------------------------------
+# DSL
+
+
+def to_ctr(ruleset: Ruleset) -> str:
+    out = [f"ruleset {quote_name(ruleset.name)}" + (f" {json.dumps(ruleset.description)}" if ruleset.description else "")]
+    if ruleset.aliases or ruleset.thresholds:
+        out.append("")
+    for alias in ruleset.aliases:
+        out.append(f"alias {quote_name(alias.canonical)} = {_names(alias.synonyms)}")
+    for thr in ruleset.thresholds:
+        out.append(f"threshold {quote_name(thr.marker)} {thr.op} {_num(thr.value)}")
+    blocks = [(kind, vals) for kind, vals in _params(ruleset).items() if vals]
+    blocks += [(f"level {lvl}", vals) for lvl, vals in _levels(ruleset).items()]
+    for head, vals in blocks:
+        out.append("")
+        out.append(head + " {")
+        out.extend(f"  {key} {_value(val)}" for key, val in vals.items())
+        out.append("}")
+    for root in ruleset.roots:
+        out.append("")
+        _ctr_type(root, out, "")
+    return "\n".join(out) + "\n"
+
+
+def _ctr_type(node: CellType, out: list[str], indent: str) -> None:
+    out.append(f"{indent}type {quote_name(node.name)} {{")
+    inner = indent + "  "
+    for line in _ctr_body(node):
+        out.append(inner + line)
+    for child in node.children:
+        _ctr_type(child, out, inner)
+    out.append(indent + "}")
+
+
+def _ctr_body(node: CellType) -> list[str]:
+    lines = []
+    if node.markers:
+        lines.append("markers " + _names(node.marker_names))
+    if node.anti:
+        lines.append("anti " + _names(node.anti_names))
+    for req in node.requires:
+        line = "require " + quote_name(req.marker)
+        if req.min_pos_frac is not None:
+            line += f" pos_frac >= {_num(req.min_pos_frac)}"
+        if req.min_enrichment is not None:
+            line += f" enrichment >= {_num(req.min_enrichment)}"
+        lines.append(line)
+    for veto in node.vetoes:
+        lines.append(f"veto {_names(veto.markers)} pos_frac > {_num(veto.max_pos_frac)}")
+    for cond in node.conditions:
+        lines.append("when " + cond.render())
+    for ref in node.cite:
+        lines.append("cite " + json.dumps(ref))
+    for key, value in node.overrides.explicit().items():
+        lines.append(f"{key} {_num(value)}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML
+
+
+def _requirement(req, marker_key: str, pos_key: str, enr_key: str) -> dict:
+    out: dict[str, Any] = {marker_key: req.marker}
+    if req.min_pos_frac is not None:
+        out[pos_key] = req.min_pos_frac
+    if req.min_enrichment is not None:
+        out[enr_key] = req.min_enrichment
+    return out
+
+
+def _yaml_type(node: CellType) -> dict:
+    out: dict[str, Any] = {}
+    if node.markers:
+        out["markers"] = node.marker_names
+    if node.anti:
+        out["anti"] = node.anti_names
+    if node.requires:
+        out["require"] = [_requirement(r, "marker", "pos_frac", "enrichment") for r in node.requires]
+    if node.vetoes:
+        out["veto"] = [{"markers": list(v.markers), "pos_frac": v.max_pos_frac} for v in node.vetoes]
+    if node.conditions:
+        out["when"] = [c.render() for c in node.conditions]
+    if node.cite:
+        out["cite"] = list(node.cite)
+    out.update(node.overrides.explicit())
+    if node.children:
+        out["types"] = {child.name: _yaml_type(child) for child in node.children}
+    return out
+
+
+def to_yaml_data(ruleset: Ruleset) -> dict:
+    data: dict[str, Any] = {"ruleset": ruleset.name}
+    if ruleset.description:
+        data["description"] = ruleset.description
+    if ruleset.aliases:
+        data["aliases"] = {a.canonical: list(a.synonyms) for a in ruleset.aliases}
+    if ruleset.thresholds:
+        data["thresholds"] = {t.marker: f"{t.op} {_num(t.value)}" for t in ruleset.thresholds}
+    for kind, vals in _params(ruleset).items():
+        if vals:
+            data[kind] = vals
+    if _levels(ruleset):
+        data["levels"] = _levels(ruleset)
+    data["types"] = {root.name: _yaml_type(root) for root in ruleset.roots}
+    _check_unique(ruleset)
+    return data
+
+
+class _Dumper(yaml.SafeDumper):
+    """Lists of plain values (marker names) on one line: ``markers: [EPCAM, KRT8]``."""
+
+    def represent_list(self, data):
+        flow = all(isinstance(x, str | int | float) for x in data) and sum(len(str(x)) for x in data) < 80
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _Dumper.represent_list)
+
+
+def to_yaml(ruleset: Ruleset) -> str:
+    return yaml.dump(to_yaml_data(ruleset), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON marker map
+
+
+def _json_type(node: CellType, root: bool) -> dict:
+    out: dict[str, Any] = {"markers": node.marker_names}
+    if node.anti:
+        out["anti_markers"] = node.anti_names
+    if node.requires and not root:
+        out["require"] = [_requirement(r, "marker", "min_pos_frac", "min_enrichment") for r in node.requires]
+    if node.vetoes and not root:
+        out["veto"] = [{"markers": list(v.markers), "max_pos_frac": v.max_pos_frac} for v in node.vetoes]
+    if node.conditions:
+        out["when"] = [c.render() for c in node.conditions]
+    if node.cite:
+        out["cite"] = list(node.cite)
+    if node.overrides.explicit():
+        out["overrides"] = node.overrides.explicit()
+    if node.children:
+        out["children"] = {child.name: _json_type(child, False) for child in node.children}
+    return out
+
+
+def _one_or_list(items: list) -> Any:
+    return items[0] if len(items) == 1 else items
+
+
+def to_json_data(ruleset: Ruleset) -> dict:
+    _check_unique(ruleset)
+    data: dict[str, Any] = {}
+    if ruleset.name:
+        data["_ruleset"] = ruleset.name
+    if ruleset.description:
+        data["_description"] = ruleset.description
+    gating: dict[str, Any] = {}
+    reqs = {r.name: [_requirement(q, "marker", "min_pos_frac", "min_enrichment") for q in r.requires]
+            for r in ruleset.roots if r.requires}
+    vetoes = {r.name: [{"markers": list(v.markers), "max_pos_frac": v.max_pos_frac} for v in r.vetoes]
+              for r in ruleset.roots if r.vetoes}
+    if reqs:
+        gating["root_hard_requirements"] = {k: _one_or_list(v) for k, v in reqs.items()}
+    if vetoes:
+        gating["root_veto_markers"] = {k: _one_or_list(v) for k, v in vetoes.items()}
+    if _levels(ruleset):
+        gating["level_defaults"] = {str(k): v for k, v in _levels(ruleset).items()}
+    params = _params(ruleset)
+    gating.update(params["gating"])
+    if gating:
+        data["_gating_params"] = gating
+    if params["scoring"]:
+        data["_scoring_params"] = params["scoring"]
+    if params["refinement"]:
+        data["_refinement_params"] = params["refinement"]
+    if ruleset.aliases:
+        data["_aliases"] = {a.canonical: list(a.synonyms) for a in ruleset.aliases}
+    if ruleset.thresholds:
+        data["_thresholds"] = {t.marker: f"{t.op} {_num(t.value)}" for t in ruleset.thresholds}
+    for root in ruleset.roots:
+        if root.name.startswith("_"):
+            raise RulesetError(
+                f"root cell type '{root.name}' cannot be written to a JSON marker map: "
+                "top-level keys starting with '_' are metadata",
+                hint="rename the type or export as .ctr or .yaml",
+            )
+        data[root.name] = _json_type(root, True)
+    return data
+
+
+def to_json(ruleset: Ruleset) -> str:
+    return json.dumps(to_json_data(ruleset), indent=2, ensure_ascii=False) + "\n"
+
+
+def _check_unique(ruleset: Ruleset) -> None:
+    """Mappings cannot hold two entries with one key; refuse rather than silently drop one."""
+    def dupes(names):
+        seen, out = set(), []
+        for n in names:
+            if n in seen:
+                out.append(n)
+            seen.add(n)
+        return out
+
+    problems = dupes(a.canonical for a in ruleset.aliases) + dupes(t.marker for t in ruleset.thresholds)
+    stack = [ruleset.roots]
+    while stack:
+        group = stack.pop()
+        problems += dupes(n.name for n in group)
+        stack.extend(n.children for n in group)
+    if problems:
+        raise RulesetError(
+            f"cannot write YAML or JSON: '{problems[0]}' is defined twice at one level",
+            hint="fix the duplicate (see `ctr lint-ruleset`) or export as .ctr",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+
+_WRITERS = {"ctr": to_ctr, "yaml": to_yaml, "json": to_json}
+
+
+def export_text(ruleset: Ruleset, fmt: str) -> str:
+    """The ruleset as text in ``fmt``: 'ctr', 'yaml' (or 'yml') or 'json'."""
+    key = {"yml": "yaml", "dsl": "ctr"}.get(fmt.lower().lstrip("."), fmt.lower().lstrip("."))
+    if key not in _WRITERS:
+        raise RulesetError(f"unknown export format '{fmt}'", hint="use ctr, yaml or json")
+    return _WRITERS[key](ruleset)
+
+
+def export_ruleset(ruleset: Ruleset, path: str | Path, fmt: str | None = None) -> Path:
+    """Write the ruleset to ``path`` (format from ``fmt`` or the extension), atomically."""
+    from ctr.lang.loader import format_of
+
+    path = Path(path)
+    kind = format_of(path, fmt)
+    if kind is None:
+        raise RulesetError(f"cannot tell the export format of '{path}'", hint="use a .ctr, .yaml, .yml or .json file name, or pass fmt")
+    text = export_text(ruleset, kind)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

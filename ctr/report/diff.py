@@ -1,0 +1,270 @@
+"""``ctr diff RUN_A RUN_B``: which clusters changed, the first gate whose outcome differs, and the
+parameter differences that explain it. A view of the two traces and the two params.json files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ctr.errors import UsageError
+from ctr.report.explain import GATE_PARAMETER, format_number
+from ctr.report.rundir_view import RunDir, load_run
+
+FORMATS = ("text", "markdown", "json")
+# Keys that differ between any two runs and explain nothing.
+NOISE_KEYS = ("provenance.created",)
+
+
+@dataclass
+class ParamChange:
+    key: str
+    before: object
+    after: object
+    source_before: str = ""
+    source_after: str = ""
+
+
+@dataclass
+class GateChange:
+    """The first trace row (in run A's step order) whose outcome differs between the runs."""
+
+    step: int
+    level: int
+    cell_type: str
+    kind: str
+    gate: str
+    subject: str
+    before: str
+    after: str
+    explained_by: list[ParamChange] = field(default_factory=list)
+
+
+@dataclass
+class ClusterChange:
+    cluster: str
+    label_before: str
+    label_after: str
+    stop_before: str
+    stop_after: str
+    first_difference: GateChange | None
+
+
+@dataclass
+class RunDiff:
+    run_a: str
+    run_b: str
+    params: list[ParamChange]
+    provenance: list[ParamChange]
+    changed: list[ClusterChange]
+    only_a: list[str]
+    only_b: list[str]
+    n_common: int
+    unassigned: tuple[int, int]
+    unassigned_cells: tuple[int, int]
+    stop_changes: dict[str, int]
+
+
+def diff_runs(run_a: str | Path, run_b: str | Path, fmt: str = "text") -> str:
+    """What changed from ``run_a`` to ``run_b`` and why, as text, markdown or JSON."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown diff format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    result = compare_runs(load_run(run_a), load_run(run_b))
+    if fmt == "json":
+        return json.dumps(_json_ready(asdict(result)), indent=2, default=str)
+    return render_diff(result, markdown=fmt == "markdown")
+
+
+def compare_runs(a: RunDir, b: RunDir) -> RunDiff:
+    params, provenance = _param_changes(a.params, b.params)
+    ca, cb = a.clusters.set_index("cluster"), b.clusters.set_index("cluster")
+    common = [c for c in ca.index if c in cb.index]
+    changed = []
+    for cluster in common:
+        ra, rb = ca.loc[cluster], cb.loc[cluster]
+        if ra["final_annotation"] == rb["final_annotation"] and ra.get("stop_reason") == rb.get("stop_reason"):
+            continue
+        first = first_difference(a.trace_of(cluster), b.trace_of(cluster))
+        if first is not None:
+            first.explained_by = _explaining(first, params)
+        changed.append(ClusterChange(cluster, str(ra["final_annotation"]), str(rb["final_annotation"]),
+                                     str(ra.get("stop_reason", "")), str(rb.get("stop_reason", "")), first))
+    stops = Counter(f"{c.stop_before} -> {c.stop_after}" for c in changed if c.stop_before != c.stop_after)
+    return RunDiff(
+        run_a=str(a.path), run_b=str(b.path), params=params, provenance=provenance, changed=changed,
+        only_a=[c for c in ca.index if c not in cb.index], only_b=[c for c in cb.index if c not in ca.index],
+        n_common=len(common),
+        unassigned=(_unassigned(a)[0], _unassigned(b)[0]),
+        unassigned_cells=(_unassigned(a)[1], _unassigned(b)[1]),
+        stop_changes=dict(stops.most_common()),
+    )
+
+
+def first_difference(trace_a: pd.DataFrame, trace_b: pd.DataFrame) -> GateChange | None:
+    """The first row of run A's trace (step order) whose outcome differs in run B, else the first
+    row only run B evaluated. Rows are matched by what was evaluated, not by step number."""
+    rows_b = {_key(r): r for r in trace_b.to_dict("records")}
+    seen = set()
+    for ra in trace_a.to_dict("records"):
+        key = _key(ra)
+        seen.add(key)
+        rb = rows_b.get(key)
+        if rb is None:
+            return _change(ra, _outcome(ra), "not evaluated")
+        if _verdict(ra) != _verdict(rb):
+            return _change(ra, _outcome(ra), _outcome(rb))
+    for rb in trace_b.to_dict("records"):
+        if _key(rb) not in seen:
+            return _change(rb, "not evaluated", _outcome(rb))
+    return None
+
+
+def _key(row: dict) -> tuple:
+    if row["kind"] == "select":  # the chosen cell type is the outcome, not the identity
+        return ("select", int(row["level"]), row["path"])
+    return (row["kind"], int(row["level"]), row["path"], row["gate"], row["subject"])
+
+
+def _verdict(row: dict) -> tuple:
+    """What a row decided: pass/fail for a gate, the outcome and chosen type for a selection."""
+    if row["kind"] == "select":
+        return (row["gate"], row["cell_type"])
+    return (bool(row["passed"]),)
+
+
+def _outcome(row: dict) -> str:
+    observed = "missing" if _nan(row["observed"]) else format_number(row["observed"])
+    verdict = "passed" if row["passed"] else "failed"
+    if row["kind"] == "select":
+        chosen = f" {row['cell_type']}" if row["cell_type"] else ""
+        return f"{row['gate']}{chosen} (margin {observed}, min_gap {format_number(row['threshold'])})"
+    where = f"; rule {row.get('rule_loc') or 'default'}, from {row.get('param_source') or 'default'}"
+    return f"{observed} {row['operator']} {format_number(row['threshold'])} {verdict}{where}"
+
+
+def _change(row: dict, before: str, after: str) -> GateChange:
+    return GateChange(step=int(row.get("step", 0)), level=int(row["level"]), cell_type=str(row["cell_type"]),
+                      kind=str(row["kind"]), gate=str(row["gate"]), subject=str(row["subject"]),
+                      before=before, after=after)
+
+
+def _explaining(change: GateChange, params: list[ParamChange]) -> list[ParamChange]:
+    """The parameter changes that set this gate's threshold: the level entry first, any level next."""
+    name = "min_gap" if change.kind == "select" else GATE_PARAMETER.get(change.gate)
+    if change.gate == "requirement":
+        name = None  # requirement thresholds live in the ruleset (its hash differs) or min_pos_frac
+        hits = [p for p in params if p.key.endswith(("min_pos_frac", "min_enrichment")) or p.key.startswith("ruleset.")]
+    else:
+        hits = [p for p in params if name and p.key.endswith(f".{name}")]
+    if name:
+        level_hits = [p for p in hits if f".{change.level}." in p.key]
+        hits = level_hits or hits
+    if not hits:  # the observed value moved: scoring parameters or the ruleset changed
+        hits = [p for p in params if p.key.startswith(("scoring.", "ruleset."))]
+    return hits
+
+
+def _param_changes(pa: dict, pb: dict) -> tuple[list[ParamChange], list[ParamChange]]:
+    fa, fb = _flatten(pa), _flatten(pb)
+    sa, sb = pa.get("sources") or {}, pb.get("sources") or {}
+    params, provenance = [], []
+    for key in list(dict.fromkeys([*fa, *fb])):
+        if key.startswith("sources.") or key in NOISE_KEYS or key.endswith(("source_text", "ruleset.source")):
+            continue
+        if fa.get(key) == fb.get(key):
+            continue
+        change = ParamChange(key, fa.get(key), fb.get(key), str(sa.get(key, "default")), str(sb.get(key, "default")))
+        (provenance if key.startswith("provenance.") else params).append(change)
+    return params, provenance
+
+
+def _unassigned(run: RunDir) -> tuple[int, int]:
+    mask = (run.clusters["final_annotation"] == "Unassigned").to_numpy()
+    cells = pd.to_numeric(run.clusters.get("n_cells", pd.Series([0] * len(mask))), errors="coerce").fillna(0)
+    return int(mask.sum()), int(cells.to_numpy()[mask].sum())
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+
+def render_diff(d: RunDiff, markdown: bool = False) -> str:
+    h = (lambda t: f"## {t}") if markdown else (lambda t: f"{t}:")  # noqa: E731
+    item = "- " if markdown else "  "
+    sub = "  - " if markdown else "      "
+    lines = [f"# ctr diff: {d.run_a} -> {d.run_b}" if markdown else f"ctr diff: {d.run_a} -> {d.run_b}", ""]
+    stops = "; ".join(f"{k}: {v}" for k, v in d.stop_changes.items()) or "none"
+    lines += [h("Summary"),
+              f"{item}{len(d.changed)} of {d.n_common} clusters changed label or stop reason",
+              f"{item}unassigned clusters {d.unassigned[0]} -> {d.unassigned[1]} "
+              f"(cells {d.unassigned_cells[0]} -> {d.unassigned_cells[1]})",
+              f"{item}stop reason changes: {stops}"]
+    if d.only_a:
+        lines.append(f"{item}clusters only in run A: {', '.join(d.only_a)}")
+    if d.only_b:
+        lines.append(f"{item}clusters only in run B: {', '.join(d.only_b)}")
+    lines += ["", h("Parameters that differ")]
+    lines += [f"{item}{_param_line(p)}" for p in d.params] or [f"{item}none"]
+    if d.provenance:
+        lines += ["", h("Provenance that differs")] + [f"{item}{_param_line(p)}" for p in d.provenance]
+    lines += ["", h("Changed clusters")]
+    if not d.changed:
+        lines.append(f"{item}none")
+    for c in d.changed:
+        stop = f" (stop {c.stop_before} -> {c.stop_after})" if c.stop_before != c.stop_after else f" (stop {c.stop_after})"
+        lines.append(f"{item}cluster {c.cluster}: {c.label_before} -> {c.label_after}{stop}")
+        g = c.first_difference
+        if g is None:
+            lines.append(f"{sub}no gate outcome differs in the traces")
+            continue
+        what = (f"selection at level {g.level}" if g.kind == "select"
+                else f"{g.gate} gate of {g.cell_type} ({g.subject}) at level {g.level}")
+        lines.append(f"{sub}first differing gate (step {g.step}): {what}: {g.before} -> {g.after}")
+        if g.explained_by:
+            lines.append(f"{sub}explained by: " + "; ".join(_param_line(p) for p in g.explained_by))
+        else:
+            lines.append(f"{sub}explained by: no parameter difference (the data or the clustering changed)")
+    return "\n".join(lines) + "\n"
+
+
+def _param_line(p: ParamChange) -> str:
+    src = f" ({p.source_before} -> {p.source_after})" if p.source_before != p.source_after else ""
+    return f"{p.key}: {_show(p.before)} -> {_show(p.after)}{src}"
+
+
+def _show(value) -> str:
+    if value is None:
+        return "(absent)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _flatten(obj, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict) and obj:
+        out: dict[str, object] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): obj}
+
+
+def _nan(value) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_ready(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else str(obj)
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    return obj

@@ -1,0 +1,468 @@
+"""``ctr report``: one self-contained HTML file (inline CSS, JS and PNG figures) per run directory.
+
+Everything shown is read from the run directory; the per-cluster cards reuse ``explain``'s records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import tempfile
+from html import escape
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctr.errors import OutputError
+from ctr.report import plots
+from ctr.report.explain import (
+    STOP_REASONS,
+    ClusterExplanation,
+    GateResult,
+    LevelDecision,
+    format_number,
+    explain_clusters,
+    level_heading,
+    outcome_sentence,
+)
+from ctr.report.rundir_view import PATH_SEP, RunDir, load_run
+
+REPORT_NAME = "report.html"
+OPEN_CARDS_UP_TO = 8  # small runs open every card; larger ones start collapsed
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` atomically and return its path."""
+    run = load_run(run_dir)
+    page = render_report(run)
+    target = run.path / REPORT_NAME
+    try:
+        fd, tmp = tempfile.mkstemp(dir=run.path, prefix=".report.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the report ({exc.strerror})") from None
+    return target
+
+
+def render_report(run: RunDir) -> str:
+    """The whole page as one string."""
+    explanations = explain_clusters(run)
+    clusters = run.clusters
+    colours = plots.palette(_label_order(clusters))
+    sections = [
+        _summary(run, colours),
+        _hierarchy(run),
+        _evidence_section(run, explanations),
+        _embedding(run, colours),
+        _cards(run, explanations, colours),
+    ]
+    title = f"ctr report: {run.path.name}"
+    css = files("ctr.report").joinpath("report.css").read_text(encoding="utf-8")
+    js = files("ctr.report").joinpath("report.js").read_text(encoding="utf-8")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{escape(title)}</title><style>{css}</style></head><body>"
+        f"<div class=\"layout\">{_toc(run, explanations)}<main>"
+        f"<h1>{escape(title)}</h1><p class=\"sub\">{escape(_subtitle(run))}</p>"
+        + "".join(sections)
+        + f"</main></div><script>{js}</script></body></html>\n"
+    )
+
+
+# --- page parts ------------------------------------------------------------------------------------
+
+
+def _subtitle(run: RunDir) -> str:
+    rs = run.params.get("ruleset") or {}
+    prov = run.params.get("provenance") or {}
+    parts = []
+    if rs.get("name"):
+        parts.append(f"ruleset {rs['name']}")
+    tissue = _tissue(run)
+    if tissue.get("name"):
+        parts.append(f"tissue profile {tissue['name']}")
+    if prov.get("ctr_version"):
+        parts.append(f"ctr {prov['ctr_version']}")
+    parts.append(f"run created {prov.get('created', 'at an unknown time')}")
+    parts.append(f"report written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    return " · ".join(parts)
+
+
+def _toc(run: RunDir, explanations: list[ClusterExplanation]) -> str:
+    labels = sorted({e.label for e in explanations})
+    stops = sorted({e.stop_reason for e in explanations})
+    items = "".join(
+        f"<li data-cluster=\"{i}\" data-label=\"{escape(e.label)}\" data-stop=\"{escape(e.stop_reason)}\""
+        f" data-search=\"{escape(_search_text(e))}\"><a href=\"#cluster-{i}\"><span>{escape(e.cluster)} · "
+        f"{escape(e.label)}</span><span class=\"count\">{e.n_cells or ''}</span></a></li>"
+        for i, e in enumerate(explanations)
+    )
+    options = lambda values: "".join(f"<option value=\"{escape(v)}\">{escape(v)}</option>" for v in values)  # noqa: E731
+    return (
+        "<nav class=\"toc\"><div class=\"brand\">ctr report<small>" + escape(run.path.name) + "</small></div>"
+        "<h2>Contents</h2><ul><li><a href=\"#summary\">Summary</a></li><li><a href=\"#hierarchy\">Hierarchy</a></li>"
+        "<li><a href=\"#evidence\">Marker evidence</a></li><li><a href=\"#embedding\">Embedding</a></li>"
+        "<li><a href=\"#clusters\">Clusters</a></li></ul>"
+        "<h2>Filter clusters</h2>"
+        f"<label for=\"filter-label\">Label</label><select id=\"filter-label\"><option value=\"\">all labels</option>{options(labels)}</select>"
+        f"<label for=\"filter-stop\">Stop reason</label><select id=\"filter-stop\"><option value=\"\">all stop reasons</option>{options(stops)}</select>"
+        "<label for=\"filter-text\">Search</label><input id=\"filter-text\" type=\"search\" placeholder=\"cluster, marker, cell type\">"
+        "<div class=\"buttons\"><button id=\"expand-all\" type=\"button\">Expand all</button>"
+        "<button id=\"collapse-all\" type=\"button\">Collapse all</button></div>"
+        "<p class=\"note\" id=\"shown-count\"></p>"
+        f"<h2>Clusters</h2><ul>{items}</ul></nav>"
+    )
+
+
+def _summary(run: RunDir, colours: dict[str, str]) -> str:
+    c = run.clusters
+    cells = _cells(c)
+    total = float(cells.sum()) or 1.0
+    unassigned = (c["final_annotation"] == "Unassigned").to_numpy()
+    ambiguous = c["stop_reason"].astype(str).str.startswith("ambiguous").to_numpy()
+    conf = pd.to_numeric(c.get("confidence", pd.Series(dtype=float)), errors="coerce")
+    finite = conf[np.isfinite(conf.to_numpy()) & ~unassigned]
+    kpis = [
+        (str(len(c)), "clusters"),
+        (f"{int(cells.sum()):,}", "cells"),
+        (f"{cells[unassigned].sum() / total:.1%}", f"cells unassigned ({int(unassigned.sum())} clusters)"),
+        (str(int(ambiguous.sum())), "ambiguous clusters"),
+        (format_number(float(finite.median())) if len(finite) else "n/a", "median confidence (assigned, contested)"),
+    ]
+    kpi_html = "".join(f"<div class=\"kpi\"><div class=\"value\">{escape(v)}</div><div class=\"label\">{escape(k)}</div></div>"
+                       for v, k in kpis)
+    by_label = (pd.DataFrame({"label": c["final_annotation"].to_numpy(), "cells": cells.to_numpy()})
+                .groupby("label", sort=False).agg(clusters=("cells", "size"), cells=("cells", "sum"))
+                .sort_values("cells", ascending=False))
+    comp_rows = "".join(
+        f"<tr><td><span class=\"swatch\" style=\"background:{colours.get(lab, plots.UNASSIGNED)}\"></span>{escape(lab)}</td>"
+        f"<td class=\"num\">{r.clusters}</td><td class=\"num\">{int(r.cells):,}</td><td class=\"num\">{r.cells / total:.1%}</td>"
+        f"<td style=\"width:30%\"><div class=\"bar\"><span style=\"width:{100 * r.cells / total:.1f}%;background:"
+        f"{colours.get(lab, plots.UNASSIGNED)}\"></span></div></td></tr>"
+        for lab, r in by_label.iterrows()
+    )
+    stop_counts = c["stop_reason"].value_counts()
+    stop_rows = "".join(
+        f"<tr><td><span class=\"badge stop-{escape(s)}\">{escape(s)}</span></td><td class=\"num\">{n}</td>"
+        f"<td class=\"note\">{escape(STOP_REASONS.get(s, ''))}</td></tr>" for s, n in stop_counts.items()
+    )
+    conf_img = f"<img class=\"figure\" alt=\"confidence distribution\" src=\"{plots.confidence_plot(conf)}\">" if len(conf) else ""
+    return (
+        "<section id=\"summary\"><h2>Summary</h2>"
+        f"<div class=\"kpis\">{kpi_html}</div>{_plausibility(run, cells)}"
+        "<div class=\"grid2\"><div class=\"panel\"><h3>Label composition</h3><table><thead><tr><th>label</th>"
+        "<th class=\"num\">clusters</th><th class=\"num\">cells</th><th class=\"num\">share</th><th></th></tr></thead>"
+        f"<tbody>{comp_rows}</tbody></table></div>"
+        "<div class=\"panel\"><h3>Where annotation stopped</h3><table><thead><tr><th>stop reason</th><th class=\"num\">clusters</th>"
+        f"<th>meaning</th></tr></thead><tbody>{stop_rows}</tbody></table>"
+        f"<h3>Confidence</h3>{conf_img}</div></div>"
+        f"{_parameters(run)}</section>"
+    )
+
+
+def _plausibility(run: RunDir, cells: pd.Series) -> str:
+    """Warnings where the composition falls outside the tissue profile's expected ranges."""
+    expected = _tissue(run).get("expected_composition") or {}
+    if not expected:
+        return "<p class=\"note\">No tissue profile with expected composition was used, so no plausibility check.</p>"
+    total = float(cells.sum()) or 1.0
+    paths = run.clusters.get("annotation_path", pd.Series([""] * len(run.clusters))).astype(str)
+    labels = run.clusters["final_annotation"].astype(str)
+    warnings, checked = [], []
+    for cell_type, bounds in expected.items():
+        low, high = _bounds(bounds)
+        inside = [cell_type in p.split(PATH_SEP) or cell_type == lab for p, lab in zip(paths, labels)]
+        share = float(cells[np.array(inside, dtype=bool)].sum()) / total
+        checked.append(cell_type)
+        if (low is not None and share < low) or (high is not None and share > high):
+            rng = f"{low:.0%}–{high:.0%}" if low is not None and high is not None else (
+                f">= {low:.0%}" if low is not None else f"<= {high:.0%}")
+            warnings.append(f"{cell_type}: {share:.1%} of cells, expected {rng} for this tissue.")
+    name = _tissue(run).get("name", "the tissue profile")
+    if not warnings:
+        return f"<p class=\"note\">Composition is within the expected ranges of {escape(str(name))} ({escape(', '.join(checked))}).</p>"
+    return "".join(f"<div class=\"warning\">Plausibility: {escape(w)}</div>" for w in warnings)
+
+
+def _bounds(bounds) -> tuple[float | None, float | None]:
+    if isinstance(bounds, dict):
+        low, high = bounds.get("min", bounds.get("low")), bounds.get("max", bounds.get("high"))
+    elif isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+        low, high = bounds
+    else:
+        return None, None
+    return (None if low is None else float(low)), (None if high is None else float(high))
+
+
+def _parameters(run: RunDir) -> str:
+    params = {k: v for k, v in run.params.items() if k not in ("provenance", "sources", "ruleset", "tissue")}
+    sources = run.params.get("sources") or {}
+    flat = _flatten(params)
+    rows = "".join(
+        f"<tr><td><code>{escape(k)}</code></td><td>{escape(_fmt_value(v))}</td>"
+        f"<td>{escape(str(sources.get(k, 'default')))}</td></tr>" for k, v in flat.items()
+    )
+    meta = {"ruleset": run.params.get("ruleset"), "provenance": run.params.get("provenance")}
+    meta_flat = _flatten({k: v for k, v in meta.items() if v})
+    meta_rows = "".join(
+        f"<tr><td><code>{escape(k)}</code></td><td>{escape(_fmt_value(v))}</td></tr>"
+        for k, v in meta_flat.items() if not k.endswith("source_text") and not k.endswith(".source")
+    )
+    changed = [k for k in flat if sources.get(k, "default") != "default"]
+    lead = (f"{len(changed)} parameter(s) differ from the built-in defaults: " + ", ".join(changed)
+            if changed else "All parameters are built-in defaults.")
+    return (
+        f"<h3>Run parameters and provenance</h3><p>{escape(lead)}</p>"
+        "<details class=\"params\"><summary>All parameters in force</summary><table><thead><tr><th>parameter</th>"
+        f"<th>value</th><th>set by</th></tr></thead><tbody>{rows}</tbody></table></details>"
+        "<details class=\"params\"><summary>Ruleset and provenance</summary><table><tbody>"
+        f"{meta_rows}</tbody></table></details>"
+    )
+
+
+def _hierarchy(run: RunDir) -> str:
+    """The ruleset's types (as evaluated in the trace), with the clusters and cells that reached each."""
+    gates = run.trace.loc[run.trace["kind"] == "gate", ["path", "cell_type"]]
+    nodes = list(dict.fromkeys(p for p in gates["path"] if p))
+    cells = _cells(run.clusters)
+    finals = list(zip(run.clusters.get("annotation_path", pd.Series([""] * len(cells))).astype(str), cells))
+    evaluated = run.trace.loc[run.trace["kind"] == "gate"].groupby("path")["cluster"].nunique().to_dict()
+
+    def reached(node: str) -> tuple[int, int, int]:
+        hits = [(n, p == node) for p, n in finals if p == node or p.startswith(node + PATH_SEP)]
+        return len(hits), int(sum(n for n, _ in hits)), sum(1 for _, here in hits if here)
+
+    children: dict[str, list[str]] = {}
+    for node in nodes:
+        parent = node.rsplit(PATH_SEP, 1)[0] if PATH_SEP in node else ""
+        children.setdefault(parent, []).append(node)
+
+    def branch(parent: str) -> str:
+        items = []
+        for node in children.get(parent, []):
+            n_clusters, n_cells, n_final = reached(node)
+            name = node.split(PATH_SEP)[-1]
+            cls = "" if n_clusters else " unreached"
+            detail = (f"{n_clusters} cluster(s), {n_cells:,} cells reached; {n_final} labelled here; "
+                      f"gated in {evaluated.get(node, 0)} cluster(s)")
+            items.append(f"<li><span class=\"node{cls}\"><strong>{escape(name)}</strong>"
+                         f"<span class=\"count\">{escape(detail)}</span></span>{branch(node)}</li>")
+        return f"<ul>{''.join(items)}</ul>" if items else ""
+
+    return ("<section id=\"hierarchy\"><h2>Hierarchy</h2><p class=\"note\">Each cell type of the ruleset that was "
+            "evaluated; <em>reached</em> counts clusters whose final path passes through the type.</p>"
+            f"<div class=\"tree panel\">{branch('')}</div></section>")
+
+
+def _evidence_section(run: RunDir, explanations: list[ClusterExplanation]) -> str:
+    ev = run.evidence
+    if ev.empty or not {"marker", "pos_frac", "enrichment"} <= set(ev.columns):
+        return "<section id=\"evidence\"><h2>Marker evidence</h2><p class=\"note\">No marker_evidence.csv in this run.</p></section>"
+    ev = _positive_evidence(ev)
+    decided = _deciding_markers(ev, explanations)
+    if not decided:
+        return "<section id=\"evidence\"><h2>Marker evidence</h2><p class=\"note\">No marker decided a label.</p></section>"
+    rows = [f"{e.cluster} · {e.label}" for e in explanations]
+    row_of = {e.cluster: f"{e.cluster} · {e.label}" for e in explanations}
+    table = ev.assign(row=ev["cluster"].map(row_of)).dropna(subset=["row"])
+    img = plots.dot_plot(table, rows, decided)
+    return ("<section id=\"evidence\"><h2>Marker evidence</h2><p class=\"note\">The positive markers of every "
+            "cell type on the clusters' final paths. Dot size: fraction of the cluster's cells positive; colour: "
+            "enrichment over the whole sample (blue below, red above). A missing dot: the marker was not evaluated "
+            f"for that cluster.</p><div class=\"panel scroll\"><img class=\"figure\" alt=\"marker dot plot\" src=\"{img}\"></div></section>")
+
+
+def _positive_evidence(ev: pd.DataFrame) -> pd.DataFrame:
+    if "role" in ev.columns:
+        ev = ev.loc[~ev["role"].astype(str).str.contains("anti")]
+    return ev
+
+
+def _deciding_markers(ev: pd.DataFrame, explanations: list[ClusterExplanation], limit: int = 48) -> list[str]:
+    """Markers of the cell types on the clusters' final paths: every cluster's final type first (the
+    most specific evidence), then their parents, so a long list is cut at the least specific end."""
+    key = "path" if "path" in ev.columns else "cell_type"
+    depth = max((len(e.path) for e in explanations), default=0)
+    markers: list[str] = []
+    for up in range(depth):
+        for e in explanations:
+            if up >= len(e.path):
+                continue
+            node = PATH_SEP.join(e.path[: len(e.path) - up]) if key == "path" else e.path[len(e.path) - up - 1]
+            rows = ev.loc[(ev["cluster"] == e.cluster) & (ev[key] == node)]
+            markers += list(rows["marker"].astype(str))
+    return list(dict.fromkeys(markers))[:limit]
+
+
+def _embedding(run: RunDir, colours: dict[str, str]) -> str:
+    head = "<section id=\"embedding\"><h2>Embedding</h2>"
+    found = _read_umap(run)
+    if found is None:
+        return head + "<p class=\"note\">No UMAP in output.h5ad (obsm['X_umap']), so no embedding plot.</p></section>"
+    coords, labels = found
+    img = plots.umap_plot(coords, labels, colours)
+    return head + f"<div class=\"panel\"><img class=\"figure\" alt=\"UMAP coloured by label\" src=\"{img}\"></div></section>"
+
+
+def _read_umap(run: RunDir) -> tuple[np.ndarray, pd.Series] | None:
+    if run.h5ad is None:
+        return None
+    import anndata as ad
+
+    adata = ad.read_h5ad(run.h5ad, backed="r")
+    try:
+        if "X_umap" not in adata.obsm:
+            return None
+        coords = np.asarray(adata.obsm["X_umap"])[:, :2]
+        label_col = "ctr_label" if "ctr_label" in adata.obs else next(
+            (c for c in adata.obs.columns if c.endswith("_label") and c.replace("_label", "_stop_reason") in adata.obs), None)
+        if label_col is None:
+            return None
+        return coords, adata.obs[label_col].astype(str).reset_index(drop=True)
+    finally:
+        if getattr(adata, "file", None) is not None:
+            adata.file.close()
+
+
+def _cards(run: RunDir, explanations: list[ClusterExplanation], colours: dict[str, str]) -> str:
+    open_all = len(explanations) <= OPEN_CARDS_UP_TO
+    cards = "".join(_card(i, e, run, colours, open_all) for i, e in enumerate(explanations))
+    return ("<section id=\"clusters\"><h2>Clusters</h2><p class=\"note\">One card per cluster: the decision at each "
+            "level, every gate with its observed value, threshold and the rule that set it, and what would have to "
+            f"change for the runner-up to win. Click a card to open it.</p>{cards}</section>")
+
+
+def _card(i: int, e: ClusterExplanation, run: RunDir, colours: dict[str, str], is_open: bool) -> str:
+    conf = "uncontested" if e.confidence == math.inf else format_number(e.confidence)
+    swatch = f"<span class=\"swatch\" style=\"background:{colours.get(e.label, plots.UNASSIGNED)}\"></span>"
+    head = (f"<summary><span class=\"cid\">Cluster {escape(e.cluster)}</span>{swatch}<span class=\"lab\">{escape(e.label)}</span>"
+            f"<span class=\"spacer\"></span><span class=\"badge stop-{escape(e.stop_reason)}\">{escape(e.stop_reason)}</span>"
+            f"<span class=\"badge\">{e.n_cells if e.n_cells is not None else '?'} cells</span>"
+            f"<span class=\"badge\">confidence {escape(conf)}</span></summary>")
+    body = [f"<p class=\"summary-line\">{escape(e.summary)}</p>"]
+    if e.path:
+        body.append("<p class=\"crumbs\">" + "".join(f"<span>{escape(p)}</span>" for p in e.path) + "</p>")
+    body += [_level(d) for d in e.levels]
+    if e.near_miss:
+        body.append(f"<div class=\"callout\"><strong>Near miss.</strong> {escape(e.near_miss.sentence)}</div>")
+    if e.votes:
+        body.append(_votes(e.votes, colours))
+    if e.refinement:
+        body.append("<h4>Refinement</h4><ul>" + "".join(f"<li>{escape(r)}</li>" for r in e.refinement) + "</ul>")
+    body.append(_card_evidence(run, e))
+    return (f"<details class=\"card\" id=\"cluster-{i}\"{' open' if is_open else ''} data-label=\"{escape(e.label)}\" data-stop=\"{escape(e.stop_reason)}\" "
+            f"data-search=\"{escape(_search_text(e))}\">{head}<div class=\"body\">{''.join(body)}</div></details>")
+
+
+def _level(d: LevelDecision) -> str:
+    rows = []
+    for c in d.candidates:
+        chosen = " class=\"chosen\"" if c.cell_type == d.chosen and c.passed and d.outcome in ("winner", "leaf") else ""
+        gates = "".join(_gate_chip(g) for g in c.gates)
+        rows.append(f"<tr{chosen}><td>{escape(c.cell_type)}</td><td class=\"num\">{format_number(c.score)}</td>"
+                    f"<td>{'passed' if c.passed else 'failed'}</td><td><div class=\"gates\">{gates}</div></td></tr>")
+    return (f"<div class=\"level\"><h4>{escape(level_heading(d))}</h4><div class=\"outcome\">{escape(outcome_sentence(d))}</div>"
+            "<table class=\"cand\"><thead><tr><th>cell type</th><th class=\"num\">score</th><th>result</th><th>gates</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _gate_chip(g: GateResult) -> str:
+    cls = "pass" if g.passed else "fail"
+    mark = "\u2713" if g.passed else "\u2717"
+    value = "missing" if math.isnan(g.observed) else format_number(g.observed)
+    text = f"{mark} {g.measure} {value} {g.operator} {format_number(g.threshold)}"
+    loc = f" <span class=\"loc\">· {escape(g.rule_loc)}</span>" if not g.passed and g.rule_loc else ""
+    return f"<span class=\"gate {cls}\" title=\"{escape(g.describe() + '. ' + g.reason)}\">{escape(text)}{loc}</span>"
+
+
+def _votes(votes: dict[str, float], colours: dict[str, str]) -> str:
+    total = sum(votes.values()) or 1.0
+    extra = plots.palette(list(votes))
+    colour = lambda k: "#d9dde2" if k == "Uncertain" else colours.get(k, extra[k])  # noqa: E731
+    bar = "".join(f"<span style=\"width:{100 * v / total:.1f}%;background:{colour(k)}\" title=\"{escape(k)} {v / total:.0%}\"></span>"
+                  for k, v in votes.items())
+    legend = "".join(f"<span><span class=\"swatch\" style=\"background:{colour(k)}\"></span>{escape(k)} {v / total:.0%}</span>"
+                     for k, v in votes.items())
+    return (f"<h4>Per-cell votes</h4><p class=\"note\">How the cluster's cells voted among the tied candidates "
+            f"(evidence only; votes never change the label).</p><div class=\"votes\">{bar}</div><div class=\"legend\">{legend}</div>")
+
+
+def _card_evidence(run: RunDir, e: ClusterExplanation) -> str:
+    ev = run.evidence
+    if ev.empty or "marker" not in ev.columns or not e.path:
+        return ""
+    key = "path" if "path" in ev.columns else "cell_type"
+    nodes = [PATH_SEP.join(e.path[: i + 1]) for i in range(len(e.path))] if key == "path" else e.path
+    rows = ev.loc[(ev["cluster"] == e.cluster) & ev[key].isin(nodes)]
+    if rows.empty:
+        return ""
+    cols = [c for c in ("marker", "cell_type", "role", "pos_frac", "enrichment", "median", "threshold", "de_rank") if c in rows.columns]
+    text_cols = ("marker", "cell_type", "role")
+    head = "".join(f"<th{' class=num' if c not in text_cols else ''}>{escape(c.replace('_', ' '))}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td>{escape(str(r[c]))}</td>" if c in text_cols else f"<td class=\"num\">{_fmt_cell(c, r[c])}</td>"
+            for c in cols) + "</tr>"
+        for r in rows[cols].to_dict("records")
+    )
+    return f"<h4>Marker evidence on the path</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+
+def _label_order(clusters: pd.DataFrame) -> list[str]:
+    cells = _cells(clusters)
+    order = pd.Series(cells.to_numpy(), index=clusters["final_annotation"].astype(str)).groupby(level=0).sum()
+    return list(order.sort_values(ascending=False).index)
+
+
+def _cells(clusters: pd.DataFrame) -> pd.Series:
+    if "n_cells" in clusters.columns:
+        return pd.to_numeric(clusters["n_cells"], errors="coerce").fillna(0).astype(int).reset_index(drop=True)
+    return pd.Series(np.ones(len(clusters), dtype=int))
+
+
+def _tissue(run: RunDir) -> dict:
+    tissue = run.params.get("tissue") or (run.params.get("provenance") or {}).get("tissue") or {}
+    return tissue if isinstance(tissue, dict) else {}
+
+
+def _search_text(e: ClusterExplanation) -> str:
+    names = {c.cell_type for d in e.levels for c in d.candidates}
+    markers = {g.subject for d in e.levels for c in d.candidates for g in c.gates if g.gate in ("requirement", "veto")}
+    return " ".join([e.cluster, e.label, e.stop_reason, *sorted(names), *sorted(markers)]).lower()
+
+
+def _flatten(obj, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    out[prefix.rstrip(".")] = obj
+    return out
+
+
+def _fmt_cell(column: str, value) -> str:
+    if column == "de_rank":
+        return "" if pd.isna(value) else str(int(value))
+    return _fmt_value(value)
+
+
+def _fmt_value(value) -> str:
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if value is None:
+        return ""
+    return str(value)

@@ -1,0 +1,154 @@
+"""The command line as a user meets it: exit codes, messages without tracebacks, run directories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from ctr.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def run1(pbmc_h5ad, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--output-dir", str(out), "--random-seed", "0"]) == 0
+    return out
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_help_for_every_command(capsys):
+    for command in ["annotate", "lint-ruleset", "export-markers", "explain", "report", "diff", "rulesets", "demo"]:
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "usage: ctr " + command in capsys.readouterr().out
+
+
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["annotate"])
+    assert exc.value.code == 2
+
+
+def test_run_directory_has_every_file(run1):
+    for name in ["output.h5ad", "cluster_annotations.csv", "gating_details.csv", "decision_steps.csv",
+                 "marker_scores.csv", "marker_evidence.csv", "refinement_log.csv", "params.json",
+                 "report.html", "timings.json"]:
+        assert (run1 / name).is_file(), name
+    params = json.loads((run1 / "params.json").read_text())
+    assert params["ruleset"]["name"] == "pbmc"
+    assert {"stages", "total"} <= set(json.loads((run1 / "timings.json").read_text()))
+
+
+def test_same_seed_gives_identical_outputs(pbmc_h5ad, run1, tmp_path):
+    again = tmp_path / "again"
+    assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--output-dir", str(again), "--random-seed", "0"]) == 0
+    for name in ["cluster_annotations.csv", "gating_details.csv", "decision_steps.csv", "marker_scores.csv",
+                 "marker_evidence.csv"]:
+        assert digest(run1 / name) == digest(again / name), name
+
+
+def test_annotation_only_reuses_clusters(run1, tmp_path, capsys):
+    import anndata as ad
+
+    code, out, err = run(capsys, "annotate", run1 / "output.h5ad", "--annotation-only", "--output-dir", tmp_path / "run2",
+                         "--gating-params", '{"level_defaults": {"0": {"min_coverage": 0.35}}}')
+    assert code == 0, err
+    first = ad.read_h5ad(run1 / "output.h5ad")
+    second = ad.read_h5ad(tmp_path / "run2" / "output.h5ad")
+    assert (first.obs["cluster_lvl0"].astype(str).to_numpy() == second.obs["cluster_lvl0"].astype(str).to_numpy()).all()
+    params = json.loads((tmp_path / "run2" / "params.json").read_text())
+    assert params["gating"]["level_defaults"]["0"]["min_coverage"] == 0.35
+    assert params["sources"]["gating.level_defaults.0.min_coverage"] == "cli"
+    # the ruleset of run1 travels inside output.h5ad
+    assert params["ruleset"]["name"] == "pbmc"
+
+
+def test_input_file_is_never_modified(pbmc_h5ad, tmp_path):
+    before = (digest(pbmc_h5ad), os.stat(pbmc_h5ad).st_mtime_ns)
+    assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--output-dir", str(tmp_path / "r"),
+                 "--annotation-only", "--cluster-key", "louvain", "--no-report"]) == 0
+    assert (digest(pbmc_h5ad), os.stat(pbmc_h5ad).st_mtime_ns) == before
+
+
+def test_non_empty_output_dir_needs_force(pbmc_h5ad, run1, capsys):
+    before = digest(run1 / "cluster_annotations.csv")
+    code, _, err = run(capsys, "annotate", pbmc_h5ad, "--ruleset", "pbmc", "--output-dir", run1,
+                       "--annotation-only", "--cluster-key", "louvain")
+    assert code == 1
+    assert "--force" in err and "Traceback" not in err
+    assert digest(run1 / "cluster_annotations.csv") == before
+
+
+def test_output_dir_that_is_a_file(pbmc_h5ad, tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("keep me")
+    code, _, err = run(capsys, "annotate", pbmc_h5ad, "--ruleset", "pbmc", "--output-dir", target,
+                       "--annotation-only", "--cluster-key", "louvain")
+    assert code == 1 and "a_file" in err and "Traceback" not in err
+    assert target.read_text() == "keep me"
+
+
+def test_bad_json_parameters_show_where(pbmc_h5ad, tmp_path, capsys):
+    code, _, err = run(capsys, "annotate", pbmc_h5ad, "--ruleset", "pbmc", "--output-dir", tmp_path / "r",
+                       "--annotation-only", "--cluster-key", "louvain",
+                       "--gating-params", '{"level_defaults": {"0": {"min_coverage": 0.40}}')
+    assert code == 1
+    assert "--gating-params" in err and "line 1 column 48" in err
+
+
+def test_unknown_parameter_lists_valid_keys(pbmc_h5ad, tmp_path, capsys):
+    code, _, err = run(capsys, "annotate", pbmc_h5ad, "--ruleset", "pbmc", "--output-dir", tmp_path / "r",
+                       "--annotation-only", "--cluster-key", "louvain", "--scoring-params", '{"anti_wieght": 0.8}')
+    assert code == 1
+    assert "did you mean 'anti_weight'" in err and "positive_quantile" in err
+
+
+def test_missing_cluster_key_lists_candidates(pbmc_h5ad, tmp_path, capsys):
+    code, _, err = run(capsys, "annotate", pbmc_h5ad, "--ruleset", "pbmc", "--output-dir", tmp_path / "r",
+                       "--annotation-only", "--cluster-key", "leiden_typo")
+    assert code == 1 and "leiden_typo" in err and "louvain" in err
+
+
+def test_lint_syntax_error_is_located(tmp_path, capsys):
+    bad = tmp_path / "bad.ctr"
+    bad.write_text('ruleset bad\n\ntype T {\n  markers CD3E, CD2\n  markrs CD4\n}\n')
+    code, out, err = run(capsys, "lint-ruleset", bad)
+    assert code == 1
+    assert f"{bad}:5:3:" in out + err and "Traceback" not in out + err
+
+
+def test_builtins_lint_clean(capsys):
+    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune"]:
+        code, out, err = run(capsys, "lint-ruleset", name, "--strict")
+        assert code == 0, out + err
+
+
+def test_rulesets_lists_builtins_and_tissues(capsys):
+    code, out, _ = run(capsys, "rulesets")
+    assert code == 0
+    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "oviduct"]:
+        assert name in out
+
+
+def test_export_markers_round_trip(tmp_path, capsys):
+    from ctr.lang import load_ruleset
+
+    out = tmp_path / "my_tissue_markers.json"
+    code, _, err = run(capsys, "export-markers", "--output", out)
+    assert code == 0, err
+    assert load_ruleset(str(out)).canonical()["roots"] == load_ruleset("fallopian_tube").canonical()["roots"]

@@ -1,0 +1,212 @@
+"""Reading the input, choosing layer and cluster column, and the CTR5xx checks on values and labels."""
+
+from __future__ import annotations
+
+import os
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from ctr.data.anndata_io import detect_cluster_key, read_input, select_layer
+from ctr.data.checks import check_clusters, check_matrix
+from ctr.errors import InputError
+
+
+def _adata(x=None, **layers) -> ad.AnnData:
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) if x is None else x
+    a = ad.AnnData(X=x, var=pd.DataFrame(index=[f"M{i}" for i in range(x.shape[1])]))
+    for name, value in layers.items():
+        a.layers[name] = value
+    return a
+
+
+def _codes(diags) -> dict[str, object]:
+    return {d.code: d for d in diags}
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+def test_read_input_leaves_file_bytes_and_mtime_unchanged(tmp_path):
+    path = tmp_path / "in.h5ad"
+    _adata().write_h5ad(path)
+    old = os.stat(path).st_mtime_ns - 10_000_000_000
+    os.utime(path, ns=(old, old))  # an mtime in the past makes any write visible
+    before = path.read_bytes()
+    adata = read_input(path)
+    adata.X[0, 0] = 99  # in memory only
+    assert adata.shape == (4, 3)
+    assert path.read_bytes() == before
+    assert os.stat(path).st_mtime_ns == old
+
+
+def test_read_input_missing_file_names_it(tmp_path):
+    with pytest.raises(InputError, match=r"nope\.h5ad.*does not exist"):
+        read_input(tmp_path / "nope.h5ad")
+
+
+def test_read_input_csv_is_not_anndata(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError) as err:
+        read_input(path)
+    assert "table.csv" in str(err.value) and "not an HDF5 file" in str(err.value)
+    assert ".h5ad" in str(err.value)
+
+
+def test_read_input_hdf5_without_anndata(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["numbers"] = np.arange(3)
+    with pytest.raises(InputError, match="HDF5 file that is not an AnnData"):
+        read_input(path)
+
+
+def test_read_input_directory(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        read_input(tmp_path)
+
+
+# --- layer -------------------------------------------------------------------------------------
+
+def test_select_layer_preference_batchcorr_then_aligned_then_x():
+    x = np.ones((2, 2), dtype=np.float32)
+    assert select_layer(_adata(x, aligned=x * 2, batchcorr=x * 3), None)[1] == "batchcorr"
+    matrix, name = select_layer(_adata(x, aligned=x * 2), None)
+    assert name == "aligned" and matrix[0, 0] == 2
+    assert select_layer(_adata(x, other=x), None)[1] == "X"
+    assert select_layer(_adata(x, aligned=x * 2), "X")[1] == "X"
+    assert select_layer(_adata(x, other=x * 5), "other")[0][0, 0] == 5
+
+
+def test_select_layer_missing_lists_available():
+    x = np.ones((2, 2), dtype=np.float32)
+    with pytest.raises(InputError) as err:
+        select_layer(_adata(x, counts=x, asinh=x), "batchcorr")
+    assert "'batchcorr'" in str(err.value) and "X, counts, asinh" in str(err.value)
+
+
+def test_select_layer_keeps_sparse():
+    x = sp.random(50, 4, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    matrix, name = select_layer(_adata(x), None)
+    assert sp.issparse(matrix) and name == "X"
+
+
+# --- cluster key -------------------------------------------------------------------------------
+
+def test_detect_cluster_key_explicit_and_defaults():
+    a = _adata()
+    a.obs["leiden"] = pd.Categorical(["0", "0", "1", "1"])
+    a.obs["cluster"] = ["a", "a", "b", "b"]
+    assert detect_cluster_key(a, None, annotation_only=True) == "leiden"
+    assert detect_cluster_key(a, "cluster", annotation_only=True) == "cluster"
+    assert detect_cluster_key(a, None, annotation_only=False) is None
+    a.obs["cluster_lvl0"] = pd.Categorical(["0", "1", "0", "1"])
+    assert detect_cluster_key(a, None, annotation_only=True) == "cluster_lvl0"
+
+
+def test_detect_cluster_key_missing_lists_categorical_candidates():
+    a = _adata()
+    a.obs["phenograph"] = pd.Categorical(["0", "0", "1", "1"])
+    a.obs["area"] = [1.5, 2.5, 3.5, 4.5]
+    with pytest.raises(InputError) as err:
+        detect_cluster_key(a, "leiden", annotation_only=True)
+    assert "'leiden'" in str(err.value) and "phenograph" in str(err.value) and "area" not in str(err.value)
+    with pytest.raises(InputError) as err:
+        detect_cluster_key(a, None, annotation_only=True)
+    assert "--cluster-key" in str(err.value) and "phenograph" in str(err.value)
+
+
+# --- value checks ------------------------------------------------------------------------------
+
+def test_empty_file_is_an_error():
+    diags = check_matrix(np.zeros((0, 3)), ["a", "b", "c"], layer_name="X")
+    assert [d.code for d in diags] == ["CTR501"] and diags[0].level == "error"
+    assert check_matrix(np.zeros((5, 0)), [], layer_name="X")[0].code == "CTR501"
+
+
+def test_duplicate_marker_names():
+    x = np.random.default_rng(0).random((5, 3))
+    d = _codes(check_matrix(x, ["CD3", "CD4", "CD3"], layer_name="X"))["CTR502"]
+    assert d.level == "error" and "CD3" in d.message and "CD4" not in d.message
+    assert "var_names_make_unique" in d.hint
+
+
+def test_nan_and_inf_counted_per_marker():
+    x = np.random.default_rng(0).random((6, 3))
+    x[0, 1] = np.nan
+    x[3, 1] = np.inf
+    x[2, 2] = np.nan
+    d = _codes(check_matrix(x, ["CD3", "CD4", "CD8"], layer_name="X"))["CTR503"]
+    assert d.level == "warning"
+    assert "3 NaN/infinite values in 2 markers" in d.message
+    assert "CD4 (2)" in d.message and "CD8 (1)" in d.message and "CD3" not in d.message
+
+
+def test_nan_in_sparse_data_counted_without_densifying():
+    x = sp.csr_matrix(np.array([[0, 1.0, 0], [np.nan, 0, 0], [0, 0, 2.0]]))
+    d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="X"))["CTR503"]
+    assert "a (1)" in d.message and "b (" not in d.message
+
+
+def test_negative_values_warning_and_zscored_info():
+    rng = np.random.default_rng(1)
+    x = rng.random((50, 3)) * 3
+    x[4, 0] = -0.5
+    d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="X"))["CTR504"]
+    assert d.level == "warning" and "1 negative values" in d.message
+    z = (x - x.mean(0)) / x.std(0)
+    assert _codes(check_matrix(z, ["a", "b", "c"], layer_name="X"))["CTR504"].level == "info"
+    assert _codes(check_matrix(x, ["a", "b", "c"], layer_name="zscore"))["CTR504"].level == "info"
+
+
+def test_raw_counts_suggest_transform():
+    x = np.random.default_rng(2).poisson(30, size=(40, 3)).astype(np.float32)
+    x[0, 0] = 500
+    d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="counts"))["CTR505"]
+    assert d.level == "warning" and "500" in d.message and "--transform log1p" in d.hint
+    small = np.random.default_rng(2).poisson(3, size=(40, 3)).astype(np.float32)  # max <= 100: fine
+    assert "CTR505" not in _codes(check_matrix(small, ["a", "b", "c"], layer_name="X"))
+
+
+def test_raw_intensities_suggest_arcsinh_150():
+    x = np.random.default_rng(3).random((40, 3)) * 3000.5
+    d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="X"))["CTR506"]
+    assert d.level == "warning" and "--transform arcsinh:150" in d.hint
+    assert "CTR506" not in _codes(check_matrix(np.log1p(x), ["a", "b", "c"], layer_name="X"))
+
+
+def test_every_marker_flat_is_an_error_one_flat_is_not():
+    flat = np.tile([1.0, 2.0, 0.0], (10, 1))
+    d = _codes(check_matrix(flat, ["a", "b", "c"], layer_name="X"))["CTR507"]
+    assert d.level == "error"
+    flat[3, 1] = 2.5
+    assert "CTR507" not in _codes(check_matrix(flat, ["a", "b", "c"], layer_name="X"))
+    assert "CTR507" in _codes(check_matrix(sp.csr_matrix((10, 3)), ["a", "b", "c"], layer_name="X"))
+    assert "CTR507" not in _codes(check_matrix(sp.csr_matrix(flat), ["a", "b", "c"], layer_name="X"))
+
+
+def test_clean_data_has_no_diagnostics():
+    x = np.log1p(np.random.default_rng(4).random((30, 4)) * 50)
+    assert check_matrix(x, list("abcd"), layer_name="X") == []
+
+
+def test_single_cluster_warning():
+    d = _codes(check_clusters(np.array(["3"] * 5)))["CTR508"]
+    assert d.level == "warning" and "all 5 cells" in d.message and "'3'" in d.message
+
+
+def test_empty_categories_are_info():
+    labels = pd.Categorical(["a", "a", "b", "b"], categories=["a", "b", "c", "zz"])
+    d = _codes(check_clusters(labels))["CTR509"]
+    assert d.level == "info" and "2 categories" in d.message and "c, zz" in d.message
+
+
+def test_one_cell_clusters_named():
+    labels = ["0", "0", "0", "7", "1", "1", "12"]
+    d = _codes(check_clusters(labels))["CTR510"]
+    assert d.level == "warning" and "12, 7" in d.message and "2 clusters" in d.message
+    assert check_clusters(["0", "0", "1", "1"]) == []

@@ -1,0 +1,93 @@
+"""ctr report: one self-contained HTML file that renders in a browser without errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ctr.errors import InputError
+from ctr.report.html import write_report
+from fixtures_rundir import VETO_PTPRC, write_rundir
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    return write_report(write_rundir(tmp_path_factory.mktemp("report") / "run"))
+
+
+def test_report_is_one_self_contained_file(report):
+    html = report.read_text()
+    assert report.name == "report.html"
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "no network at view time"
+    assert "<link" not in html and "<script src" not in html and "@import" not in html
+    assert html.count("data:image/png;base64,") == 3  # confidence histogram, dot plot, UMAP
+    assert not list(report.parent.glob(".report.*.tmp")), "atomic write leaves no temporary file"
+
+
+def test_report_has_summary_hierarchy_cards_and_warnings(report):
+    html = report.read_text()
+    assert html.count('<details class="card"') == 5
+    assert "15.0%" in html  # 30 of 200 cells unassigned
+    # Stromal holds 20 of 200 cells, below the tissue profile's 30-60 %
+    assert "Plausibility: Stromal: 10.0% of cells, expected 30%–60% for this tissue." in html
+    assert "gating.level_defaults.0.min_coverage" in html  # provenance of the non-default parameter
+    assert "2 cluster(s), 100 cells reached; 1 labelled here" in html  # Epithelium in the hierarchy
+    assert VETO_PTPRC in html and "Near miss." in html
+    assert "Secretory Epithelium 42%" in html  # the vote composition of the ambiguous cluster
+
+
+def test_report_without_embedding_or_tissue_profile(tmp_path):
+    html = write_report(write_rundir(tmp_path / "run", with_h5ad=False, with_tissue=False)).read_text()
+    assert "No UMAP in output.h5ad" in html
+    assert "No tissue profile with expected composition" in html
+    assert html.count("data:image/png;base64,") == 2
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(InputError, match="missing cluster_annotations.csv, params.json"):
+        write_report(tmp_path)
+
+
+def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"
+    return subprocess.run(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="/usr/bin/chromium is not installed")
+def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_path):
+    shot = tmp_path / "report.png"
+    url = report.resolve().as_uri()
+    run = _chromium(["--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1280,2000", url], tmp_path)
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert console == [], "\n".join(console)
+    assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+    if os.environ.get("CTR_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["CTR_KEEP_SCREENSHOT"])
+    # the inline script ran: it fills in the filter count
+    dom = _chromium(["--dump-dom", url], tmp_path).stdout
+    assert "5 of 5 clusters shown" in dom
+
+
+def test_report_of_a_real_run(tmp_path):
+    from fixtures_rundir import write_real_run
+
+    run = write_real_run(tmp_path / "run")
+    html = write_report(run).read_text()
+    assert html.count('<details class="card"') == 7
+    assert html.count("data:image/png;base64,") == 3  # the real output.h5ad carries X_umap
+    assert f"{run.parent / 'tiny.ctr'}:7:" in html  # the veto that stopped Epithelium in cluster 2
+    assert "Per-cell votes" in html  # cluster 4 is ambiguous between Ciliated and Secretory
