@@ -79,15 +79,38 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
     from ctr.io.rundir import prepare_run_dir, run_guard
 
     progress = progress or Progress()
-    if opts.ruleset and opts.marker_map:
-        raise UsageError("--ruleset and --marker-map are alternatives; give one")
-    if Path(opts.output_dir).resolve() == Path(opts.input).resolve().parent and not opts.force:
-        pass  # prepare_run_dir refuses a non-empty directory without --force
+    validate_options(opts)  # cheap checks first: a typo must not cost a clustering run
     run_dir = prepare_run_dir(opts.output_dir, force=opts.force)
     with run_guard(run_dir):
         with progress.stage("read", opts.input):
             adata = read_input(opts.input)
         return annotate_adata(adata, opts, run_dir, progress)
+
+
+def validate_options(opts: AnnotateOptions) -> None:
+    """Fail fast on everything that does not need the data: parameters, names, files."""
+    from ctr.options import parameter_blocks
+    from ctr.rules.plan import load_plan
+    from ctr.rules.presets import preset_blocks
+    from ctr.rules.tissues import load_tissue
+
+    if opts.ruleset and opts.marker_map:
+        raise UsageError("--ruleset and --marker-map are alternatives; give one")
+    if not Path(opts.input).exists():
+        raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file")
+    parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
+    if opts.preset:
+        preset_blocks(opts.preset)
+    if opts.tissue:
+        load_tissue(opts.tissue)
+    if opts.refinement_plan:
+        load_plan(opts.refinement_plan)
+    if opts.transform:
+        import numpy as np
+
+        from ctr.data.preprocess import apply_transform
+
+        apply_transform(np.zeros((1, 1)), opts.transform)  # raises on an unknown spec
 
 
 def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progress) -> RunSummary:

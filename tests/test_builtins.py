@@ -218,3 +218,22 @@ def test_codex_immune_beats_celesta_on_the_crc_section():
     ours = (_root_per_cell(result, adata.obs["leiden"].astype(str)) == truth.to_numpy())[scored].mean()
     celesta = (adata.obs["celesta_pred"].astype(str).map(CELESTA_LINEAGE).to_numpy() == truth.to_numpy())[scored].mean()
     assert ours >= celesta + 0.08, (ours, celesta)
+
+
+def test_lint_target_keeps_compile_errors_and_skips_lint(tmp_path):
+    path = tmp_path / "broken.ctr"
+    path.write_text("ruleset broken\ntype T {\n  markers CD3,\n}\n")
+    report = lint_target(str(path))
+    assert report.count("error") >= 1 and all(d.code.startswith("CTR1") for d in report.diagnostics)
+    assert f"{path}:4:1" in report.format_text()
+
+
+def test_bad_tissue_profile_is_a_located_parameter_error(tmp_path):
+    from ctr.rules.tissues import _read_profile
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nruleset: pbmc\npreset: sparse\nexpected_composition: {T Cells: [0.5, 0.2]}\n")
+    with pytest.raises(ParameterError) as exc:
+        _read_profile(path)
+    assert str(path) in exc.value.message
+    assert "did you mean 'sparse_spatial'" in exc.value.message and "expected_composition" in exc.value.message

@@ -108,7 +108,7 @@ def test_bad_json_parameters_show_where(pbmc_h5ad, tmp_path, capsys):
                        "--annotation-only", "--cluster-key", "louvain",
                        "--gating-params", '{"level_defaults": {"0": {"min_coverage": 0.40}}')
     assert code == 1
-    assert "--gating-params" in err and "line 1 column 48" in err
+    assert "--gating-params" in err and "line 1 column 49" in err
 
 
 def test_unknown_parameter_lists_valid_keys(pbmc_h5ad, tmp_path, capsys):

@@ -57,6 +57,7 @@ def test_read_input_csv_is_not_anndata(tmp_path):
     assert ".h5ad" in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore::anndata.OldFormatWarning")
 def test_read_input_hdf5_without_anndata(tmp_path):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:
@@ -152,23 +153,26 @@ def test_nan_in_sparse_data_counted_without_densifying():
     assert "a (1)" in d.message and "b (" not in d.message
 
 
-def test_negative_values_warning_and_zscored_info():
+def test_negative_values_warning_small_noise_and_zscored_info():
     rng = np.random.default_rng(1)
     x = rng.random((50, 3)) * 3
     x[4, 0] = -0.5
     d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="X"))["CTR504"]
-    assert d.level == "warning" and "1 negative values" in d.message
+    assert d.level == "warning" and "1 negative values" in d.message and "-0.5" in d.message
+    assert _codes(check_matrix(x, ["a", "b", "c"], layer_name="zscore"))["CTR504"].level == "info"
     z = (x - x.mean(0)) / x.std(0)
     assert _codes(check_matrix(z, ["a", "b", "c"], layer_name="X"))["CTR504"].level == "info"
-    assert _codes(check_matrix(x, ["a", "b", "c"], layer_name="zscore"))["CTR504"].level == "info"
+    x[4, 0] = -0.1  # within 5% of the maximum (~3): noise around zero
+    d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="X"))["CTR504"]
+    assert d.level == "info" and "small negative" in d.message
 
 
 def test_raw_counts_suggest_transform():
-    x = np.random.default_rng(2).poisson(30, size=(40, 3)).astype(np.float32)
-    x[0, 0] = 500
+    x = np.random.default_rng(2).poisson(3, size=(40, 3)).astype(np.float32)
+    x[0, 0] = 50
     d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="counts"))["CTR505"]
-    assert d.level == "warning" and "500" in d.message and "--transform log1p" in d.hint
-    small = np.random.default_rng(2).poisson(3, size=(40, 3)).astype(np.float32)  # max <= 100: fine
+    assert d.level == "warning" and "50" in d.message and "--transform log1p" in d.hint
+    small = np.random.default_rng(2).poisson(3, size=(40, 3)).astype(np.float32)  # max <= 20: could be anything
     assert "CTR505" not in _codes(check_matrix(small, ["a", "b", "c"], layer_name="X"))
 
 
@@ -210,3 +214,42 @@ def test_one_cell_clusters_named():
     d = _codes(check_clusters(labels))["CTR510"]
     assert d.level == "warning" and "12, 7" in d.message and "2 clusters" in d.message
     assert check_clusters(["0", "0", "1", "1"]) == []
+
+
+# --- real data (skipped without ../shared/data) -------------------------------------------------
+
+@pytest.mark.parametrize("name, layer, code, level", [
+    ("celesta_codex_crc.h5ad", None, "CTR506", "warning"),   # raw CODEX intensities up to ~33,000
+    ("garnett_pbmc_facs.h5ad", None, "CTR505", "warning"),   # sparse raw UMI counts
+    ("scyan_aml_short.h5ad", None, "CTR504", "info"),        # X is standardised asinh
+])
+def test_real_files_get_the_expected_advice(name, layer, code, level):
+    from conftest import shared_file
+
+    adata = read_input(shared_file(name))
+    matrix, layer_name = select_layer(adata, layer)
+    found = _codes(check_matrix(matrix, adata.var_names, layer_name=layer_name))
+    assert found[code].level == level
+    assert not any(d.level == "error" for d in found.values())
+
+
+def test_real_plain_asinh_layer_has_only_small_negative_noise():
+    from conftest import shared_file
+
+    adata = read_input(shared_file("scyan_aml_short.h5ad"))
+    matrix, layer_name = select_layer(adata, "asinh")
+    diags = check_matrix(matrix, adata.var_names, layer_name=layer_name)
+    assert [(d.code, d.level) for d in diags] == [("CTR504", "info")]
+
+
+def test_missing_cluster_labels_counted():
+    d = _codes(check_clusters(pd.Series(["0", None, "1", "1", np.nan, "0"])))["CTR515"]
+    assert d.level == "warning" and "2 of 6 cells" in d.message
+    assert "CTR515" in _codes(check_clusters(np.array(["0", "nan", "0"])))
+
+
+def test_read_input_refuses_a_fifo(tmp_path):
+    fifo = tmp_path / "pipe.h5ad"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_input(fifo)

@@ -65,6 +65,7 @@ def test_ruleset_alias_wins_over_builtin():
         ("MKI67", ["Ki67"], "Ki67"),
         ("HLA-DRA", ["HLA-DR"], "HLA-DR"),
         ("JCHAIN", ["IGJ"], "IGJ"),
+        ("ACKR1", ["DARC"], "DARC"),
         ("COL4A1", ["Collagen IV"], "Collagen IV"),
         ("ptprc", ["cd45"], "cd45"),
     ],

@@ -28,6 +28,8 @@ def read_input(path: str | os.PathLike):
         raise InputError(f"input file {str(file)!r} does not exist", hint="pass the path of an AnnData .h5ad file")
     if file.is_dir():
         raise InputError(f"input {str(file)!r} is a directory; expected an AnnData .h5ad file")
+    if not file.is_file():
+        raise InputError(f"input {str(file)!r} is not a regular file; expected an AnnData .h5ad file")
     if not os.access(file, os.R_OK):
         raise InputError(f"input file {str(file)!r} is not readable (permission denied)")
     try:

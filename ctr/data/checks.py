@@ -28,8 +28,12 @@ ALL_FLAT = register("CTR507", "error", "every marker is constant")
 SINGLE_CLUSTER = register("CTR508", "warning", "one single cluster for all cells")
 EMPTY_CATEGORIES = register("CTR509", "info", "empty categories in the cluster column")
 SINGLETON_CLUSTERS = register("CTR510", "warning", "clusters with one cell")
+MISSING_LABELS = register("CTR515", "warning", "cells without a cluster label")
 
-RAW_COUNT_MAX = 100.0
+# integers up to 92 in 10x PBMC UMI counts (800 cells): log-normalised data is never all-integer
+RAW_COUNT_MAX = 20.0
+SMALL_NEGATIVE_SHARE = 0.05  # negatives within 5% of the maximum: noise around zero (CyTOF, background subtraction)
+CENTRED_NEGATIVE_SHARE = 0.25  # a quarter of the values below zero: centred (z-scored) data
 RAW_INTENSITY_MAX = 1000.0
 _SCALED_LAYER = re.compile(r"z[-_ ]?scor|scaled|standardi[sz]ed|^std$|_std$", re.IGNORECASE)
 
@@ -90,18 +94,11 @@ def _quiet_all_nan():
         yield
 
 
-def looks_standardised(matrix, layer_name: str) -> bool:
-    """A z-scored layer: named so, or (dense) every non-flat marker has mean ~0 and sd ~1."""
+def looks_standardised(values: np.ndarray, layer_name: str) -> bool:
+    """A z-scored/centred layer: named so, or a quarter or more of its finite values below zero."""
     if _SCALED_LAYER.search(layer_name or ""):
         return True
-    if sp.issparse(matrix):
-        return False
-    dense = np.asarray(matrix, dtype=np.float64)
-    with _quiet_all_nan():
-        mean = np.nanmean(np.where(np.isfinite(dense), dense, np.nan), axis=0)
-        sd = np.nanstd(np.where(np.isfinite(dense), dense, np.nan), axis=0)
-    ok = np.isfinite(sd) & (sd > 0)
-    return bool(ok.any()) and bool(np.all(np.abs(mean[ok]) < 0.1) and np.all(np.abs(sd[ok] - 1) < 0.2))
+    return values.size > 0 and float((values < 0).mean()) >= CENTRED_NEGATIVE_SHARE
 
 
 def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
@@ -136,9 +133,14 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
 
     if lo_all < 0:
         n_neg = int((finite < 0).sum())
-        if looks_standardised(matrix, layer_name):
+        stored_zeros = matrix.shape[0] * matrix.shape[1] - finite.size if sp.issparse(matrix) else 0
+        if looks_standardised(np.concatenate([finite, np.zeros(min(stored_zeros, finite.size))]), layer_name):
             diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} looks standardised (z-scores): {n_neg} negative values, "
                                     "positivity thresholds apply to z-scores", severity="info"))
+        elif -lo_all <= SMALL_NEGATIVE_SHARE * max(hi_all, 0.0):
+            diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} has {n_neg} small negative values (down to {lo_all:.3g}, "
+                                    f"maximum {hi_all:.3g}): noise around zero, read as not expressed",
+                                    severity="info"))
         else:
             diags.append(Diagnostic(
                 NEGATIVE_VALUES, f"{where} has {n_neg} negative values (minimum {lo_all:.4g})",
@@ -165,6 +167,11 @@ def check_clusters(labels) -> list[Diagnostic]:
     """Check cluster labels (array, list, pandas Series or Categorical), one per cell."""
     series = pd.Series(labels)
     diags: list[Diagnostic] = []
+    missing = series.isna() | series.astype(str).str.strip().str.lower().isin(["", "nan", "none", "<na>"])
+    if missing.any():
+        diags.append(Diagnostic(MISSING_LABELS, f"{int(missing.sum())} of {len(series)} cells have no cluster label "
+                                "(empty or NaN); they are annotated together as one group",
+                                hint="fill or drop those cells before annotating, or let ctr cluster (drop --annotation-only)"))
     if isinstance(series.dtype, pd.CategoricalDtype):
         sizes = series.value_counts(sort=False)
         empty = [str(c) for c in sizes.index[sizes.to_numpy() == 0]]

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ctr.data.gpu import cluster_on_gpu, gpu_available
+from ctr.data.preprocess import column_variance
 
 UMAP_MAX_CELLS = 200_000
 EXACT_KNN_MAX_CELLS = 50_000
@@ -54,14 +55,19 @@ def cluster_cells(matrix, *, resolution: float = 1.0, n_pcs: int = 30, neighbors
     ``use_gpu``: None = GPU when :func:`gpu_available`, False = CPU only (``--no-gpu``),
     True = try the GPU. A failing GPU path falls back to the CPU with a warning.
     ``n_pcs`` is capped at ``min(n_markers - 1, n_cells - 1)``; ``neighbors_k`` (self included,
-    scanpy's convention) at ``n_cells``. ``compute_umap`` None = when at most 200,000 cells.
+    scanpy's convention) at ``n_cells``. Constant markers are ignored. ``compute_umap`` None =
+    when at most 200,000 cells.
     ``progress``: a callable taking a message, or an object with ``.note(message)``.
     """
-    n_cells, n_markers = matrix.shape
     notes: list[str] = []
+    informative = column_variance(matrix) > 0
+    if not informative.all():  # constant markers carry nothing and break PCA when nothing else is left
+        matrix = matrix[:, np.flatnonzero(informative)]
+    n_cells, n_markers = matrix.shape
+    if n_markers == 0:
+        labels = np.array(["0"] * n_cells, dtype=object)
+        return ClusterResult(labels, "cpu", 0, None, {}, ["every marker is constant: all cells form one cluster"])
     n_pcs_used = capped_n_pcs(n_pcs, n_cells, n_markers)
-    if n_pcs_used < n_pcs:
-        notes.append(f"n_pcs {n_pcs} capped to {n_pcs_used} ({n_cells} cells x {n_markers} markers)")
     k = max(1, min(int(neighbors_k), n_cells))
     if compute_umap is None:
         compute_umap = n_cells <= UMAP_MAX_CELLS
@@ -82,7 +88,7 @@ def cluster_cells(matrix, *, resolution: float = 1.0, n_pcs: int = 30, neighbors
             notes.append(f"GPU clustering failed ({type(exc).__name__}: {exc}); clustered on the CPU instead")
     say(f"clustering {n_cells} cells on the CPU")
     labels, embedding, timings = _cluster_cpu(matrix, resolution=resolution, n_pcs=n_pcs_used, k=k,
-                                              random_seed=random_seed, compute_umap=compute_umap)
+                                              random_seed=random_seed, compute_umap=compute_umap, notes=notes)
     return ClusterResult(labels, "cpu", n_pcs_used, embedding, timings, notes)
 
 
@@ -102,7 +108,7 @@ def _reporter(progress) -> Callable[[str], None]:
 
 
 def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: int,
-                 compute_umap: bool) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+                 compute_umap: bool, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
     import anndata as ad
     import scanpy as sc
 
@@ -117,7 +123,9 @@ def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: 
 
     t0 = time.perf_counter()
     if n_pcs >= 1:
-        sc.pp.pca(adata, n_comps=n_pcs, random_state=random_seed, svd_solver="arpack")
+        # dense: eigendecomposition of the markers' covariance (exact, fast for panels, no random start)
+        solver = "arpack" if sparse else "covariance_eigh"
+        sc.pp.pca(adata, n_comps=n_pcs, random_state=random_seed, svd_solver=solver)
         rep_key, rep = "X_pca", np.ascontiguousarray(adata.obsm["X_pca"], dtype=np.float32)
     else:
         rep_key = "X"
@@ -137,12 +145,25 @@ def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: 
     if compute_umap:
         t0 = time.perf_counter()
         _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sc.tl.umap(adata, random_state=random_seed)
-        embedding = np.asarray(adata.obsm["X_umap"], dtype=np.float32)
+        try:
+            embedding = umap_embedding(adata, random_seed)
+        except Exception as exc:  # the embedding only decorates the report; the clusters stand without it
+            notes.append(f"UMAP embedding skipped ({type(exc).__name__}: {exc})")
         timings["umap"] = time.perf_counter() - t0
     return labels, embedding, timings
+
+
+def umap_embedding(adata, random_seed: int) -> np.ndarray:
+    """scanpy's UMAP on the stored neighbours, seeded (``rng`` in newer scanpy, ``random_state`` before)."""
+    import inspect
+
+    import scanpy as sc
+
+    seed_arg = "rng" if "rng" in inspect.signature(sc.tl.umap).parameters else "random_state"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.umap(adata, **{seed_arg: random_seed})
+    return np.asarray(adata.obsm["X_umap"], dtype=np.float32)
 
 
 def knn(rep: np.ndarray, k: int, random_seed: int, *,

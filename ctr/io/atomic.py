@@ -62,8 +62,10 @@ def write_csv_atomic(path: str | os.PathLike, df) -> Path:
 
     Floats use ``%.6g`` (six significant digits), no index, ``\\n`` line ends.
     """
-    if not hasattr(df, "to_csv"):  # polars
-        df = df.to_pandas()
+    if not hasattr(df, "to_csv"):  # polars: same formatting as pandas; to_pandas() would need pyarrow
+        import pandas as pd
+
+        df = pd.DataFrame(df.to_dict(as_series=False), columns=df.columns)
     with _atomic_open(path) as handle:
         df.to_csv(handle, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
     return Path(path)

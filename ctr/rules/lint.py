@@ -254,7 +254,7 @@ def _check_panel(ruleset: Ruleset, panel: list[str]) -> list[Diagnostic]:
     index = PanelIndex(panel)
     groups = alias_groups(ruleset)
     for group, alias in zip(groups, ruleset.aliases):
-        present = list(dict.fromkeys(p for p in (index._direct(n) for n in group) if p is not None))
+        present = list(dict.fromkeys(p for p in (index.find(n) for n in group) if p is not None))
         if len(present) > 1:
             out.append(
                 Diagnostic(

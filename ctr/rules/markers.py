@@ -90,7 +90,17 @@ BUILTIN_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("Caveolin-1", "CAV1"),
     ("Lysozyme", "LYZ"),
     ("Calprotectin", "S100A8"),
+    # current HGNC symbols and the older ones that hg19-era gene annotations still use
     ("JCHAIN", "IGJ"),
+    ("ACKR1", "DARC"),
+    ("ACKR3", "CXCR7"),
+    ("MCEMP1", "C19orf59"),
+    ("SELENOP", "SEPP1"),
+    ("PLPP3", "PPAP2B"),
+    ("ADGRG1", "GPR56"),
+    ("ADGRE5", "CD97"),
+    ("NECTIN2", "PVRL2"),
+    ("TENT5C", "FAM46C"),
 )
 
 _SEPARATORS = re.compile(r"[-_ .]")
@@ -147,7 +157,8 @@ class PanelIndex:
             self.lower.setdefault(name.lower(), name)
             self.normalized.setdefault(normalize(name), name)
 
-    def _direct(self, name: str) -> str | None:
+    def find(self, name: str) -> str | None:
+        """The panel name equal to ``name`` exactly or case-insensitively, else None."""
         if name in self.exact:
             return name
         return self.lower.get(name.lower())
@@ -156,7 +167,7 @@ class PanelIndex:
         for member in members:
             if member.lower() == name.lower():
                 continue
-            hit = self._direct(member) or self.normalized.get(normalize(member))
+            hit = self.find(member) or self.normalized.get(normalize(member))
             if hit is not None:
                 return hit
         return None

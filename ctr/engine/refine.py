@@ -1,0 +1,426 @@
+"""Refinement (semantics §8): a manual plan first, then relabel / subcluster / skip per cluster.
+
+Every state of the clustering is annotated afresh by the engine: cluster statistics are
+recomputed for the current cell labels while the global statistics stay those of the original
+run (they do not depend on the labels), so subclusters are scored and gated against the same
+thresholds as the clusters they came from. Labels that refinement sets without the engine's
+descent (an override, a relabel) are kept per cluster and written over the engine's row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctr.engine.annotate import Annotation, annotate_clusters, evaluate_nodes
+from ctr.engine.decide import Decision
+from ctr.engine.heterogeneity import frontier, frontier_votes
+from ctr.engine.scoring import ClusterEvidence
+from ctr.engine.trace import Step, fmt, param_provenance, trace_frame
+from ctr.errors import ParameterError
+from ctr.rules.model import CellType, Ruleset
+from ctr.rules.params import ResolvedParams
+from ctr.rules.plan import RefinementPlan, check_plan, load_plan, resolve_target
+from ctr.stats import Statistics, compute_statistics, natural_key
+
+LOG_COLUMNS = [
+    "iteration", "cluster", "action", "reason", "before_label", "after_label", "before_score", "after_score",
+    "heterogeneity", "n_cells", "source",
+]
+
+
+@dataclass
+class Refinement:
+    """The annotation over the final clusters, refinement_log.csv, and each cell's final cluster."""
+
+    annotation: Annotation
+    log: pd.DataFrame
+    cell_clusters: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Forced:
+    """A label set by refinement rather than by the engine's descent."""
+
+    label: str
+    node: CellType | None  # None for a free (override) label
+    stop_reason: str
+    action: str
+
+
+@dataclass
+class _View:
+    """The engine's annotation of one state of the clustering."""
+
+    stats: Statistics
+    ev: ClusterEvidence
+    evaluations: dict
+    annotation: Annotation
+    cells: dict[str, np.ndarray]
+
+    def index(self, cluster: str) -> int:
+        return self.ev.clusters.index(cluster)
+
+    def decision(self, cluster: str) -> Decision:
+        return self.annotation.decisions[self.index(cluster)]
+
+    def score(self, cluster: str, node: CellType) -> float:
+        return float(self.evaluations[node.path].scores.score[self.index(cluster)])
+
+
+@dataclass
+class _State:
+    labels: np.ndarray
+    forced: dict[str, _Forced] = field(default_factory=dict)
+    action: dict[str, str] = field(default_factory=dict)
+    manual: set[str] = field(default_factory=set)  # clusters the plan decided; the policy leaves them alone
+    log: list[dict] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+
+def refine(
+    annotation: Annotation,
+    stats: Statistics,
+    ruleset: Ruleset,
+    mapping: dict[str, str],
+    params: ResolvedParams,
+    *,
+    cell_matrix=None,
+    cell_clusters=None,
+    plan: RefinementPlan | str | Path | dict | None = None,
+    random_seed: int = 0,
+) -> Refinement:
+    """Apply the manual ``plan`` (override, merge, subcluster, relabel), then the automatic policy
+    for up to ``params.refinement.max_iterations`` rounds, and annotate the final clusters.
+
+    ``cell_matrix`` (cells x ``stats.markers``) and ``cell_clusters`` (a label per cell) are the
+    data ``stats`` were computed from; without them only plan overrides and relabels apply.
+    """
+    run = _Run(stats, ruleset, mapping, params, cell_matrix, random_seed)
+    has_cells = cell_matrix is not None and cell_clusters is not None
+    labels = np.asarray(cell_clusters).astype(str) if has_cells else None
+    state = _State(labels=labels if labels is not None else np.array([], dtype=str))
+    view = run.view(labels) if has_cells else _view_of(annotation, stats, ruleset, mapping, params)
+
+    if plan is not None:
+        origin = str(plan) if isinstance(plan, (str, Path)) else "refinement plan"
+        plan = plan if isinstance(plan, RefinementPlan) else load_plan(plan)
+        check_plan(plan, view.ev.clusters, ruleset, origin)
+        view = _apply_plan(run, state, view, plan, has_cells)
+
+    if has_cells:
+        todo = [c for c in view.ev.clusters if c not in state.manual]
+        for iteration in range(1, params.refinement.max_iterations + 1):
+            changed: list[str] = []
+            for cluster in todo:
+                changed += _policy(run, state, view, cluster, iteration)
+            if not changed:
+                break
+            view = run.view(state.labels)
+            todo = [c for c in changed if c in view.cells]
+
+    final = _finalise(view, state, ruleset)
+    log = pd.DataFrame(state.log, columns=LOG_COLUMNS)
+    cells_out = state.labels if has_cells else np.asarray(cell_clusters) if cell_clusters is not None else np.array([])
+    return Refinement(final, log, np.asarray(cells_out).astype(str) if len(cells_out) else np.asarray(cells_out))
+
+
+# ---- one state of the clustering ---------------------------------------------------------
+
+
+class _Run:
+    def __init__(self, stats, ruleset, mapping, params, cell_matrix, random_seed):
+        self.stats, self.ruleset, self.mapping, self.params = stats, ruleset, mapping, params
+        self.matrix, self.seed = cell_matrix, random_seed
+        g = stats.global_
+        # the ruleset's absolute cuts, as the original statistics applied them
+        self.thresholds = {
+            m: (op, float(t))
+            for m, src, op, t in zip(g["marker"], g["threshold_source"], g["threshold_op"], g["threshold"])
+            if src == "absolute"
+        }
+
+    def statistics(self, labels: np.ndarray) -> Statistics:
+        """Cluster statistics for ``labels``, with the original run's global statistics."""
+        fresh = compute_statistics(self.matrix, labels, self.stats.markers, self.params.scoring, self.thresholds)
+        return Statistics(global_=self.stats.global_, cluster=fresh.cluster, clusters=fresh.clusters, markers=self.stats.markers)
+
+    def view(self, labels: np.ndarray) -> _View:
+        stats = self.statistics(labels)
+        ann = annotate_clusters(stats, self.ruleset, self.mapping, self.params, cell_matrix=self.matrix, cell_clusters=labels)
+        ev = ClusterEvidence.from_statistics(stats)
+        cells = {str(k): np.asarray(v) for k, v in pd.Series(np.arange(labels.size)).groupby(labels).indices.items()}
+        return _View(stats, ev, evaluate_nodes(ev, self.ruleset, self.mapping, self.params), ann, cells)
+
+    def split(self, cells: np.ndarray, resolution: float) -> np.ndarray:
+        """Leiden labels ("0" the largest piece) of the cells, reproducible for the seed."""
+        from ctr.data.cluster import subcluster
+
+        return np.asarray(subcluster(self.matrix[cells], resolution, self.seed)).astype(str)
+
+
+def _view_of(annotation, stats, ruleset, mapping, params) -> _View:
+    ev = ClusterEvidence.from_statistics(stats)
+    return _View(stats, ev, evaluate_nodes(ev, ruleset, mapping, params), annotation, {})
+
+
+# ---- labels as refinement sees them --------------------------------------------------------
+
+
+def _label_node(view: _View, state: _State, cluster: str) -> CellType | None:
+    forced = state.forced.get(cluster)
+    if forced is not None:
+        return forced.node
+    d = view.decision(cluster)
+    return d.path[-1] if d.path and d.stop_reason != "ambiguous_root" else None
+
+
+def _label(view: _View, state: _State, cluster: str) -> str:
+    forced = state.forced.get(cluster)
+    return forced.label if forced is not None else view.decision(cluster).label
+
+
+def _label_score(view: _View, state: _State, cluster: str) -> float:
+    forced = state.forced.get(cluster)
+    if forced is not None:
+        return view.score(cluster, forced.node) if forced.node is not None else math.nan
+    row = view.annotation.clusters.set_index("cluster").loc[cluster]
+    return float(row["score"])
+
+
+def _n_cells(view: _View, cluster: str) -> int:
+    return int(view.ev.n_cells[view.index(cluster)])
+
+
+def _record(state: _State, iteration: int, cluster: str, action: str, reason: str, before: str, after: str,
+            before_score: float, after_score: float, h: float, n: int, source: str) -> None:
+    state.log.append({
+        "iteration": iteration, "cluster": cluster, "action": action, "reason": reason, "before_label": before,
+        "after_label": after, "before_score": before_score, "after_score": after_score, "heterogeneity": h,
+        "n_cells": n, "source": source,
+    })
+
+
+def _step(run: _Run, cluster: str, node: CellType | None, gate: str, subject: str, observed: float, op: str,
+          threshold: float, passed: bool, key: str, reason: str) -> Step:
+    prov = param_provenance(key, run.params, run.ruleset) if key else None
+    return Step(cluster, node.level if node is not None else -1, node.path_str if node is not None else "",
+                node.name if node is not None else "", "refine", gate, subject, float(observed), op, float(threshold),
+                bool(passed), prov.rule_loc if prov else "plan", prov.source if prov else "plan", reason)
+
+
+# ---- the automatic policy -----------------------------------------------------------------
+
+
+def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int) -> list[str]:
+    """Decide relabel / subcluster / skip for one cluster; returns the clusters that changed."""
+    rp = run.params.refinement
+    node = _label_node(view, state, cluster)
+    before, before_score, n = _label(view, state, cluster), _label_score(view, state, cluster), _n_cells(view, cluster)
+    fv = frontier_votes(view.cells[cluster], run.matrix, view.ev, view.evaluations, frontier(node, run.ruleset),
+                        run.params.scoring.per_cell_gap)
+    h = fv.heterogeneity
+    over = f"the votes over {', '.join(c.name for c in fv.candidates)} ({fv.text()}) give H {h:.2f}"
+
+    why_not: list[str] = []
+    if node is not None and node.children:
+        child, share = fv.best()
+        need = 1.0 - rp.heterogeneity_gap
+        if child is None:
+            why_not.append(f"no cell voted for a subtype of {node.name}")
+        else:
+            score = view.score(cluster, child)
+            share_ok, score_ok = share >= need, score >= rp.subtype_signal_threshold
+            state.steps.append(_step(run, cluster, child, "relabel", f"vote_share({child.name})", share, ">=", need, share_ok,
+                                     "refinement.heterogeneity_gap",
+                                     f"{child.name} took {share:.2f} of the votes (relabel needs >= 1 - heterogeneity_gap "
+                                     f"{rp.heterogeneity_gap:.2f} = {need:.2f})"))
+            state.steps.append(_step(run, cluster, child, "relabel", f"score({child.name})", score, ">=",
+                                     rp.subtype_signal_threshold, score_ok, "refinement.subtype_signal_threshold",
+                                     f"{child.name} scored {fmt(score)} (relabel needs >= subtype_signal_threshold "
+                                     f"{rp.subtype_signal_threshold:.2f})"))
+            if share_ok and score_ok:
+                reason = (f"{child.name} took {share:.2f} of the per-cell votes among the subtypes of {node.name} "
+                          f"(>= 1 - heterogeneity_gap {rp.heterogeneity_gap:.2f} = {need:.2f}) and scored {fmt(score)} "
+                          f"(>= subtype_signal_threshold {rp.subtype_signal_threshold:.2f}): relabelled {before} -> "
+                          f"{child.name} ({n} cells, H {h:.2f})")
+                state.forced[cluster] = _Forced(child.name, child, "refined_relabel", "relabel")
+                state.action[cluster] = "relabel"
+                state.steps.append(_step(run, cluster, child, "relabel", "action", share, ">=", need, True,
+                                         "refinement.heterogeneity_gap", reason))
+                _record(state, iteration, cluster, "relabel", reason, before, child.name, before_score, score, h, n, "auto")
+                # a leaf's frontier is the one these votes were taken over: looking again would
+                # undo the relabel with a subcluster; a parent's children are a new question
+                return [cluster] if child.children else []
+            if not share_ok:
+                why_not.append(f"{child.name} took only {share:.2f} of the votes < {need:.2f} (1 - heterogeneity_gap)")
+            else:
+                why_not.append(f"{child.name} scored {fmt(score)} < subtype_signal_threshold {rp.subtype_signal_threshold:.2f}")
+    else:
+        why_not.append(f"{before} has no subtypes to relabel to")
+
+    flagged, big = h >= rp.score_threshold, n >= rp.min_cells
+    state.steps.append(_step(run, cluster, node, "subcluster", "heterogeneity", h, ">=", rp.score_threshold, flagged,
+                             "refinement.score_threshold", f"{over} (subcluster needs >= score_threshold {rp.score_threshold:.2f})"))
+    state.steps.append(_step(run, cluster, node, "subcluster", "n_cells", n, ">=", rp.min_cells, big, "refinement.min_cells",
+                             f"{n} cells (subcluster needs >= min_cells {rp.min_cells})"))
+    if flagged and big:
+        why = (f"H {h:.2f} >= score_threshold {rp.score_threshold:.2f} and {n} cells >= min_cells {rp.min_cells} "
+               f"({'; '.join(why_not)})")
+        return _subcluster(run, state, view, cluster, rp.resolution, why, iteration, "auto", h)
+    if not flagged:
+        why_not.append(f"H {h:.2f} < score_threshold {rp.score_threshold:.2f}")
+    if not big:
+        why_not.append(f"{n} cells < min_cells {rp.min_cells}")
+    reason = f"kept as is: {'; '.join(why_not)} ({over})"
+    state.action.setdefault(cluster, "skip")
+    state.steps.append(_step(run, cluster, node, "skip", "action", h, ">=", rp.score_threshold, False,
+                             "refinement.score_threshold", reason))
+    _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, "auto")
+    return []
+
+
+def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution: float, why: str, iteration: int,
+                source: str, h: float) -> list[str]:
+    """Leiden on the cluster's cells; pieces get ids ``<cluster>.<k>`` and are annotated again."""
+    cells = view.cells[cluster]
+    before, before_score, n = _label(view, state, cluster), _label_score(view, state, cluster), len(cells)
+    pieces = run.split(cells, resolution)
+    node = _label_node(view, state, cluster)
+    if len(set(pieces)) < 2:
+        reason = f"{why}, but Leiden at resolution {resolution:g} found a single piece: kept intact"
+        state.action.setdefault(cluster, "skip")
+        state.steps.append(_step(run, cluster, node, "skip", "pieces", 1, ">=", 2, False,
+                                 "refinement.resolution" if source == "auto" else "", reason))
+        _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, source)
+        return []
+    new_ids = np.array([f"{cluster}.{p}" for p in pieces], dtype=object)
+    labels = state.labels.astype(object)
+    labels[cells] = new_ids
+    state.labels = labels.astype(str)
+    state.forced.pop(cluster, None)
+    after_view = run.view(state.labels)
+    ids = sorted(set(new_ids), key=natural_key)
+    names = [f"{p} {_label(after_view, state, p)}" for p in ids]
+    reason = f"{why}: Leiden at resolution {resolution:g} split its {n} cells into {len(ids)} pieces ({', '.join(names)})"
+    state.steps.append(_step(run, cluster, node, "subcluster", "action", h, ">=", run.params.refinement.score_threshold
+                             if source == "auto" else math.nan, True, "refinement.resolution" if source == "auto" else "", reason))
+    _record(state, iteration, cluster, "subcluster", reason, before, "; ".join(names), before_score, math.nan, h, n, source)
+    for p in ids:
+        piece_reason = (f"piece of cluster {cluster} ({before}): {_n_cells(after_view, p)} cells, scored and gated again "
+                        f"against the original global statistics")
+        after = _label(after_view, state, p)
+        _record(state, iteration, p, "subcluster", piece_reason, before, after, before_score,
+                _label_score(after_view, state, p), math.nan, _n_cells(after_view, p), source)
+        state.action[p] = "subcluster"
+        if source == "plan":
+            state.manual.add(p)
+    return ids
+
+
+# ---- the manual plan ----------------------------------------------------------------------
+
+
+def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has_cells: bool) -> _View:
+    present = set(view.ev.clusters)
+
+    def gone(cluster: str, op: str) -> None:
+        if cluster not in present:
+            raise ParameterError(f"refinement plan: {op} names cluster '{cluster}', which an earlier merge or subcluster "
+                                 f"of the plan removed; name one of: {', '.join(sorted(present, key=natural_key))}")
+
+    for op in plan.override:
+        n, before, score = _n_cells(view, op.cluster), _label(view, state, op.cluster), _label_score(view, state, op.cluster)
+        state.forced[op.cluster] = _Forced(op.label, None, "manual_override", "override")
+        state.action[op.cluster] = "override"
+        state.manual.add(op.cluster)
+        reason = f"manual override: {before} -> {op.label} ({op.reason})"
+        state.steps.append(_step(run, op.cluster, None, "override", "plan", math.nan, "", math.nan, True, "", reason))
+        _record(state, 0, op.cluster, "override", reason, before, op.label, score, math.nan, math.nan, n, "plan")
+
+    if plan.merge:
+        if not has_cells:
+            raise ParameterError("refinement plan: merge needs the per-cell data (cell matrix and cluster labels)")
+        for op in plan.merge:
+            for c in op.clusters:
+                gone(c, "merge")
+            into = op.into if op.into is not None else op.clusters[0]
+            before = "; ".join(f"{c} {_label(view, state, c)}" for c in op.clusters)
+            n = sum(_n_cells(view, c) for c in op.clusters)
+            labels = state.labels.astype(object)
+            labels[np.isin(state.labels, op.clusters)] = into
+            state.labels = labels.astype(str)
+            for c in op.clusters:
+                state.forced.pop(c, None)
+                state.action.pop(c, None)
+                present.discard(c)
+            present.add(into)
+            state.action[into], state.manual = "merge", state.manual | {into}
+            view = run.view(state.labels)
+            after = _label(view, state, into)
+            reason = f"manual merge of clusters {', '.join(op.clusters)} into {into} ({n} cells), annotated again: {after} ({op.reason})"
+            state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "", reason))
+            _record(state, 0, into, "merge", reason, before, after, math.nan, _label_score(view, state, into), math.nan, n, "plan")
+
+    for op in plan.subcluster:
+        if not has_cells:
+            raise ParameterError("refinement plan: subcluster needs the per-cell data (cell matrix and cluster labels)")
+        gone(op.cluster, "subcluster")
+        resolution = op.resolution if op.resolution is not None else run.params.refinement.resolution
+        state.manual.add(op.cluster)
+        ids = _subcluster(run, state, view, op.cluster, resolution, f"manual subcluster ({op.reason})", 0, "plan", math.nan)
+        if ids:
+            present.discard(op.cluster)
+            present.update(ids)
+            view = run.view(state.labels)
+
+    for op in plan.relabel:
+        gone(op.cluster, "relabel")
+        node = resolve_target(run.ruleset, op.to)
+        before, score_before = _label(view, state, op.cluster), _label_score(view, state, op.cluster)
+        score = view.score(op.cluster, node)
+        state.forced[op.cluster] = _Forced(node.name, node, "manual_relabel", "relabel")
+        state.action[op.cluster] = "relabel"
+        state.manual.add(op.cluster)
+        reason = f"manual relabel: {before} -> {node.path_str} (its score here {fmt(score)}) ({op.reason})"
+        state.steps.append(_step(run, op.cluster, node, "relabel", "plan", score, "", math.nan, True, "", reason))
+        _record(state, 0, op.cluster, "relabel", reason, before, node.name, score_before, score, math.nan,
+                _n_cells(view, op.cluster), "plan")
+    return view
+
+
+# ---- the final tables ---------------------------------------------------------------------
+
+
+def _finalise(view: _View, state: _State, ruleset: Ruleset) -> Annotation:
+    """The engine's annotation of the final clusters, with forced labels, actions and refine steps."""
+    ann = view.annotation
+    clusters = ann.clusters.copy()
+    clusters["refinement_action"] = [state.action.get(c, "") for c in clusters["cluster"].astype(str)]
+    for c, forced in state.forced.items():
+        hit = clusters["cluster"].astype(str) == c
+        if not hit.any():
+            continue
+        node = forced.node
+        values = {
+            "final_annotation": forced.label,
+            "annotation_path": node.path_str if node is not None else forced.label,
+            "level": node.level if node is not None else -1,
+            "root": node.path[0] if node is not None else "",
+            "score": view.score(c, node) if node is not None else math.nan,
+            "confidence": math.nan, "uncontested": False, "stop_reason": forced.stop_reason,
+            "runner_up": "", "runner_up_score": math.nan, "margin": math.nan,
+        }
+        for key, value in values.items():
+            clusters.loc[hit, key] = value
+    trace = ann.trace
+    if state.steps:
+        extra = trace_frame(state.steps)
+        trace = pd.concat([trace, extra], ignore_index=True) if len(trace) else extra
+        trace["step"] = trace.groupby("cluster", sort=False).cumcount() + 1
+    return Annotation(clusters=clusters, gating=ann.gating, scores=ann.scores, evidence=ann.evidence, trace=trace,
+                      votes=ann.votes, unresolved=ann.unresolved, flat=ann.flat, decisions=ann.decisions)

@@ -1,0 +1,293 @@
+"""Refinement (semantics §8) on synthetic cells with known populations: heterogeneity, relabel,
+subcluster, the guide's parameters, the manual plan, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from polars.testing import assert_frame_equal
+
+from ctr.engine import annotate_clusters
+from ctr.engine.heterogeneity import frontier, heterogeneity
+from ctr.engine.refine import LOG_COLUMNS, refine
+from ctr.errors import ParameterError
+from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset, Threshold, assign_paths
+from ctr.rules.params import RefinementParams, resolve_params
+from ctr.stats import absolute_thresholds, compute_statistics
+
+PANEL = ["P", "CA", "CB", "R", "N"]
+MAPPING = {m: m for m in PANEL}
+HIGH = {"A": ["P", "CA"], "B": ["P", "CB"], "I": ["R"]}  # the markers each population expresses
+
+
+def _node(name, markers, children=(), requires=()):
+    return CellType(name=name, markers=[MarkerRef(name=m) for m in markers], children=list(children),
+                    requires=[Requirement(marker=m, min_pos_frac=0.95) for m in requires])
+
+
+def _ruleset() -> Ruleset:
+    # the subtypes require 95% positive cells, so a mixed Epi cluster stays at Epi (no_child_passed)
+    rs = Ruleset(
+        name="refine-test",
+        roots=[_node("Epi", ["P"], [_node("CilA", ["CA"], requires=["CA"]), _node("SecB", ["CB"], requires=["CB"])]),
+               _node("Immune", ["R"])],
+        thresholds=[Threshold(marker=m, value=2.0) for m in ["P", "CA", "CB", "R"]],
+    )
+    assign_paths(rs.roots)
+    return rs
+
+
+RS = _ruleset()
+# cluster -> [(population, n cells)]: 0 pure Immune (many, so global medians are background), 1 90/10, 2 50/50, 3 75/25 (the borderline case)
+DESIGN = {"0": [("I", 1500)], "1": [("A", 270), ("B", 30)], "2": [("A", 300), ("B", 300)], "3": [("A", 300), ("B", 100)]}
+
+
+def make_cells(design=DESIGN, seed=1):
+    """(matrix, cluster labels, population of each cell): high markers ~ N(4, 0.4), others ~ |N(0.3, 0.15)|."""
+    rng = np.random.default_rng(seed)
+    rows, clusters, pops = [], [], []
+    for cluster, parts in design.items():
+        for pop, n in parts:
+            block = np.abs(rng.normal(0.3, 0.15, size=(n, len(PANEL))))
+            for m in HIGH[pop]:
+                block[:, PANEL.index(m)] = rng.normal(4.0, 0.4, size=n)
+            rows.append(block)
+            clusters += [cluster] * n
+            pops += [pop] * n
+    return np.vstack(rows), np.array(clusters), np.array(pops)
+
+
+MATRIX, LABELS, POPS = make_cells()
+
+
+def params(**refinement):
+    return resolve_params([("cli", {"refinement": RefinementParams(**{"min_cells": 350, **refinement})})])
+
+
+def run(p=None, plan=None, seed=0, matrix=MATRIX, labels=LABELS):
+    p = p or params()
+    stats = compute_statistics(matrix, labels, PANEL, p.scoring, absolute_thresholds(RS, MAPPING))
+    ann = annotate_clusters(stats, RS, MAPPING, p, cell_matrix=matrix, cell_clusters=labels)
+    return refine(ann, stats, RS, MAPPING, p, cell_matrix=matrix, cell_clusters=labels, plan=plan, random_seed=seed)
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run()
+
+
+def row(result, cluster):
+    return result.annotation.clusters.set_index("cluster").loc[cluster]
+
+
+def log_of(result, cluster):
+    return result.log[result.log.cluster == cluster]
+
+
+# ---- heterogeneity ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shares, expected", [
+    ([("A", 1.0)], 0.0),
+    ([("A", 0.5), ("B", 0.5)], 1.0),
+    ([("A", 1 / 3), ("B", 1 / 3), ("C", 1 / 3)], 2.0),
+    ([("A", 0.5), ("Uncertain", 0.5)], 1.0),  # Uncertain is a population of its own
+    ([("A", 0.75), ("B", 0.25), ("C", 0.0)], math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) - 1),
+])
+def test_heterogeneity_is_effective_populations_minus_one(shares, expected):
+    assert heterogeneity(shares) == pytest.approx(expected)
+
+
+def test_frontier_children_siblings_roots():
+    epi, immune = RS.roots
+    assert [n.name for n in frontier(epi, RS)] == ["CilA", "SecB"]
+    assert [n.name for n in frontier(epi.children[1], RS)] == ["CilA", "SecB"]  # a leaf: its siblings
+    assert [n.name for n in frontier(immune, RS)] == ["Epi", "Immune"]  # a leaf root: the roots
+    assert [n.name for n in frontier(None, RS)] == ["Epi", "Immune"]  # Unassigned
+
+
+def test_heterogeneity_of_the_synthetic_clusters_in_the_log(default_run):
+    skip0 = log_of(default_run, "0").iloc[0]
+    assert skip0.action == "skip" and skip0.heterogeneity < 0.5  # Immune, a few Uncertain cells
+    relabel1 = log_of(default_run, "1").iloc[0]
+    assert relabel1.heterogeneity == pytest.approx(heterogeneity([("CilA", 0.9), ("SecB", 0.1)]))
+    sub2 = log_of(default_run, "2").iloc[0]
+    assert sub2.heterogeneity == pytest.approx(1.0)  # 300 CilA votes, 300 SecB votes
+
+
+def test_global_statistics_do_not_depend_on_the_labels():
+    p = params()
+    th = absolute_thresholds(RS, MAPPING)
+    a = compute_statistics(MATRIX, LABELS, PANEL, p.scoring, th)
+    b = compute_statistics(MATRIX, np.where(POPS == "A", "x", LABELS), PANEL, p.scoring, th)
+    assert_frame_equal(a.global_, b.global_)
+
+
+# ---- the automatic policy -----------------------------------------------------------------
+
+
+def test_parent_cluster_with_90_percent_one_child_is_relabelled(default_run):
+    r = row(default_run, "1")
+    assert (r.final_annotation, r.annotation_path, r.stop_reason, r.refinement_action) == (
+        "CilA", "Epi / CilA", "refined_relabel", "relabel")
+    rec = log_of(default_run, "1").iloc[0]
+    assert (rec.iteration, rec.action, rec.before_label, rec.after_label, rec.source) == (1, "relabel", "Epi", "CilA", "auto")
+    assert "took 0.90 of the per-cell votes" in rec.reason and "heterogeneity_gap 0.30 = 0.70" in rec.reason
+    assert rec.after_score >= 0.5 and rec.n_cells == 300
+    # relabelled to a leaf, it is not looked at again (its siblings are what the votes were over)
+    assert log_of(default_run, "1").action.tolist() == ["relabel"]
+
+
+def test_mixed_cluster_is_subclustered_into_the_two_children(default_run):
+    assert "2" not in set(default_run.cell_clusters)
+    pieces = sorted({c for c in default_run.cell_clusters if c.startswith("2.")})
+    assert len(pieces) >= 2
+    labels = {p: row(default_run, p).final_annotation for p in pieces}
+    assert set(labels.values()) == {"CilA", "SecB"}
+    for p in pieces:  # every piece holds one population, and is named after it
+        pops = set(POPS[default_run.cell_clusters == p])
+        assert pops == {"A" if labels[p] == "CilA" else "B"}
+        assert row(default_run, p).refinement_action == "subcluster"
+    rec = log_of(default_run, "2").iloc[0]
+    assert rec.action == "subcluster"
+    assert rec.reason.startswith("H 1.00 >= score_threshold 1.00 and 600 cells >= min_cells 350")
+
+
+def test_other_clusters_and_cells_are_untouched(default_run):
+    assert row(default_run, "0").final_annotation == "Immune"
+    assert row(default_run, "0").refinement_action == "skip"
+    keep = LABELS != "2"
+    assert (default_run.cell_clusters[keep] == LABELS[keep]).all()
+    assert list(default_run.log.columns) == LOG_COLUMNS
+
+
+def test_refinement_steps_are_in_the_trace_with_parameter_provenance(default_run):
+    trace = default_run.annotation.trace
+    ref = trace[(trace.kind == "refine") & (trace.cluster == "2")]
+    h = ref[(ref.gate == "subcluster") & (ref.subject == "heterogeneity")].iloc[0]
+    assert (h.observed, h.threshold, h.passed, h.param_source, h.rule_loc) == (pytest.approx(1.0), 1.0, True, "default", "default")
+    n = ref[(ref.gate == "subcluster") & (ref.subject == "n_cells")].iloc[0]
+    assert (n.observed, n.threshold, n.param_source) == (600, 350, "cli")
+    share = trace[(trace.kind == "refine") & (trace.cluster == "1") & (trace.subject == "vote_share(CilA)")].iloc[0]
+    assert (share.observed, share.threshold, share.passed) == (pytest.approx(0.9), pytest.approx(0.7), True)
+    for _, steps in trace.groupby("cluster"):
+        assert steps.step.tolist() == list(range(1, len(steps) + 1))
+
+
+def test_higher_score_threshold_flags_fewer_clusters():
+    def flagged(result):
+        t = result.annotation.trace
+        return set(t[(t.kind == "refine") & (t.subject == "heterogeneity") & t.passed].cluster)
+
+    # heterogeneity_gap 0.2: cluster 3 (75/25) is not relabelled, so its H 0.75 is tested
+    low, high = run(params(score_threshold=0.7, heterogeneity_gap=0.2)), run(params(score_threshold=1.5, heterogeneity_gap=0.2))
+    assert flagged(low) == {"2", "3"}
+    assert flagged(high) == set()
+    assert set(high.log.action) <= {"relabel", "skip"} and "subcluster" in set(low.log.action)
+
+
+def test_higher_heterogeneity_gap_prefers_relabel_in_a_borderline_cluster():
+    # cluster 3: 75% CilA votes, H 0.75 >= score_threshold 0.7 and 400 cells >= min_cells 350
+    narrow = run(params(score_threshold=0.7, heterogeneity_gap=0.2))  # relabel needs 0.80
+    wide = run(params(score_threshold=0.7, heterogeneity_gap=0.4))  # relabel needs 0.60
+    assert log_of(narrow, "3").action.iloc[0] == "subcluster"
+    assert "3" not in set(narrow.cell_clusters)
+    assert log_of(wide, "3").action.tolist() == ["relabel"]
+    assert row(wide, "3").final_annotation == "CilA"
+    assert (wide.cell_clusters[LABELS == "3"] == "3").all()
+
+
+def test_small_clusters_are_not_subclustered():
+    result = run(params(min_cells=1000))
+    rec = log_of(result, "2").iloc[0]
+    assert rec.action == "skip" and "600 cells < min_cells 1000" in rec.reason
+    assert set(result.cell_clusters) == set(LABELS)
+
+
+def test_max_iterations_bounds_the_rounds(default_run):
+    assert set(default_run.log.iteration) == {1, 2}  # round 2 looks at the pieces of cluster 2 and stops
+    once = run(params(max_iterations=1))
+    assert set(once.log.iteration) == {1}
+    assert set(once.cell_clusters) == set(default_run.cell_clusters)
+
+
+def test_determinism():
+    a, b = run(seed=3), run(seed=3)
+    pd.testing.assert_frame_equal(a.log, b.log)
+    pd.testing.assert_frame_equal(a.annotation.clusters, b.annotation.clusters)
+    pd.testing.assert_frame_equal(a.annotation.trace, b.annotation.trace)
+    assert (a.cell_clusters == b.cell_clusters).all()
+
+
+# ---- the manual plan ----------------------------------------------------------------------
+
+PLAN = {
+    "relabel": [{"cluster": "1", "to": "Epi / SecB", "reason": "expert review"}],
+    "subcluster": [{"cluster": "2", "resolution": 0.5}],
+    "merge": [{"clusters": ["1", "3"], "into": "1", "reason": "split by batch only"}],
+    "override": [{"cluster": "0", "label": "Doublets", "reason": "CD3+CD19+"}],
+}
+
+
+def test_plan_applies_override_merge_subcluster_relabel_in_order(tmp_path):
+    import yaml
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(PLAN))
+    result = run(plan=path)
+    plan_rows = result.log[result.log.source == "plan"]
+    assert plan_rows.iteration.unique().tolist() == [0]
+    actions = plan_rows.action.tolist()
+    assert actions[0] == "override" and actions[1] == "merge" and actions[-1] == "relabel"
+    assert set(actions[2:-1]) == {"subcluster"}
+    r0 = row(result, "0")
+    assert (r0.final_annotation, r0.stop_reason, r0.refinement_action) == ("Doublets", "manual_override", "override")
+    assert "3" not in set(result.cell_clusters)
+    assert (result.cell_clusters[LABELS == "3"] == "1").all()
+    r1 = row(result, "1")
+    assert (r1.final_annotation, r1.annotation_path, r1.stop_reason, r1.refinement_action) == (
+        "SecB", "Epi / SecB", "manual_relabel", "relabel")
+    merge = plan_rows[plan_rows.action == "merge"].iloc[0]
+    assert merge.before_label == "1 Epi; 3 Epi" and merge.n_cells == 700 and "split by batch only" in merge.reason
+    relabel = plan_rows[plan_rows.action == "relabel"].iloc[0]
+    assert (relabel.before_label, relabel.after_label) == ("Epi", "SecB")
+    assert not math.isnan(relabel.after_score)
+    pieces = sorted({c for c in result.cell_clusters if c.startswith("2.")})
+    assert len(pieces) >= 2 and all(row(result, p).refinement_action == "subcluster" for p in pieces)
+    # the policy leaves the clusters the plan decided alone
+    assert result.log[result.log.source == "auto"].empty
+
+
+def test_plan_naming_an_unknown_cluster_lists_the_valid_ids():
+    with pytest.raises(ParameterError, match=r"unknown cluster\(s\) '9'.*the clusters are: 0, 1, 2, 3"):
+        run(plan={"override": [{"cluster": "9", "label": "X"}]})
+
+
+def test_plan_naming_a_cluster_an_earlier_merge_removed():
+    plan = {"merge": [{"clusters": ["1", "3"]}], "relabel": [{"cluster": "3", "to": "CilA"}]}
+    with pytest.raises(ParameterError, match="cluster '3', which an earlier merge"):
+        run(plan=plan)
+
+
+def test_sparse_matrix_gives_the_same_decisions():
+    import scipy.sparse as sp
+
+    result = run(matrix=sp.csr_matrix(MATRIX))
+    assert row(result, "1").final_annotation == "CilA"
+    assert log_of(result, "2").action.iloc[0] == "subcluster"
+    pieces = {c for c in result.cell_clusters if c.startswith("2.")}
+    assert {row(result, p).final_annotation for p in pieces} == {"CilA", "SecB"}
+
+
+def test_without_cells_only_overrides_and_relabels_apply():
+    p = params()
+    stats = compute_statistics(MATRIX, LABELS, PANEL, p.scoring, absolute_thresholds(RS, MAPPING))
+    ann = annotate_clusters(stats, RS, MAPPING, p)
+    result = refine(ann, stats, RS, MAPPING, p, plan={"relabel": [{"cluster": "2", "to": "SecB"}]})
+    assert row(result, "2").final_annotation == "SecB"
+    assert result.log.action.tolist() == ["relabel"]
+    with pytest.raises(ParameterError, match="merge needs the per-cell data"):
+        refine(ann, stats, RS, MAPPING, p, plan={"merge": [{"clusters": ["1", "3"]}]})

@@ -1,0 +1,143 @@
+"""The run directory: --force semantics, atomic writers, and no partial file after an interruption."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctr.errors import OutputError
+from ctr.io.atomic import (
+    atomic_path,
+    temp_path_for,
+    write_csv_atomic,
+    write_h5ad_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from ctr.io.rundir import prepare_run_dir, run_guard
+
+
+def test_prepare_creates_nested_directory(tmp_path):
+    run = prepare_run_dir(tmp_path / "a" / "b", force=False)
+    assert run.is_dir()
+    assert prepare_run_dir(run, force=False) == run  # empty: fine without --force
+
+
+def test_prepare_refuses_non_empty_without_force(tmp_path):
+    (tmp_path / "old.csv").write_text("x\n")
+    with pytest.raises(OutputError) as err:
+        prepare_run_dir(tmp_path, force=False)
+    assert str(tmp_path) in str(err.value) and "not empty" in str(err.value) and "--force" in str(err.value)
+    assert prepare_run_dir(tmp_path, force=True) == tmp_path
+    assert (tmp_path / "old.csv").read_text() == "x\n"  # --force replaces files as they are written
+
+
+def test_prepare_refuses_a_file(tmp_path):
+    target = tmp_path / "run"
+    target.write_text("not a dir")
+    with pytest.raises(OutputError, match="is an existing file"):
+        prepare_run_dir(target, force=True)
+
+
+def test_csv_is_byte_identical_and_formatted(tmp_path):
+    df = pd.DataFrame({"cluster": ["0", "1"], "score": [1 / 3, 2.0e-7], "n": [3, 4], "flag": [True, False]})
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_csv_atomic(a, df)
+    write_csv_atomic(b, df.copy())
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_text() == "cluster,score,n,flag\n0,0.333333,3,True\n1,2e-07,4,False\n"
+
+
+def test_csv_accepts_polars(tmp_path):
+    import polars as pl
+
+    write_csv_atomic(tmp_path / "p.csv", pl.DataFrame({"m": ["CD3", "CD4"], "a": [1 / 3, None]}))
+    assert (tmp_path / "p.csv").read_text() == "m,a\nCD3,0.333333\nCD4,\n"
+
+
+def test_json_sorted_and_non_finite_as_strings(tmp_path):
+    path = tmp_path / "params.json"
+    write_json_atomic(path, {"b": np.float32(0.5), "a": [math.nan, math.inf, -np.inf], "c": np.int64(3),
+                             "d": {"z": 1, "y": (1, 2)}})
+    text = path.read_text()
+    assert text.index('"a"') < text.index('"b"') < text.index('"c"')
+    assert json.loads(text) == {"a": ["nan", "inf", "-inf"], "b": 0.5, "c": 3, "d": {"y": [1, 2], "z": 1}}
+    assert text.endswith("}\n") and "\n  " in text
+
+
+def test_h5ad_round_trip(tmp_path):
+    adata = ad.AnnData(X=np.eye(3, dtype=np.float32))
+    write_h5ad_atomic(tmp_path / "out.h5ad", adata)
+    assert ad.read_h5ad(tmp_path / "out.h5ad").shape == (3, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+def test_interrupted_write_leaves_no_final_file(tmp_path):
+    final = tmp_path / "cluster_annotations.csv"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(final) as tmp:
+            tmp.write_text("cluster,final_annotation\n0,T ce")  # half a file, then Ctrl-C
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_rewrite_keeps_previous_file(tmp_path):
+    final = write_text_atomic(tmp_path / "report.html", "old complete\n")
+
+    class Unwritable:
+        def to_csv(self, handle, **kwargs):
+            handle.write("partial")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_csv_atomic(final, Unwritable())
+    assert final.read_text() == "old complete\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_run_guard_removes_temp_files_and_reraises(tmp_path):
+    leftover = temp_path_for(tmp_path / "output.h5ad")
+    other_process = tmp_path / ".output.h5ad.tmp-1"
+    other_process.write_text("someone else's")
+    with pytest.raises(KeyboardInterrupt):
+        with run_guard(tmp_path):
+            write_text_atomic(tmp_path / "params.json", "{}\n")
+            leftover.write_bytes(b"\x89HDF partial")  # a writer that had no cleanup of its own
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".output.h5ad.tmp-1", "params.json"]
+
+
+def test_sigterm_during_write_leaves_no_partial_file(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from ctr.io.atomic import atomic_path, write_text_atomic
+        from ctr.io.rundir import run_guard
+        run = Path({str(tmp_path)!r})
+        try:
+            with run_guard(run):
+                write_text_atomic(run / "params.json", "{{}}\\n")
+                with atomic_path(run / "output.h5ad") as tmp:
+                    tmp.write_text("partial")
+                    print("ready", flush=True)
+                    time.sleep(30)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=root)
+    assert proc.stdout.readline().strip() == "ready"
+    assert any(p.name.startswith(".output.h5ad.tmp-") for p in tmp_path.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.json"]
