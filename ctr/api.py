@@ -144,6 +144,7 @@ def annotate(
     key_added: str = "ctr",
     write_obs: bool = True,
     annotation_only: bool = True,
+    unit: str = "cluster",
 ) -> AnnotationResult:
     """Annotate the clusters of ``adata`` with a ruleset.
 
@@ -164,6 +165,10 @@ def annotate(
         Partial parameter blocks (dicts or JSON text), highest precedence.
     key_added
         Prefix of the ``obs`` columns and the ``uns`` key written.
+    unit
+        ``"cluster"``: every cell takes its cluster's label. ``"cell"``: where a cluster stopped
+        at a parent or an ambiguous root, each cell descends further on its own per-cell vote
+        (stop reason ``cell_vote``); the cluster tables are unchanged.
 
     Returns
     -------
@@ -227,6 +232,13 @@ def annotate(
         clusters_table = annotation.clusters
 
     cell_labels = _cell_labels(clusters_table, cell_cluster, adata.obs_names)
+    if unit == "cell":
+        from ctr.engine.cells import cell_level_labels
+
+        cell_labels = cell_level_labels(cell_labels, rs, resolution.mapping, pd.DataFrame(stats.global_.to_dict(as_series=False)), sub,
+                                        panel_names, params.scoring.per_cell_gap)
+    elif unit != "cluster":
+        raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
     result = AnnotationResult(
         clusters=clusters_table,
         gating=annotation.gating,

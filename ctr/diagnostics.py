@@ -29,12 +29,25 @@ class SourceLoc(BaseModel):
     end_column: int | None = None
 
     def __str__(self) -> str:
-        parts = [self.file or "<string>"]
+        parts = [display_path(self.file) if self.file else "<string>"]
         if self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
                 parts.append(str(self.column))
         return ":".join(parts)
+
+
+def display_path(file: str) -> str:
+    """How a file is shown in messages: built-in rulesets as ``rulesets/NAME.ctr`` (wherever the
+    package is installed), user files as given."""
+    from pathlib import Path
+
+    from ctr.resources import rulesets_dir
+
+    try:
+        return str(Path("rulesets") / Path(file).resolve().relative_to(rulesets_dir().resolve()))
+    except (ValueError, OSError):
+        return file
 
 
 # code -> (default severity, title). Modules register their codes here, nowhere else.

@@ -149,6 +149,7 @@ def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progre
             random_seed=opts.random_seed,
             key_added=opts.key_added,
             annotation_only=True,
+            unit=opts.unit,
         )
     if result.provenance.get("ruleset_auto_chosen"):
         notes.append(

@@ -16,7 +16,7 @@ from ctr.engine.refine import LOG_COLUMNS, refine
 from ctr.errors import ParameterError
 from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset, Threshold, assign_paths
 from ctr.rules.params import RefinementParams, resolve_params
-from ctr.stats import absolute_thresholds, compute_statistics
+from ctr.stats import absolute_thresholds, compute_statistics, natural_key
 
 PANEL = ["P", "CA", "CB", "R", "N"]
 MAPPING = {m: m for m in PANEL}
@@ -153,6 +153,13 @@ def test_mixed_cluster_is_subclustered_into_the_two_children(default_run):
         assert row(default_run, p).refinement_action == "subcluster"
     rec = log_of(default_run, "2").iloc[0]
     assert rec.action == "subcluster"
+    ordered = sorted(pieces, key=natural_key)
+    assert rec.after_label == "; ".join(f"{p} {labels[p]}" for p in ordered)
+    for p in ordered:
+        piece = log_of(default_run, p).iloc[0]
+        assert (piece.action, piece.before_label, piece.after_label) == ("subcluster", "Epi", labels[p])
+        assert piece.n_cells == (default_run.cell_clusters == p).sum()
+        assert piece.after_score == pytest.approx(row(default_run, p).score)
     assert rec.reason.startswith("H 1.00 >= score_threshold 1.00 and 600 cells >= min_cells 350")
 
 
@@ -291,3 +298,12 @@ def test_without_cells_only_overrides_and_relabels_apply():
     assert result.log.action.tolist() == ["relabel"]
     with pytest.raises(ParameterError, match="merge needs the per-cell data"):
         refine(ann, stats, RS, MAPPING, p, plan={"merge": [{"clusters": ["1", "3"]}]})
+
+
+def test_plan_rows_in_the_trace_cite_the_plan():
+    result = run(plan={"override": [{"cluster": "0", "label": "Doublets"}], "subcluster": [{"cluster": "2"}]})
+    t = result.annotation.trace
+    rows = t[(t.kind == "refine") & t.cluster.isin(["0", "2"])]
+    assert set(rows.param_source) == {"plan"} and set(rows.rule_loc) == {"plan"}
+    assert rows[rows.cluster == "0"].gate.tolist() == ["override"]
+    assert "Doublets" in rows[rows.cluster == "0"].reason.iloc[0]

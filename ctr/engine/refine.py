@@ -80,6 +80,17 @@ class _State:
     manual: set[str] = field(default_factory=set)  # clusters the plan decided; the policy leaves them alone
     log: list[dict] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    pending: list[tuple[int, list[str]]] = field(default_factory=list)  # split log rows awaiting the pieces' labels
+
+    def fill_pending(self, view: _View) -> None:
+        """Write the labels the engine gave the pieces of this round's splits into their log rows."""
+        for at, ids in self.pending:
+            if len(ids) > 1:
+                self.log[at]["after_label"] = "; ".join(f"{p} {_label(view, self, p)}" for p in ids)
+            else:
+                self.log[at]["after_label"] = _label(view, self, ids[0])
+                self.log[at]["after_score"] = _label_score(view, self, ids[0])
+        self.pending = []
 
 
 def refine(
@@ -104,7 +115,7 @@ def refine(
     has_cells = cell_matrix is not None and cell_clusters is not None
     labels = np.asarray(cell_clusters).astype(str) if has_cells else None
     state = _State(labels=labels if labels is not None else np.array([], dtype=str))
-    view = run.view(labels) if has_cells else _view_of(annotation, stats, ruleset, mapping, params)
+    view = _view_of(annotation, stats, ruleset, mapping, params, labels)
 
     if plan is not None:
         origin = str(plan) if isinstance(plan, (str, Path)) else "refinement plan"
@@ -121,12 +132,13 @@ def refine(
             if not changed:
                 break
             view = run.view(state.labels)
+            state.fill_pending(view)
             todo = [c for c in changed if c in view.cells]
 
-    final = _finalise(view, state, ruleset)
+    final = _finalise(view, state)
     log = pd.DataFrame(state.log, columns=LOG_COLUMNS)
-    cells_out = state.labels if has_cells else np.asarray(cell_clusters) if cell_clusters is not None else np.array([])
-    return Refinement(final, log, np.asarray(cells_out).astype(str) if len(cells_out) else np.asarray(cells_out))
+    cells_out = state.labels if has_cells else np.asarray([] if cell_clusters is None else cell_clusters).astype(str)
+    return Refinement(final, log, cells_out)
 
 
 # ---- one state of the clustering ---------------------------------------------------------
@@ -163,9 +175,12 @@ class _Run:
         return np.asarray(subcluster(self.matrix[cells], resolution, self.seed)).astype(str)
 
 
-def _view_of(annotation, stats, ruleset, mapping, params) -> _View:
+def _view_of(annotation, stats, ruleset, mapping, params, labels) -> _View:
+    """The caller's annotation of the original clusters as the first state."""
     ev = ClusterEvidence.from_statistics(stats)
-    return _View(stats, ev, evaluate_nodes(ev, ruleset, mapping, params), annotation, {})
+    cells = {} if labels is None else {
+        str(k): np.asarray(v) for k, v in pd.Series(np.arange(labels.size)).groupby(labels).indices.items()}
+    return _View(stats, ev, evaluate_nodes(ev, ruleset, mapping, params), annotation, cells)
 
 
 # ---- labels as refinement sees them --------------------------------------------------------
@@ -207,10 +222,16 @@ def _record(state: _State, iteration: int, cluster: str, action: str, reason: st
 
 def _step(run: _Run, cluster: str, node: CellType | None, gate: str, subject: str, observed: float, op: str,
           threshold: float, passed: bool, key: str, reason: str) -> Step:
-    prov = param_provenance(key, run.params, run.ruleset) if key else None
+    """A trace row of kind ``refine``; ``key`` is the parameter that set the threshold, "plan" for
+    a plan operation, "" for an outcome row."""
+    if key.startswith("refinement."):
+        prov = param_provenance(key, run.params, run.ruleset)
+        loc, source = prov.rule_loc, prov.source
+    else:
+        loc = source = key
     return Step(cluster, node.level if node is not None else -1, node.path_str if node is not None else "",
                 node.name if node is not None else "", "refine", gate, subject, float(observed), op, float(threshold),
-                bool(passed), prov.rule_loc if prov else "plan", prov.source if prov else "plan", reason)
+                bool(passed), loc, source, reason)
 
 
 # ---- the automatic policy -----------------------------------------------------------------
@@ -278,8 +299,7 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
         why_not.append(f"{n} cells < min_cells {rp.min_cells}")
     reason = f"kept as is: {'; '.join(why_not)} ({over})"
     state.action.setdefault(cluster, "skip")
-    state.steps.append(_step(run, cluster, node, "skip", "action", h, ">=", rp.score_threshold, False,
-                             "refinement.score_threshold", reason))
+    state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, "", reason))
     _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, "auto")
     return []
 
@@ -294,8 +314,9 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
     if len(set(pieces)) < 2:
         reason = f"{why}, but Leiden at resolution {resolution:g} found a single piece: kept intact"
         state.action.setdefault(cluster, "skip")
-        state.steps.append(_step(run, cluster, node, "skip", "pieces", 1, ">=", 2, False,
-                                 "refinement.resolution" if source == "auto" else "", reason))
+        state.steps.append(_step(run, cluster, node, "subcluster", "pieces", 1, ">=", 2, False,
+                                 "refinement.resolution" if source == "auto" else "plan", reason))
+        state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, "", reason))
         _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, source)
         return []
     new_ids = np.array([f"{cluster}.{p}" for p in pieces], dtype=object)
@@ -303,19 +324,23 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
     labels[cells] = new_ids
     state.labels = labels.astype(str)
     state.forced.pop(cluster, None)
-    after_view = run.view(state.labels)
-    ids = sorted(set(new_ids), key=natural_key)
-    names = [f"{p} {_label(after_view, state, p)}" for p in ids]
-    reason = f"{why}: Leiden at resolution {resolution:g} split its {n} cells into {len(ids)} pieces ({', '.join(names)})"
-    state.steps.append(_step(run, cluster, node, "subcluster", "action", h, ">=", run.params.refinement.score_threshold
-                             if source == "auto" else math.nan, True, "refinement.resolution" if source == "auto" else "", reason))
-    _record(state, iteration, cluster, "subcluster", reason, before, "; ".join(names), before_score, math.nan, h, n, source)
+    ids, sizes = np.unique(new_ids.astype(str), return_counts=True)
+    size = dict(zip(ids.tolist(), sizes.tolist()))
+    ids = sorted(size, key=natural_key)
+    parts = ", ".join(f"{p} with {size[p]}" for p in ids)
+    reason = f"{why}: Leiden at resolution {resolution:g} split its {n} cells into {len(ids)} pieces ({parts})"
+    if source == "auto":
+        state.steps.append(_step(run, cluster, node, "subcluster", "action", h, ">=", run.params.refinement.score_threshold,
+                                 True, "refinement.score_threshold", reason))
+    else:
+        state.steps.append(_step(run, cluster, node, "subcluster", "plan", math.nan, "", math.nan, True, "plan", reason))
+    state.pending.append((len(state.log), ids))
+    _record(state, iteration, cluster, "subcluster", reason, before, "", before_score, math.nan, h, n, source)
     for p in ids:
-        piece_reason = (f"piece of cluster {cluster} ({before}): {_n_cells(after_view, p)} cells, scored and gated again "
+        piece_reason = (f"piece of cluster {cluster} ({before}): {size[p]} cells, scored and gated again "
                         f"against the original global statistics")
-        after = _label(after_view, state, p)
-        _record(state, iteration, p, "subcluster", piece_reason, before, after, before_score,
-                _label_score(after_view, state, p), math.nan, _n_cells(after_view, p), source)
+        state.pending.append((len(state.log), [p]))
+        _record(state, iteration, p, "subcluster", piece_reason, before, "", before_score, math.nan, math.nan, size[p], source)
         state.action[p] = "subcluster"
         if source == "plan":
             state.manual.add(p)
@@ -339,7 +364,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         state.action[op.cluster] = "override"
         state.manual.add(op.cluster)
         reason = f"manual override: {before} -> {op.label} ({op.reason})"
-        state.steps.append(_step(run, op.cluster, None, "override", "plan", math.nan, "", math.nan, True, "", reason))
+        state.steps.append(_step(run, op.cluster, None, "override", "plan", math.nan, "", math.nan, True, "plan", reason))
         _record(state, 0, op.cluster, "override", reason, before, op.label, score, math.nan, math.nan, n, "plan")
 
     if plan.merge:
@@ -363,7 +388,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
             view = run.view(state.labels)
             after = _label(view, state, into)
             reason = f"manual merge of clusters {', '.join(op.clusters)} into {into} ({n} cells), annotated again: {after} ({op.reason})"
-            state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "", reason))
+            state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "plan", reason))
             _record(state, 0, into, "merge", reason, before, after, math.nan, _label_score(view, state, into), math.nan, n, "plan")
 
     for op in plan.subcluster:
@@ -376,7 +401,9 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         if ids:
             present.discard(op.cluster)
             present.update(ids)
-            view = run.view(state.labels)
+    if state.pending:  # the pieces of all planned splits are annotated together
+        view = run.view(state.labels)
+        state.fill_pending(view)
 
     for op in plan.relabel:
         gone(op.cluster, "relabel")
@@ -387,7 +414,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         state.action[op.cluster] = "relabel"
         state.manual.add(op.cluster)
         reason = f"manual relabel: {before} -> {node.path_str} (its score here {fmt(score)}) ({op.reason})"
-        state.steps.append(_step(run, op.cluster, node, "relabel", "plan", score, "", math.nan, True, "", reason))
+        state.steps.append(_step(run, op.cluster, node, "relabel", "plan", score, "", math.nan, True, "plan", reason))
         _record(state, 0, op.cluster, "relabel", reason, before, node.name, score_before, score, math.nan,
                 _n_cells(view, op.cluster), "plan")
     return view
@@ -396,7 +423,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
 # ---- the final tables ---------------------------------------------------------------------
 
 
-def _finalise(view: _View, state: _State, ruleset: Ruleset) -> Annotation:
+def _finalise(view: _View, state: _State) -> Annotation:
     """The engine's annotation of the final clusters, with forced labels, actions and refine steps."""
     ann = view.annotation
     clusters = ann.clusters.copy()
