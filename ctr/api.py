@@ -175,7 +175,7 @@ def annotate(
     AnnotationResult with the per-cluster table, the trace and the statistics tables.
     """
     from ctr.data.anndata_io import detect_cluster_key, select_layer
-    from ctr.data.checks import check_clusters, check_matrix
+    from ctr.data.checks import check_clusters, check_matrix, check_var_names, stop_on_errors
     from ctr.engine import annotate_clusters
     from ctr.options import parameter_blocks
     from ctr.rules.markers import resolve_markers
@@ -190,6 +190,7 @@ def annotate(
     if rs is None:
         rs = _ruleset_from_previous_run(adata, key_added)
     matrix, var_names, layer_name = _expression(adata, layer, select_layer)
+    stop_on_errors(check_var_names(var_names, layer_name=layer_name))  # markers are looked up by name
     auto_share = None
     if rs is None:
         rs, auto_share = choose_builtin(list(var_names))
@@ -200,12 +201,13 @@ def annotate(
     if key is None:
         raise InputError("no cluster labels: pass cluster_key=... (or run the full pipeline, which clusters first)")
     labels = adata.obs[key].astype(str).to_numpy()
-    diagnostics += check_clusters(labels)
+    diagnostics += check_clusters(adata.obs[key])  # the column itself: its unused categories are reported
 
     resolution = resolve_markers(rs, list(var_names))
     if not resolution.mapping:
         raise InputError(
-            f"none of the {len(rs.all_markers())} markers of ruleset '{rs.name}' is in the panel "
+            f"none of the {len(rs.all_markers())} markers of ruleset '{rs.name}' "
+            f"(e.g. {', '.join(map(str, list(rs.all_markers())[:8]))}) is in the panel of layer '{layer_name}' "
             f"({len(var_names)} markers, e.g. {', '.join(map(str, list(var_names)[:8]))})",
             hint="check the layer/var_names (gene symbols vs protein names) or add `alias` lines to the ruleset",
         )
@@ -213,13 +215,16 @@ def annotate(
     col_index = pd.Index(var_names).get_indexer(panel_names)
     sub = matrix[:, col_index]
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name)
+    stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
     thresholds = {resolution.mapping[t.marker]: (t.op, t.value) for t in rs.thresholds if t.marker in resolution.mapping}
 
     stats = compute_statistics(sub, labels, panel_names, params.scoring, thresholds)
     annotation = annotate_clusters(stats, rs, resolution.mapping, params, cell_matrix=sub, cell_clusters=labels)
 
     clusters_table = annotation.clusters
-    refinement_log = pd.DataFrame(columns=["iteration", "cluster", "action", "reason", "before", "after"])
+    from ctr.engine.refine import LOG_COLUMNS
+
+    refinement_log = pd.DataFrame(columns=LOG_COLUMNS)
     cell_cluster = labels
     if not skip_refinement:
         from ctr.engine.refine import refine

@@ -37,6 +37,9 @@ def read_json_option(value: str | dict | None, option: str) -> dict[str, Any] | 
             f"{origin}: invalid JSON at {where}: {exc.msg}\n    {line}\n    {caret}",
             hint='write an object such as \'{"level_defaults": {"0": {"min_coverage": 0.4}}}\' (keys in double quotes)',
         ) from None
+    except RecursionError:
+        raise ParameterError(f"{origin}: invalid JSON: nested too deeply",
+                             hint="parameter blocks are flat objects, at most two levels deep (level_defaults)") from None
     if not isinstance(data, dict):
         raise ParameterError(f"{origin}: expected a JSON object {{...}}, got {type(data).__name__}")
     return data

@@ -80,6 +80,7 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
 
     progress = progress or Progress()
     validate_options(opts)  # cheap checks first: a typo must not cost a clustering run
+    _refuse_to_replace_input(opts)
     run_dir = prepare_run_dir(opts.output_dir, force=opts.force)
     with run_guard(run_dir):
         with progress.stage("read", opts.input):
@@ -113,6 +114,37 @@ def validate_options(opts: AnnotateOptions) -> None:
         apply_transform(np.zeros((1, 1)), opts.transform)  # raises on an unknown spec
 
 
+def _refuse_to_replace_input(opts: AnnotateOptions) -> None:
+    """With --force the run's output.h5ad replaces an older one; never when that one is the input."""
+    from ctr.errors import OutputError
+
+    target = Path(opts.output_dir) / "output.h5ad"
+    if target.exists() and Path(opts.input).exists() and target.resolve() == Path(opts.input).resolve():
+        raise OutputError(
+            f"the input {opts.input!r} is the output.h5ad this run would write into {opts.output_dir!r}; "
+            "refusing to replace the input",
+            hint="choose another --output-dir (e.g. a new run folder beside it)",
+        )
+
+
+def _check_before_clustering(adata, layer: str | None) -> None:
+    """Stop on unusable data (no cells, duplicate marker names, no signal) before any expensive step."""
+    from ctr.data.anndata_io import select_layer
+    from ctr.data.checks import check_matrix, stop_on_errors
+
+    if layer == "raw" and adata.raw is not None:
+        matrix, var_names, name = adata.raw.X, adata.raw.var_names, "raw"
+    elif layer == "raw":
+        raise InputError("layer 'raw' requested but the file has no .raw", hint="omit --layer or name a layer in adata.layers")
+    else:
+        (matrix, name), var_names = select_layer(adata, layer), adata.var_names
+    stop_on_errors(check_matrix(matrix, list(var_names), layer_name=name))
+
+
+def _note(diag) -> str:
+    return diag.header() + (f" (hint: {diag.hint})" if diag.hint else "")
+
+
 def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progress) -> RunSummary:
     """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``."""
     from ctr import api
@@ -121,6 +153,8 @@ def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progre
 
     notes: list[str] = []
     layer = opts.layer or _previous_layer(adata, opts.key_added)
+    if not opts.annotation_only:
+        _check_before_clustering(adata, layer)
     if opts.transform:
         layer = _transform(adata, layer, opts.transform, progress)
     cluster_key = opts.cluster_key
@@ -156,9 +190,7 @@ def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progre
             f"no ruleset given: chose built-in '{result.ruleset.name}', whose markers the panel covers best "
             f"({result.provenance['ruleset_panel_share']:.0%}); pass --ruleset to choose"
         )
-    for diag in result.diagnostics:
-        if diag.level in ("error", "warning"):
-            notes.append(diag.header())
+    notes += [_note(diag) for diag in result.diagnostics]
     adata.uns[opts.key_added]["layer"] = layer or ""
     with progress.stage("write"):
         write_run(result, run_dir, adata=adata, extra=extra, prepared=True)

@@ -101,6 +101,25 @@ def looks_standardised(values: np.ndarray, layer_name: str) -> bool:
     return values.size > 0 and float((values < 0).mean()) >= CENTRED_NEGATIVE_SHARE
 
 
+def check_var_names(var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
+    """CTR502 when a marker name occurs more than once (markers are looked up by name)."""
+    names = pd.Index([str(v) for v in var_names])
+    if not names.has_duplicates:
+        return []
+    dups = list(dict.fromkeys(names[names.duplicated()]))
+    return [Diagnostic(DUPLICATE_MARKERS, f"layer '{layer_name}': marker names occur more than once: {_preview(dups)}",
+                       hint="make them unique first: adata.var_names_make_unique(), or drop the repeated columns")]
+
+
+def stop_on_errors(diagnostics: Sequence[Diagnostic]) -> None:
+    """Raise InputError (carrying every diagnostic) when any of them is an error; return otherwise."""
+    from ctr.errors import InputError
+
+    errors = [d for d in diagnostics if d.level == "error"]
+    if errors:
+        raise InputError(errors[0].message, hint=errors[0].hint, diagnostics=diagnostics)
+
+
 def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
     """Check the cells x markers values of layer ``layer_name``; see the module docstring."""
     where = f"layer '{layer_name}'"
@@ -108,12 +127,8 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
     if n_cells == 0 or n_vars == 0:
         return [Diagnostic(EMPTY_DATA, f"{where} has {n_cells} cells x {n_vars} markers; nothing to annotate",
                            hint="check that the file holds the filtered data and the right layer")]
-    diags: list[Diagnostic] = []
+    diags: list[Diagnostic] = check_var_names(var_names, layer_name=layer_name)
     names = pd.Index([str(v) for v in var_names])
-    if names.has_duplicates:
-        dups = list(dict.fromkeys(names[names.duplicated()]))
-        diags.append(Diagnostic(DUPLICATE_MARKERS, f"{where}: marker names occur more than once: {_preview(dups)}",
-                                hint="make them unique first: adata.var_names_make_unique()"))
 
     bad = _per_column_nonfinite(matrix, n_vars)
     if bad.sum():

@@ -163,11 +163,10 @@ def prepare_for_clustering(adata, matrix, var_names: Sequence | None = None, *,
         sub = sub[:, np.flatnonzero(~low)]
         kept = [n for n, is_low in zip(kept, low) if not is_low]
     if not kept:
-        raise InputError(
-            "no marker left to cluster on: " + (f"technical: {', '.join(moved)}; " if moved else "")
-            + (f"constant: {', '.join(dropped)}" if dropped else "the panel is empty"),
-            hint="choose another --layer, or annotate existing clusters with --annotation-only --cluster-key KEY",
-            diagnostics=[Diagnostic(NO_CLUSTERING_MARKERS, "no marker left to cluster on")])
+        message = ("no marker left to cluster on: " + (f"technical: {', '.join(moved)}; " if moved else "")
+                   + (f"constant: {', '.join(dropped)}" if dropped else "the panel is empty"))
+        hint = "choose another --layer, or annotate existing clusters with --annotation-only --cluster-key KEY"
+        raise InputError(message, hint=hint, diagnostics=[Diagnostic(NO_CLUSTERING_MARKERS, message, hint=hint)])
 
     out, n_filled = _finite_float32(sub)
     if n_filled:

@@ -25,6 +25,10 @@ STOP_REASONS = {
     "no_child_passed": "no subtype passed its gates, so the label stays at the parent",
     "ambiguous_root": "two or more top-level types scored too close to call",
     "ambiguous_siblings": "two or more subtypes scored too close to call, so the label stays at the parent",
+    "refined_relabel": "refinement moved the label down to the subtype most of its cells vote for",
+    "manual_relabel": "relabelled by the manual refinement plan",
+    "manual_override": "label set by the manual refinement plan",
+    "cell_vote": "this cell descended below its cluster's label on its own vote (--unit cell)",
 }
 
 # The parameter a user changes to move a gate's threshold (requirement/veto thresholds live in the rule).
@@ -397,16 +401,17 @@ def _refinement(run: RunDir, row: pd.Series) -> list[str]:
 
 
 def _refinement_line(rec: dict) -> str:
-    """'iteration 1: relabel (Epithelium -> Ciliated Epithelium): <reason>', other columns appended."""
-    known = ("cluster", "iteration", "action", "before", "after", "reason")
+    """'iteration 1 (auto): relabel Epithelium -> Ciliated Epithelium: <reason>'."""
     value = {k: str(v) for k, v in rec.items() if str(v) not in ("", "nan", "None")}
-    text = f"iteration {value['iteration']}: " if "iteration" in value else ""
+    text = f"iteration {value['iteration']}" if "iteration" in value else "refinement"
+    text += f" ({value['source']}): " if "source" in value else ": "
     text += value.get("action", "refinement")
-    if "before" in value or "after" in value:
-        text += f" ({value.get('before', '?')} -> {value.get('after', '?')})"
+    before, after = value.get("before_label", value.get("before")), value.get("after_label", value.get("after"))
+    if (before or after) and before != after:
+        text += f" {before or '?'} -> {after or '?'}"
     if "reason" in value:
         text += f": {value['reason']}"
-    extra = [f"{k} {v}" for k, v in value.items() if k not in known]
+    extra: list[str] = []
     return text + (f" [{'; '.join(extra)}]" if extra else "")
 
 
