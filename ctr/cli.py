@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from ctr import __version__
-from ctr.errors import CtrError, UsageError
+from ctr.errors import CtrError
 
 EPILOG = "Docs: docs/cli.md. Every error names what is wrong and what would be valid; --debug shows tracebacks."
 

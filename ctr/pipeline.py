@@ -7,6 +7,8 @@ where outputs go. The input file is only ever read.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,16 +78,31 @@ class RunSummary:
 def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> RunSummary:
     """The ``ctr annotate`` command."""
     from ctr.data.anndata_io import read_input
-    from ctr.io.rundir import prepare_run_dir, run_guard
 
     progress = progress or Progress()
     validate_options(opts)  # cheap checks first: a typo must not cost a clustering run
     _refuse_to_replace_input(opts)
-    run_dir = prepare_run_dir(opts.output_dir, force=opts.force)
-    with run_guard(run_dir):
+    with _run_directory(opts.output_dir, opts.force) as run_dir:
         with progress.stage("read", opts.input):
             adata = read_input(opts.input)
         return annotate_adata(adata, opts, run_dir, progress)
+
+
+@contextmanager
+def _run_directory(output_dir: str, force: bool) -> Iterator[Path]:
+    """Create the run directory and guard the block writing into it: on failure no temporary file
+    stays, and a directory this run created is removed again when nothing was written to it."""
+    from ctr.io.rundir import prepare_run_dir, run_guard
+
+    created = not Path(output_dir).exists()
+    run_dir = prepare_run_dir(output_dir, force=force)
+    try:
+        with run_guard(run_dir):
+            yield run_dir
+    except BaseException:
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
 
 
 def validate_options(opts: AnnotateOptions) -> None:
@@ -286,12 +303,9 @@ def demo_adata():
 
 def run_demo(output_dir: str = "ctr-demo", force: bool = False) -> RunSummary:
     """The ``ctr demo`` command: the full pipeline on data that ships with scanpy."""
-    from ctr.io.rundir import prepare_run_dir, run_guard
-
     progress = Progress()
     opts = AnnotateOptions(input="scanpy:pbmc68k_reduced", output_dir=output_dir, ruleset="pbmc", force=force)
-    run_dir = prepare_run_dir(output_dir, force=force)
-    with run_guard(run_dir):
+    with _run_directory(output_dir, force) as run_dir:
         with progress.stage("load demo data", "scanpy pbmc68k_reduced, 700 cells x 765 genes"):
             adata = demo_adata()
         summary = annotate_adata(adata, opts, run_dir, progress)

@@ -50,4 +50,4 @@ def test_cell_unit_descends_by_votes():
     assert (labels[:50] == "CD4T").all() and (labels[50:100] == "CD8T").all()
     assert (labels[100:] == "B").all()
     assert set(adata.obs["ctr_stop_reason"].astype(str)[:100]) == {"cell_vote"}
-    assert adata.obs["ctr_path"].astype(str)[0] == "T / CD4T"
+    assert adata.obs["ctr_path"].astype(str).iloc[0] == "T / CD4T"

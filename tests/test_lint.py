@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from ctr.diagnostics import CODES, SourceLoc
 from ctr.rules import lint as L

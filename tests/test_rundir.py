@@ -49,6 +49,12 @@ def test_prepare_refuses_a_file(tmp_path):
         prepare_run_dir(target, force=True)
 
 
+def test_prepare_under_a_file_is_an_output_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot create output directory"):
+        prepare_run_dir(tmp_path / "file" / "run", force=False)
+
+
 def test_csv_is_byte_identical_and_formatted(tmp_path):
     df = pd.DataFrame({"cluster": ["0", "1"], "score": [1 / 3, 2.0e-7], "n": [3, 4], "flag": [True, False]})
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"

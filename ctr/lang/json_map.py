@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
-from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type, valid_keys
+from ctr.lang.document import Document, Setting, Statement, make_type, valid_keys
 from ctr.lang.yaml_spelling import (
     BAD_SHAPE,
     UNKNOWN_KEY,
@@ -22,7 +22,6 @@ from ctr.lang.yaml_spelling import (
     YamlLoadError,
     load_located,
 )
-from ctr.lang import dsl
 from ctr.rules.model import Alias, CellType
 
 INVALID_JSON = register("CTR106", "error", "invalid JSON")
@@ -134,14 +133,10 @@ def _per_root(r: Reader, gating: dict, key: str, build) -> dict[str, list]:
 
 
 def _node(r: Reader, name, body, key_loc, value_loc, depth: int) -> CellType | None:
-    name = r.name(name, key_loc, "a cell type name")
-    if name is None:
+    checked = r.type_body(name, body, key_loc, value_loc, depth, NODE_KEYS)
+    if checked is None:
         return None
-    if depth > MAX_TYPE_DEPTH:
-        r.error(dsl.TYPES_TOO_DEEP, f"cell types are nested more than {MAX_TYPE_DEPTH} levels deep", key_loc)
-        return None
-    body = r.mapping(body, value_loc, f"cell type '{name}'")
-    r.check_keys(body, NODE_KEYS, f"cell type '{name}'")
+    name, body = checked
     if "children" in body and "subtypes" in body:
         r.error(BAD_SHAPE, f"cell type '{name}' has both 'children' and 'subtypes'; use one", r.key_loc(body, "subtypes"))
     kids_key = "children" if "children" in body else "subtypes"

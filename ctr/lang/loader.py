@@ -114,7 +114,9 @@ def load_ruleset(source: str | Path) -> Ruleset:
         first = errors[0] if errors else Diagnostic(NOT_FOUND, f"ruleset '{source}' could not be compiled")
         where = f"{first.loc}: " if first.loc is not None else ""
         more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise RulesetError(f"{where}{first.code} {first.message}{more}", hint=first.hint, diagnostics=result.diagnostics)
+        error = RulesetError(f"{where}{first.code} {first.message}{more}", hint=first.hint, diagnostics=result.diagnostics)
+        error.sources = result.sources  # the CLI prints the source line under each diagnostic
+        raise error
     return result.ruleset
 
 

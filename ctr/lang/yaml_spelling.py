@@ -154,6 +154,18 @@ class Reader:
                     hint="valid keys: " + ", ".join(allowed),
                 )
 
+    def type_body(self, name, body, key_loc, value_loc, depth: int, keys) -> tuple[str, dict] | None:
+        """The checked name and body of a cell type mapping (shared by YAML and JSON), or None."""
+        name = self.name(name, key_loc, "a cell type name")
+        if name is None:
+            return None
+        if depth > MAX_TYPE_DEPTH:
+            self.error(dsl.TYPES_TOO_DEEP, f"cell types are nested more than {MAX_TYPE_DEPTH} levels deep", key_loc)
+            return None
+        body = self.mapping(body, value_loc, f"cell type '{name}'")
+        self.check_keys(body, keys, f"cell type '{name}'")
+        return name, body
+
     def mapping(self, value, loc, what: str) -> dict:
         if value is None:
             return {}
@@ -377,14 +389,10 @@ def parse_document(text: str, file: str) -> Document:
 
 
 def _type(r: Reader, name, body, key_loc, value_loc, depth: int) -> CellType | None:
-    name = r.name(name, key_loc, "a cell type name")
-    if name is None:
+    checked = r.type_body(name, body, key_loc, value_loc, depth, TYPE_KEYS)
+    if checked is None:
         return None
-    if depth > MAX_TYPE_DEPTH:
-        r.error(dsl.TYPES_TOO_DEEP, f"cell types are nested more than {MAX_TYPE_DEPTH} levels deep", key_loc)
-        return None
-    body = r.mapping(body, value_loc, f"cell type '{name}'")
-    r.check_keys(body, TYPE_KEYS, f"cell type '{name}'")
+    name, body = checked
     requires = [
         req
         for item, loc in r.items(body.get("require"), r.loc_of(body, "require"), "require")

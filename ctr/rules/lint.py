@@ -3,7 +3,7 @@
 :func:`lint` returns diagnostics as values; :func:`lint_target` compiles a ruleset by name or
 path, lints it (optionally against a panel file) and packages the result for ``ctr lint-ruleset``.
 Severities are chosen so that an error means "this ruleset cannot work as written" and a warning
-means "this probably does not do what you meant"; docs/codes/lint.md explains each code.
+means "this probably does not do what you meant"; docs/errors.md explains each code.
 """
 
 from __future__ import annotations

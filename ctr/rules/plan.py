@@ -74,6 +74,9 @@ class RefinementPlan(BaseModel):
         return names
 
 
+PLAN_HINT = "a plan is a mapping such as: override: [{cluster: \"7\", label: \"Doublets\"}]"
+
+
 def load_plan(source: str | Path | dict) -> RefinementPlan:
     """Read and validate a plan (a YAML file path or a dict)."""
     origin = "refinement plan"
@@ -88,7 +91,10 @@ def load_plan(source: str | Path | dict) -> RefinementPlan:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-            raise ParameterError(f"{where}: invalid YAML in the refinement plan: {getattr(exc, 'problem', exc)}") from None
+            raise ParameterError(f"{where}: invalid YAML in the refinement plan: {getattr(exc, 'problem', exc)}",
+                                 hint=PLAN_HINT) from None
+        except RecursionError:
+            raise ParameterError(f"{path}: invalid YAML in the refinement plan: nested too deeply", hint=PLAN_HINT) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

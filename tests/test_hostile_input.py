@@ -1,0 +1,606 @@
+"""Hostile input through the command line: every bad input gets a located, actionable error
+(exit 1 bad input, 2 usage), never a traceback, and no run loses or corrupts a file."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctr.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+REPO = Path(__file__).resolve().parents[1]
+MARKERS = ["CD3", "CD2", "CD19", "MS4A1", "CD68"]
+RULES = """ruleset tiny "two lineages on five markers"
+type "T Cells" {
+  markers CD3, CD2
+  require CD3 pos_frac >= 0.5
+  anti CD19
+}
+type "B Cells" {
+  markers CD19, MS4A1
+  anti CD3
+}
+"""
+
+
+def tiny(n: int = 20, seed: int = 0) -> ad.AnnData:
+    """Three clusters of ``n`` cells: '0' CD3+CD2+ (T), '1' CD19+MS4A1+ (B), '2' CD68+ (neither)."""
+    rng = np.random.default_rng(seed)
+    blocks, labels = [], []
+    for k, high in enumerate([[0, 1], [2, 3], [4]]):
+        x = rng.uniform(0.0, 0.3, size=(n, len(MARKERS)))
+        x[:, high] += 2.0
+        blocks.append(x)
+        labels += [str(k)] * n
+    obs = pd.DataFrame({"cluster": pd.Categorical(labels)}, index=[f"cell{i}" for i in range(len(labels))])
+    return ad.AnnData(X=np.vstack(blocks).astype(np.float32), obs=obs, var=pd.DataFrame(index=MARKERS))
+
+
+@pytest.fixture
+def ruleset(tmp_path) -> Path:
+    path = tmp_path / "tiny.ctr"
+    path.write_text(RULES)
+    return path
+
+
+def write(adata: ad.AnnData, path: Path) -> Path:
+    adata.write_h5ad(path)
+    return path
+
+
+def annotate(capsys, h5ad, out_dir, *extra, ruleset=None, annotation_only=True) -> tuple[int, str, str]:
+    args = ["annotate", str(h5ad), "--output-dir", str(out_dir), "--no-report"]
+    if ruleset is not None:
+        args += ["--ruleset", str(ruleset)]
+    if annotation_only:
+        args += ["--annotation-only", "--cluster-key", "cluster"]
+    code = main(args + [str(a) for a in extra])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_in(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
+
+
+def assert_only_complete_files(run_dir: Path) -> None:
+    """No temporary file, and every file under a final name parses completely."""
+    for path in (run_dir.iterdir() if run_dir.exists() else []):
+        assert ".tmp-" not in path.name, f"temporary file left behind: {path.name}"
+        if path.suffix == ".csv":
+            pd.read_csv(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".h5ad":
+            ad.read_h5ad(path)
+
+
+def clusters_csv(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "cluster_annotations.csv", dtype={"cluster": str})
+
+
+# ---------------------------------------------------------------------------------------------
+# files that are not AnnData
+
+
+def test_control_run_labels_the_tiny_data(tmp_path, ruleset, capsys):
+    code, out, _ = annotate(capsys, write(tiny(), tmp_path / "ok.h5ad"), tmp_path / "run", ruleset=ruleset)
+    assert code == 0
+    labels = clusters_csv(tmp_path / "run").set_index("cluster")["final_annotation"]
+    assert labels["0"] == "T Cells" and labels["1"] == "B Cells"
+    assert not (tmp_path / "run" / "input_checks.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "hdf5", "truncated", "directory", "missing"])
+def test_unreadable_or_non_h5ad_input(kind, tmp_path, ruleset, capsys):
+    path = tmp_path / "input.h5ad"
+    if kind == "text":
+        path.write_text("cell,CD3\nc1,1.0\n")
+    elif kind == "hdf5":
+        import h5py
+
+        with h5py.File(path, "w") as handle:
+            handle["counts"] = [1, 2, 3]
+    elif kind == "truncated":
+        whole = write(tiny(), tmp_path / "whole.h5ad").read_bytes()
+        path.write_bytes(whole[: len(whole) // 3])
+    elif kind == "directory":
+        path.mkdir()
+    before = digest(path) if path.is_file() else None
+    code, _, err = annotate(capsys, path, tmp_path / "run", ruleset=ruleset)
+    assert code == 1
+    assert str(path) in err
+    assert ".h5ad" in err  # what would be valid
+    assert not (tmp_path / "run").exists()  # a failed run removes the directory it created
+    if before is not None:
+        assert digest(path) == before
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_permissions(tmp_path, ruleset, capsys):
+    path = write(tiny(), tmp_path / "secret.h5ad")
+    path.chmod(0)
+    try:
+        code, _, err = annotate(capsys, path, tmp_path / "run", ruleset=ruleset)
+    finally:
+        path.chmod(0o644)
+    assert code == 1 and str(path) in err and "not readable" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# what to annotate: layer, cluster key, marker names
+
+
+def test_missing_layer_lists_the_available_ones(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.layers["arcsinh"] = adata.X.copy()
+    code, _, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", "--layer", "batchcor", ruleset=ruleset)
+    assert code == 1
+    assert "'batchcor'" in err and "available: X, arcsinh" in err
+
+
+def test_missing_cluster_key_lists_the_available_ones(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.obs["leiden_r1"] = adata.obs["cluster"].copy()
+    code, _, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", "--cluster-key", "leiden", ruleset=ruleset)
+    assert code == 1
+    assert "'leiden'" in err and "cluster, leiden_r1" in err
+
+
+@pytest.mark.parametrize("annotation_only", [True, False])
+def test_duplicate_var_names(annotation_only, tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.var_names = ["CD3", "CD3", "CD19", "MS4A1", "CD68"]
+    code, _, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset,
+                            annotation_only=annotation_only)
+    assert code == 1
+    assert "CTR502" in err and "more than once: CD3" in err
+    assert "var_names_make_unique" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_ruleset_marker_in_the_panel(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.var_names = ["G1", "G2", "G3", "G4", "G5"]
+    code, _, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset)
+    assert code == 1
+    assert "ruleset 'tiny'" in err and "CD3, CD2" in err and "G1, G2" in err
+    assert "alias" in err  # how to fix it
+    assert "output.h5ad" not in files_in(tmp_path / "run")
+
+
+# ---------------------------------------------------------------------------------------------
+# values: NaN/Inf, negatives, raw counts, flat markers, no cells
+
+
+def test_nan_marker_never_passes_its_gate_and_is_reported(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.X[:20, 0] = np.nan  # CD3 missing in every cell of cluster '0', the T cells
+    adata.X[40:, 0] = np.inf  # and infinite in every cell of cluster '2'
+    run = tmp_path / "run"
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), run, ruleset=ruleset)
+    assert code == 0
+    labels = clusters_csv(run).set_index("cluster")["final_annotation"]
+    assert labels["0"] != "T Cells" and labels["2"] != "T Cells"
+    assert labels["1"] == "B Cells"
+    gating = pd.read_csv(run / "gating_details.csv", dtype={"cluster": str})
+    t_gate = gating[(gating["cluster"] == "0") & (gating["cell_type"] == "T Cells")].iloc[0]
+    assert not t_gate["passed"] and "CD3" in t_gate["reason"]
+    checks = json.loads((run / "input_checks.json").read_text())
+    nan_check = next(c for c in checks if c["code"] == "CTR503")
+    assert "40 NaN/infinite values" in nan_check["message"] and "CD3 (40)" in nan_check["message"]
+    assert "note: CTR503" in out and "never positive" in out
+
+
+def test_negative_values_are_reported(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.X[:5, 1] = -5.0
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset)
+    assert code == 0
+    assert "CTR504 warning" in out and "minimum -5" in out and "--layer" in out
+    assert json.loads((tmp_path / "run" / "input_checks.json").read_text())[0]["code"] == "CTR504"
+
+
+def test_raw_counts_suggest_a_transform(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.X = np.round(adata.X * 50)
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset)
+    assert code == 0
+    assert "CTR505 warning" in out and "raw counts" in out and "--transform log1p" in out
+
+
+@pytest.mark.parametrize("annotation_only", [True, False])
+def test_every_marker_flat(annotation_only, tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.X[:] = 1.0
+    code, _, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset,
+                            annotation_only=annotation_only)
+    assert code == 1
+    assert "CTR507" in err and "layer 'X'" in err and "--layer" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("annotation_only", [True, False])
+def test_zero_cell_file(annotation_only, tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, write(tiny()[:0].copy(), tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset,
+                            annotation_only=annotation_only)
+    assert code == 1
+    assert "CTR501" in err and "0 cells" in err
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# cluster labels: unused categories, one-cell clusters, one cluster for everything
+
+
+def test_empty_category_is_ignored_and_reported(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.obs["cluster"] = adata.obs["cluster"].cat.add_categories(["9"])
+    run = tmp_path / "run"
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), run, ruleset=ruleset)
+    assert code == 0
+    assert sorted(clusters_csv(run)["cluster"]) == ["0", "1", "2"]
+    assert "CTR509" in out and "without cells, ignored: 9" in out
+    assert any(c["code"] == "CTR509" for c in json.loads((run / "input_checks.json").read_text()))
+
+
+def test_one_cell_cluster(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.obs["cluster"] = adata.obs["cluster"].cat.add_categories(["9"])
+    adata.obs.iloc[0, 0] = "9"
+    run = tmp_path / "run"
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), run, ruleset=ruleset)
+    assert code == 0
+    assert "CTR510 warning: 1 clusters have a single cell: 9" in out
+    table = clusters_csv(run).set_index("cluster")
+    assert table.loc["9", "n_cells"] == 1 and table.loc["0", "final_annotation"] == "T Cells"
+
+
+def test_single_cluster_for_all_cells(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.obs["cluster"] = pd.Categorical(["all"] * adata.n_obs)
+    run = tmp_path / "run"
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), run, ruleset=ruleset)
+    assert code == 0
+    assert "CTR508 warning: all 60 cells are in one cluster ('all')" in out and "--cluster-key" in out
+    assert list(clusters_csv(run)["cluster"]) == ["all"]
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters, plans, rulesets
+
+
+@pytest.fixture
+def ok_h5ad(tmp_path) -> Path:
+    return write(tiny(), tmp_path / "ok.h5ad")
+
+
+def test_inline_json_that_does_not_parse_shows_where(ok_h5ad, tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--scoring-params", '{"anti_weight": 0.5,, }', ruleset=ruleset)
+    assert code == 1
+    assert "--scoring-params: invalid JSON at line 1 column 21" in err
+    assert '{"anti_weight": 0.5,, }\n' + " " * 24 + "^" in err
+    assert not (tmp_path / "run").exists()  # options are checked before anything is created
+
+
+def test_json_file_that_does_not_parse_shows_file_line_column(ok_h5ad, tmp_path, ruleset, capsys):
+    params = tmp_path / "gating.json"
+    params.write_text('{\n  "max_ambiguity": 3\n  "anti_penalty_hard_gate": 1}\n')
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--gating-params", f"@{params}", ruleset=ruleset)
+    assert code == 1
+    assert f"invalid JSON at {params}:3:3: Expecting ',' delimiter" in err
+
+
+def test_unknown_parameter_names_the_valid_keys(ok_h5ad, tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--scoring-params", '{"anti_weigth": 0.5}', ruleset=ruleset)
+    assert code == 1
+    assert "'anti_weigth'" in err and "did you mean 'anti_weight'" in err and "valid keys:" in err
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash(ok_h5ad, tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--gating-params", "[" * 100_000, ruleset=ruleset)
+    assert code == 1
+    assert "--gating-params: invalid JSON: nested too deeply" in err
+
+
+def test_refinement_plan_naming_unknown_clusters(ok_h5ad, tmp_path, ruleset, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text('override:\n  - {cluster: "42", label: "Doublets"}\n')
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--refinement-plan", plan, ruleset=ruleset)
+    assert code == 1
+    assert str(plan) in err and "'42'" in err and "the clusters are: 0, 1, 2" in err
+    assert "output.h5ad" not in files_in(tmp_path / "run")
+
+
+def test_refinement_plan_yaml_is_loaded_safely(ok_h5ad, tmp_path, ruleset, capsys):
+    marker = tmp_path / "pwned"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n')
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--refinement-plan", plan, ruleset=ruleset)
+    assert code == 1
+    assert f"{plan}:1:1: invalid YAML" in err and "override:" in err
+    assert not marker.exists()
+
+
+def test_ruleset_that_includes_itself(ok_h5ad, tmp_path, capsys):
+    rules = tmp_path / "self.ctr"
+    rules.write_text('ruleset self\ninclude "self.ctr"\n' + RULES.split("\n", 1)[1])
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", ruleset=rules)
+    assert code == 1
+    assert f"{rules}:2:1: CTR204 error: include cycle: self.ctr -> self.ctr" in err
+    assert '   2 | include "self.ctr"' in err
+
+
+def test_includes_nested_too_deeply(tmp_path):
+    from ctr.lang import compile_ruleset
+    from ctr.lang.loader import MAX_INCLUDE_DEPTH
+
+    n = MAX_INCLUDE_DEPTH + 3
+    for i in range(n):
+        (tmp_path / f"r{i}.ctr").write_text(f'include "r{i + 1}.ctr"\n' if i + 1 < n else "type A { markers X }\n")
+    diags = compile_ruleset(tmp_path / "r0.ctr").diagnostics
+    assert [d.code for d in diags] == ["CTR208"]
+    assert diags[0].loc.file == str(tmp_path / f"r{MAX_INCLUDE_DEPTH}.ctr")
+
+
+def test_include_through_a_symlink_cannot_escape(tmp_path):
+    from ctr.lang import compile_ruleset
+
+    outside = tmp_path / "outside.ctr"
+    outside.write_text("type O { markers X }\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "link.ctr").symlink_to(outside)
+    (rules / "top.ctr").write_text('include "link.ctr"\ntype A { markers Y }\n')
+    diags = compile_ruleset(rules / "top.ctr").diagnostics
+    assert [d.code for d in diags] == ["CTR207"]
+
+
+@pytest.mark.parametrize("suffix, code", [(".json", "CTR106"), (".yaml", "CTR105")])
+def test_deeply_nested_ruleset_files_are_errors(tmp_path, suffix, code):
+    from ctr.lang import compile_ruleset
+
+    path = tmp_path / f"deep{suffix}"
+    path.write_text("[" * 100_000)
+    assert [d.code for d in compile_ruleset(path).diagnostics] == [code]
+
+
+def test_no_eval_exec_or_unsafe_yaml_in_the_package():
+    for path in (REPO / "ctr").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                assert name not in {"eval", "exec", "unsafe_load", "full_load", "load_all"}, f"{path}:{node.lineno}"
+                if name == "load" and isinstance(node.func, ast.Attribute) and getattr(node.func.value, "id", "") == "yaml":
+                    raise AssertionError(f"{path}:{node.lineno}: yaml.load; use yaml.safe_load or a SafeLoader")
+
+
+def test_marker_map_that_does_not_parse_is_located(ok_h5ad, tmp_path, capsys):
+    marker_map = tmp_path / "map.json"
+    marker_map.write_text('{\n  "T Cells": {"markers": ["CD3", "CD2"],}\n}\n')
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--marker-map", marker_map)
+    assert code == 1
+    assert f"{marker_map}:2:42: CTR106 error: invalid JSON" in err
+
+
+def test_log1p_on_negative_values_suggests_arcsinh(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.X[:5, 1] = -5.0
+    code, _, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", "--transform", "log1p",
+                            ruleset=ruleset)
+    assert code == 1 and "down to -5" in err and "--transform arcsinh:COFACTOR" in err
+
+
+def test_existing_obs_columns_are_never_overwritten(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.obs["ctr_label"] = "my manual labels"
+    adata.obs["cluster_lvl0"] = adata.obs["cluster"].astype(str)
+    path = write(adata, tmp_path / "in.h5ad")
+    code, _, err = annotate(capsys, path, tmp_path / "run1", ruleset=ruleset)
+    assert code == 1 and "'ctr_label' exists and was not written by ctr" in err and "--key-added" in err
+    code, _, err = annotate(capsys, path, tmp_path / "run2", ruleset=ruleset, annotation_only=False)
+    assert code == 1 and "obs['cluster_lvl0'] already exists" in err and "--annotation-only --cluster-key cluster_lvl0" in err
+    assert not (tmp_path / "run1").exists() and not (tmp_path / "run2").exists()
+    code, _, _ = annotate(capsys, path, tmp_path / "run3", "--key-added", "ctr2", ruleset=ruleset)
+    assert code == 0
+    assert (ad.read_h5ad(tmp_path / "run3" / "output.h5ad").obs["ctr_label"] == "my manual labels").all()
+
+
+# ---------------------------------------------------------------------------------------------
+# the output directory and the input file
+
+
+def test_output_dir_below_a_file(ok_h5ad, tmp_path, ruleset, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("my notes")
+    code, _, err = annotate(capsys, ok_h5ad, target / "run", ruleset=ruleset)
+    assert code == 1
+    assert f"cannot create output directory '{target / 'run'}'" in err
+    assert target.read_text() == "my notes"
+
+
+def test_output_dir_that_is_a_file(ok_h5ad, tmp_path, ruleset, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("my notes")
+    code, _, err = annotate(capsys, ok_h5ad, target, ruleset=ruleset)
+    assert code == 1
+    assert f"'{target}' is an existing file" in err and "--output-dir" in err
+    assert target.read_text() == "my notes"
+
+
+def test_non_empty_output_dir_needs_force(ok_h5ad, tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    code, _, err = annotate(capsys, ok_h5ad, run, ruleset=ruleset)
+    assert code == 1 and "is not empty" in err and "--force" in err
+    assert files_in(run) == ["keep.txt"]
+    code, _, _ = annotate(capsys, ok_h5ad, run, "--force", ruleset=ruleset)
+    assert code == 0 and (run / "keep.txt").read_text() == "mine"
+    assert_only_complete_files(run)
+
+
+def test_input_file_is_never_written(tmp_path, ruleset, capsys):
+    path = write(tiny(), tmp_path / "in.h5ad")
+    before = (digest(path), path.stat().st_mtime_ns)
+    code, _, _ = annotate(capsys, path, tmp_path / "run", ruleset=ruleset, annotation_only=False)
+    assert code == 0
+    assert (digest(path), path.stat().st_mtime_ns) == before
+
+
+def test_run_never_replaces_its_own_input(tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    assert annotate(capsys, write(tiny(), tmp_path / "in.h5ad"), run, ruleset=ruleset)[0] == 0
+    previous = run / "output.h5ad"
+    before = (digest(previous), previous.stat().st_mtime_ns)
+    code, _, err = annotate(capsys, previous, run, "--force", ruleset=ruleset)
+    assert code == 1
+    assert "refusing to replace the input" in err and "--output-dir" in err
+    assert (digest(previous), previous.stat().st_mtime_ns) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# interruptions: no partial file under a final name
+
+
+def _break_h5ad_writer(monkeypatch, exc: BaseException) -> None:
+    """AnnData.write_h5ad writes half a file, then fails (as if killed mid-write)."""
+
+    def half_write(self, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 1000)
+        raise exc
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", half_write)
+
+
+@pytest.mark.parametrize("exc, exit_code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 3)])
+def test_failure_while_writing_leaves_no_partial_file(exc, exit_code, tmp_path, ruleset, capsys, monkeypatch):
+    path = write(tiny(), tmp_path / "in.h5ad")
+    run = tmp_path / "run"
+    _break_h5ad_writer(monkeypatch, exc)
+    code, _, err = annotate(capsys, path, run, ruleset=ruleset)
+    assert code == exit_code
+    assert "output.h5ad" not in files_in(run)
+    assert_only_complete_files(run)
+
+
+def test_failed_rerun_keeps_the_previous_complete_output(tmp_path, ruleset, capsys, monkeypatch):
+    path = write(tiny(), tmp_path / "in.h5ad")
+    run = tmp_path / "run"
+    assert annotate(capsys, path, run, ruleset=ruleset)[0] == 0
+    before = digest(run / "output.h5ad")
+
+    calls = []
+    real_to_csv = pd.DataFrame.to_csv
+
+    def to_csv_then_fail(self, handle, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the third table: half written, then interrupted
+            handle.write("cluster,final_annotation\n0,")
+            raise KeyboardInterrupt
+        return real_to_csv(self, handle, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv_then_fail)
+    code, _, err = annotate(capsys, path, run, "--force", "--scoring-params", '{"anti_weight": 0.9}', ruleset=ruleset)
+    assert code == 130 and "interrupted" in err
+    assert digest(run / "output.h5ad") == before
+    assert_only_complete_files(run)
+    assert pd.read_csv(run / "decision_steps.csv").shape[0] > 1  # the old complete table, not the half one
+
+
+def _run_cli(args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ctr", *map(str, args)], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_run_exits_130_without_partial_files(signum, tmp_path, ruleset):
+    path = write(tiny(n=7000), tmp_path / "big.h5ad")  # 21,000 cells: clustering takes seconds
+    run = tmp_path / "run"
+    proc = _run_cli(["annotate", path, "--ruleset", ruleset, "--output-dir", run, "--no-report"])
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        seen.append(line)
+        if "] cluster" in line or time.monotonic() > deadline:
+            break
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    out, rest = proc.communicate(timeout=60)
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not run.exists()  # interrupted before anything was written: the new directory is gone
+
+
+# ---------------------------------------------------------------------------------------------
+# exit codes and --debug
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["annotate"], "the following arguments are required"),
+    (["annotate", "x.h5ad", "--output-dir", "o", "--bogus"], "unrecognized arguments: --bogus"),
+    (["annotate", "x.h5ad", "--output-dir", "o", "--unit", "tissue"], "invalid choice: 'tissue' (choose from"),
+    (["annotate", "x.h5ad", "--output-dir", "o", "--ruleset", "pbmc", "--marker-map", "m.json"], "not allowed with argument"),
+    (["annotate", "x.h5ad", "--output-dir", "o", "--n-pcs", "many"], "invalid int value: 'many'"),
+])
+def test_usage_errors_exit_2(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and fragment in err and "usage: ctr" in err and "Traceback" not in err
+
+
+def test_internal_error_exits_3_and_only_debug_shows_the_traceback(ok_h5ad, tmp_path, ruleset, capsys, monkeypatch):
+    import ctr.engine
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(ctr.engine, "annotate_clusters", broken)
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", ruleset=ruleset)
+    assert code == 3
+    assert "internal error: ZeroDivisionError: simulated bug" in err and "--debug" in err
+    assert_only_complete_files(tmp_path / "run")
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "annotate", str(ok_h5ad), "--output-dir", str(tmp_path / "run2"), "--ruleset", str(ruleset),
+              "--annotation-only", "--cluster-key", "cluster"])
+
+
+def test_debug_shows_the_traceback_and_nothing_else_does(tmp_path):
+    bad = tmp_path / "bad.h5ad"
+    bad.write_text("not hdf5")
+    plain = _run_cli(["annotate", bad, "--output-dir", tmp_path / "a"])
+    debug = _run_cli(["--debug", "annotate", bad, "--output-dir", tmp_path / "b"])
+    (_, plain_err), (_, debug_err) = plain.communicate(timeout=60), debug.communicate(timeout=60)
+    assert plain.returncode == 1 and "Traceback" not in plain_err
+    assert f"cannot read '{bad}' as AnnData .h5ad" in plain_err
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug_err
+    assert "ctr.errors.InputError" in debug_err
+
+
+def test_exit_codes_are_documented():
+    text = (REPO / "docs" / "cli.md").read_text() + (REPO / "docs" / "errors.md").read_text()
+    for fragment in ["**0** success", "**1** bad input", "**2** usage", "**3** an internal error", "**130**", "--debug"]:
+        assert fragment in text
