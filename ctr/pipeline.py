@@ -116,6 +116,10 @@ def validate_options(opts: AnnotateOptions) -> None:
         raise UsageError("--ruleset and --marker-map are alternatives; give one")
     if not Path(opts.input).exists():
         raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file")
+    if opts.ruleset or opts.marker_map:
+        from ctr.lang import load_ruleset
+
+        load_ruleset(opts.ruleset or opts.marker_map)  # a ruleset mistake must not cost a clustering run
     parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
     if opts.preset:
         preset_blocks(opts.preset)

@@ -27,7 +27,7 @@ def _compile(name: str):
 
 
 def test_the_expected_builtins_ship():
-    assert {"fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune"} <= set(BUILTINS)
+    assert {"fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof"} <= set(BUILTINS)
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -79,6 +79,25 @@ def test_codex_immune_lints_clean_on_the_celesta_panel():
     assert {row["how"] for row in report.resolution} <= {"exact", "case", "builtin_alias", "normalized"}
 
 
+@pytest.mark.skipif(not (DATA / "scyan_aml_short.h5ad").exists(), reason="shared data absent")
+def test_bone_marrow_cytof_lints_clean_on_the_levine_panel():
+    report = lint_target("bone_marrow_cytof", str(DATA / "scyan_aml_short.h5ad"))
+    assert [d.format() for d in report.diagnostics if d.level != "info"] == []
+    assert report.exit_code(strict=True) == 0
+    assert {row["how"] for row in report.resolution} == {"exact"}
+
+
+def test_bone_marrow_cytof_gates_on_absolute_arcsinh_cuts():
+    rs = _compile("bone_marrow_cytof")
+    assert [(r.marker, r.min_pos_frac) for r in rs.node("B Cells").requires] == [("CD19", 0.4)]
+    assert [(v.markers, v.max_pos_frac) for v in rs.node("CD34+ Progenitors").vetoes] == [(["CD19"], 0.3)]
+    assert [(v.markers, v.max_pos_frac) for v in rs.node("NK Cells").vetoes] == [(["CD3"], 0.3)]
+    used = {m for node in rs.walk() for m in node.marker_names + node.anti_names}
+    cuts = {t.marker: (t.op, t.value) for t in rs.thresholds}
+    assert used <= set(cuts)  # no marker falls back to the quantile cut
+    assert cuts["CD3"] == (">", 1.0) and cuts["CD4"] == (">", 0.5) and cuts["CD38"] == (">", 2.0)
+
+
 def test_lint_target_reports_a_mismatched_panel(tmp_path):
     panel = tmp_path / "genes.txt"
     panel.write_text("GAPDH\nACTB\n")
@@ -121,7 +140,8 @@ def test_unknown_preset_suggests():
 @pytest.mark.parametrize(
     ("alias", "name"),
     [("ft", "fallopian_tube"), ("Oviduct", "fallopian_tube"), ("fallopian", "fallopian_tube"), ("lung", "lung"),
-     ("tme", "tumor_microenvironment"), ("tumor", "tumor_microenvironment"), ("blood", "pbmc"), ("colon", "codex_crc")],
+     ("tme", "tumor_microenvironment"), ("tumor", "tumor_microenvironment"), ("blood", "pbmc"), ("colon", "codex_crc"),
+     ("bm", "bone_marrow"), ("cytof_bm", "bone_marrow")],
 )
 def test_tissue_aliases(alias, name):
     assert load_tissue(alias).name == name

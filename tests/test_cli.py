@@ -133,7 +133,7 @@ def test_lint_syntax_error_is_located(tmp_path, capsys):
 
 
 def test_builtins_lint_clean(capsys):
-    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune"]:
+    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof"]:
         code, out, err = run(capsys, "lint-ruleset", name, "--strict")
         assert code == 0, out + err
 
@@ -141,7 +141,7 @@ def test_builtins_lint_clean(capsys):
 def test_rulesets_lists_builtins_and_tissues(capsys):
     code, out, _ = run(capsys, "rulesets")
     assert code == 0
-    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "oviduct"]:
+    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof", "oviduct", "bm"]:
         assert name in out
 
 

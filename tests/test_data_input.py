@@ -193,6 +193,19 @@ def test_every_marker_flat_is_an_error_one_flat_is_not():
     assert "CTR507" not in _codes(check_matrix(sp.csr_matrix(flat), ["a", "b", "c"], layer_name="X"))
 
 
+def test_sparse_column_ranges_match_dense():
+    from ctr.data.checks import column_ranges
+
+    dense = np.array([[1.0, 0, -2, 0, 0], [3.0, 0, 4, np.nan, 0], [2.0, 0, 5, 7, 0]])
+    dense_full = np.array([[1.0, 1, 1], [3.0, 2, 1]])
+    for x in (dense, dense_full):
+        lo_d, hi_d = column_ranges(x)
+        lo_s, hi_s = column_ranges(sp.csr_matrix(x))
+        np.testing.assert_array_equal(lo_s, lo_d)
+        np.testing.assert_array_equal(hi_s, hi_d)
+    np.testing.assert_array_equal(column_ranges(sp.csr_matrix(dense))[1], [3, 0, 5, 7, 0])
+
+
 def test_clean_data_has_no_diagnostics():
     x = np.log1p(np.random.default_rng(4).random((30, 4)) * 50)
     assert check_matrix(x, list("abcd"), layer_name="X") == []

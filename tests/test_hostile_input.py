@@ -158,6 +158,13 @@ def test_missing_layer_lists_the_available_ones(tmp_path, ruleset, capsys):
     assert "'batchcor'" in err and "available: X, arcsinh" in err
 
 
+@pytest.mark.parametrize("annotation_only", [True, False])
+def test_raw_layer_without_raw(annotation_only, tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, write(tiny(), tmp_path / "in.h5ad"), tmp_path / "run", "--layer", "raw",
+                            ruleset=ruleset, annotation_only=annotation_only)
+    assert code == 1 and "layer 'raw' requested but the file has no .raw" in err and "--layer" in err
+
+
 def test_missing_cluster_key_lists_the_available_ones(tmp_path, ruleset, capsys):
     adata = tiny()
     adata.obs["leiden_r1"] = adata.obs["cluster"].copy()
@@ -350,6 +357,16 @@ def test_ruleset_that_includes_itself(ok_h5ad, tmp_path, capsys):
     assert '   2 | include "self.ctr"' in err
 
 
+def test_ruleset_mistake_fails_before_clustering(ok_h5ad, tmp_path, capsys):
+    rules = tmp_path / "typo.ctr"
+    rules.write_text('type "T Cells" {\n  markrs CD3, CD2\n}\n')
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", ruleset=rules, annotation_only=False)
+    assert code == 1
+    assert f"{rules}:2:3: CTR101 error" in err and "did you mean 'markers'" in err
+    assert "] read" not in err and "] cluster" not in err  # nothing expensive ran first
+    assert not (tmp_path / "run").exists()
+
+
 def test_includes_nested_too_deeply(tmp_path):
     from ctr.lang import compile_ruleset
     from ctr.lang.loader import MAX_INCLUDE_DEPTH
@@ -400,7 +417,8 @@ def test_marker_map_that_does_not_parse_is_located(ok_h5ad, tmp_path, capsys):
     marker_map.write_text('{\n  "T Cells": {"markers": ["CD3", "CD2"],}\n}\n')
     code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--marker-map", marker_map)
     assert code == 1
-    assert f"{marker_map}:2:42: CTR106 error: invalid JSON" in err
+    assert f"{marker_map}:2:41: CTR106 error: invalid JSON" in err
+    assert not (tmp_path / "run").exists()  # the ruleset is checked before the data is read
 
 
 def test_log1p_on_negative_values_suggests_arcsinh(tmp_path, ruleset, capsys):
@@ -493,13 +511,17 @@ def _break_h5ad_writer(monkeypatch, exc: BaseException) -> None:
     monkeypatch.setattr(ad.AnnData, "write_h5ad", half_write)
 
 
-@pytest.mark.parametrize("exc, exit_code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 3)])
-def test_failure_while_writing_leaves_no_partial_file(exc, exit_code, tmp_path, ruleset, capsys, monkeypatch):
+@pytest.mark.parametrize("exc, exit_code, message", [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (OSError(28, "No space left on device"), 1, "output.h5ad': No space left on device"),
+    (RuntimeError("simulated bug"), 3, "internal error: RuntimeError: simulated bug"),
+])
+def test_failure_while_writing_leaves_no_partial_file(exc, exit_code, message, tmp_path, ruleset, capsys, monkeypatch):
     path = write(tiny(), tmp_path / "in.h5ad")
     run = tmp_path / "run"
     _break_h5ad_writer(monkeypatch, exc)
     code, _, err = annotate(capsys, path, run, ruleset=ruleset)
-    assert code == exit_code
+    assert code == exit_code and message in err
     assert "output.h5ad" not in files_in(run)
     assert_only_complete_files(run)
 
@@ -555,6 +577,34 @@ def test_signal_mid_run_exits_130_without_partial_files(signum, tmp_path, rulese
 
 
 # ---------------------------------------------------------------------------------------------
+# the other commands
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, err
+
+
+def test_other_commands_on_hostile_paths(tmp_path, capsys):
+    junk = tmp_path / "junk.h5ad"
+    junk.write_text("not hdf5")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = _cli(capsys, "lint-ruleset", "pbmc", "--panel", junk)
+    assert code == 1 and f"{junk}: cannot read as .h5ad" in err and "one marker per line" in err
+    for command in (["explain", empty], ["report", empty], ["diff", empty, empty]):
+        code, err = _cli(capsys, *command)
+        assert code == 1 and f"{empty}: not a ctr run directory" in err and "--output-dir" in err
+    code, err = _cli(capsys, "export-markers", "--ruleset", "pbmc", "--output", tmp_path / "rules.txt")
+    assert code == 1 and "export format" in err and "--format" in err
+    code, err = _cli(capsys, "export-markers", "--ruleset", "pbmc", "--output", junk / "rules.ctr")
+    assert code == 1 and f"cannot write '{junk / 'rules.ctr'}': Not a directory" in err
+    assert junk.read_text() == "not hdf5"
+
+
+# ---------------------------------------------------------------------------------------------
 # exit codes and --debug
 
 
@@ -604,3 +654,4 @@ def test_exit_codes_are_documented():
     text = (REPO / "docs" / "cli.md").read_text() + (REPO / "docs" / "errors.md").read_text()
     for fragment in ["**0** success", "**1** bad input", "**2** usage", "**3** an internal error", "**130**", "--debug"]:
         assert fragment in text
+

@@ -70,12 +70,12 @@ def column_ranges(matrix) -> tuple[np.ndarray, np.ndarray]:
         hi = np.full(n_vars, np.nan)
         starts = csc.indptr[:-1]
         has = counts > 0
+        # reduceat over each column's slice; a NaN sentinel makes every start a valid index
+        # (fmin/fmax skip it); columns without stored values are masked out by `has`
+        padded = np.append(data, np.nan)
         with np.errstate(invalid="ignore"):
-            if data.size:
-                # reduceat over each column's slice; columns without stored values are fixed below
-                lo_all = np.fmin.reduceat(data, np.minimum(starts, data.size - 1))
-                hi_all = np.fmax.reduceat(data, np.minimum(starts, data.size - 1))
-                lo[has], hi[has] = lo_all[has], hi_all[has]
+            lo[has] = np.fmin.reduceat(padded, starts)[has]
+            hi[has] = np.fmax.reduceat(padded, starts)[has]
         implicit_zero = counts < n_cells
         lo = np.where(implicit_zero, np.fmin(lo, 0.0), lo)
         hi = np.where(implicit_zero, np.fmax(hi, 0.0), hi)

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from ctr.errors import OutputError
+
 TMP_MARKER = ".tmp-"
 CSV_FLOAT_FORMAT = "%.6g"
 
@@ -37,9 +39,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:  # disk full, permissions, a file in the way: the user's to fix
+        _discard(tmp)
+        raise OutputError(f"cannot write {str(final)!r}: {exc.strerror or exc}",
+                          hint="check the free space and permissions of the output directory") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:  # its folder is gone or is a file: there is nothing to remove
+        pass
 
 
 @contextmanager

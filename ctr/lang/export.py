@@ -7,8 +7,6 @@ with the same :meth:`~ctr.rules.model.Ruleset.canonical` form.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -288,15 +286,7 @@ def export_ruleset(ruleset: Ruleset, path: str | Path, fmt: str | None = None) -
     path = Path(path)
     kind = format_of(path, fmt)
     if kind is None:
-        raise RulesetError(f"cannot tell the export format of '{path}'", hint="use a .ctr, .yaml, .yml or .json file name, or pass fmt")
-    text = export_text(ruleset, kind)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        raise RulesetError(f"cannot tell the export format of '{path}'", hint="use a .ctr, .yaml, .yml or .json file name, or pass --format ctr|yaml|json")
+    from ctr.io.atomic import write_text_atomic
+
+    return write_text_atomic(path, export_text(ruleset, kind))
