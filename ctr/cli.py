@@ -190,6 +190,8 @@ def _print_error(exc: CtrError) -> None:
         print(diag.format(src), file=sys.stderr)
     n_err, n_warn = len(diags.errors), len(diags.warnings)
     print(f"ctr: error: {n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}", file=sys.stderr)
+    if exc.hint and all(exc.hint != d.hint for d in diags):
+        print(f"  hint: {exc.hint}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -655,3 +655,13 @@ def test_exit_codes_are_documented():
     for fragment in ["**0** success", "**1** bad input", "**2** usage", "**3** an internal error", "**130**", "--debug"]:
         assert fragment in text
 
+
+
+def test_plan_with_yaml_aliases_is_refused(tmp_path):
+    from ctr.errors import ParameterError
+    from ctr.rules.plan import load_plan
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text('a: &x ["1", "2"]\nmerge:\n  - clusters: *x\n')
+    with pytest.raises(ParameterError, match="anchors and aliases"):
+        load_plan(plan)

@@ -85,7 +85,12 @@ def load_plan(source: str | Path | dict) -> RefinementPlan:
         path = Path(source)
         origin = str(path)
         try:
-            data = yaml.safe_load(path.read_text())
+            text = path.read_text()
+            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+                # anchors/aliases can expand a small file into a huge document; a plan never needs them
+                raise ParameterError(f"{path}: YAML anchors and aliases (*name) are not allowed in a refinement plan; "
+                                     "write each operation out")
+            data = yaml.safe_load(text)
         except OSError as exc:
             raise ParameterError(f"{path}: cannot read the refinement plan: {exc.strerror}") from None
         except yaml.YAMLError as exc:
