@@ -149,13 +149,15 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
     if lo_all < 0:
         n_neg = int((finite < 0).sum())
         stored_zeros = matrix.shape[0] * matrix.shape[1] - finite.size if sp.issparse(matrix) else 0
-        if looks_standardised(np.concatenate([finite, np.zeros(min(stored_zeros, finite.size))]), layer_name):
-            diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} looks standardised (z-scores): {n_neg} negative values, "
-                                    "positivity thresholds apply to z-scores", severity="info"))
-        elif -lo_all <= SMALL_NEGATIVE_SHARE * max(hi_all, 0.0):
+        # small negatives first: background-subtracted cytometry (arcsinh) sits around zero, with
+        # many tiny negative values, and is not a z-scored layer
+        if -lo_all <= SMALL_NEGATIVE_SHARE * max(hi_all, 0.0):
             diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} has {n_neg} small negative values (down to {lo_all:.3g}, "
                                     f"maximum {hi_all:.3g}): noise around zero, read as not expressed",
                                     severity="info"))
+        elif looks_standardised(np.concatenate([finite, np.zeros(min(stored_zeros, finite.size))]), layer_name):
+            diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} looks standardised (z-scores): {n_neg} negative values, "
+                                    "positivity thresholds apply to z-scores", severity="info"))
         else:
             diags.append(Diagnostic(
                 NEGATIVE_VALUES, f"{where} has {n_neg} negative values (minimum {lo_all:.4g})",
