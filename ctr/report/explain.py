@@ -359,7 +359,9 @@ def _gate_change(g: GateResult) -> str:
     data_side = f"{g.measure} {g.operator} {format_number(g.threshold)} (is {format_number(g.observed)})"
     param = g.parameter
     if param:
-        return f"{data_side}, i.e. {param} {_loosen(g.operator)} {format_number(g.observed)} at level {g.level}"
+        # level thresholds live in level_defaults; the anti-marker hard gate is one global value
+        scope = f" at level {g.level}" if param.startswith("min_") else ""
+        return f"{data_side}, i.e. {param} {_loosen(g.operator)} {format_number(g.observed)}{scope}"
     return f"{data_side}, a threshold set at {g.rule_loc}"
 
 
