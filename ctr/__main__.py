@@ -1,5 +1,3 @@
-import sys
+from ctr.cli import run
 
-from ctr.cli import main
-
-sys.exit(main())
+run()

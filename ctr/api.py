@@ -89,7 +89,7 @@ def _ruleset_from_previous_run(adata, key_added: str) -> Ruleset | None:
         return None
     name = f"{rs.get('name', 'previous-run')} (from {key_added} run in the input file)"
     result = compile_ruleset(name, text=str(text), fmt="ctr")
-    return result.ruleset if not any(d.level == "error" for d in result.diagnostics) else None
+    return result.ruleset if result.ok else None
 
 
 def choose_builtin(panel: list[str]) -> tuple[Ruleset, float]:
@@ -174,13 +174,13 @@ def annotate(
     -------
     AnnotationResult with the per-cluster table, the trace and the statistics tables.
     """
-    from ctr.data.anndata_io import detect_cluster_key, select_layer
+    from ctr.data.anndata_io import detect_cluster_key, expression
     from ctr.data.checks import check_clusters, check_matrix, check_var_names, stop_on_errors
     from ctr.engine import annotate_clusters
     from ctr.options import parameter_blocks
     from ctr.rules.markers import resolve_markers
     from ctr.rules.tissues import load_tissue
-    from ctr.stats import compute_statistics
+    from ctr.stats import absolute_thresholds, compute_statistics
 
     diagnostics: list[Diagnostic] = []
     profile = load_tissue(tissue) if tissue else None
@@ -189,7 +189,7 @@ def annotate(
         rs = _as_ruleset(profile.ruleset, None)
     if rs is None:
         rs = _ruleset_from_previous_run(adata, key_added)
-    matrix, var_names, layer_name = _expression(adata, layer, select_layer)
+    matrix, var_names, layer_name = expression(adata, layer)
     stop_on_errors(check_var_names(var_names, layer_name=layer_name))  # markers are looked up by name
     auto_share = None
     if rs is None:
@@ -216,7 +216,7 @@ def annotate(
     sub = matrix[:, col_index]
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
-    thresholds = {resolution.mapping[t.marker]: (t.op, t.value) for t in rs.thresholds if t.marker in resolution.mapping}
+    thresholds = absolute_thresholds(rs, resolution.mapping)
 
     stats = compute_statistics(sub, labels, panel_names, params.scoring, thresholds)
     annotation = annotate_clusters(stats, rs, resolution.mapping, params, cell_matrix=sub, cell_clusters=labels)
@@ -276,16 +276,6 @@ def annotate(
     return result
 
 
-def _expression(adata, layer, select_layer):
-    """(matrix, var_names, layer name); ``layer="raw"`` reads ``adata.raw``."""
-    if layer == "raw":
-        if adata.raw is None:
-            raise InputError("layer 'raw' requested but the file has no .raw", hint="omit --layer or name a layer in adata.layers")
-        return adata.raw.X, list(adata.raw.var_names), "raw"
-    matrix, name = select_layer(adata, layer)
-    return matrix, list(adata.var_names), name
-
-
 def _cell_labels(clusters: pd.DataFrame, cell_cluster, obs_names) -> pd.DataFrame:
     table = clusters.set_index(clusters["cluster"].astype(str))
     cc = pd.Index(np.asarray(cell_cluster, dtype=str))
@@ -313,7 +303,7 @@ def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -
     """Write the per-cell labels and ``uns[key_added]``; never overwrite an obs column ctr did not make."""
     previous = adata.uns.get(key_added, {}) if isinstance(adata.uns.get(key_added), dict) else {}
     ours = set(previous.get("obs_keys", []))
-    for name, column in zip(OBS_FIELDS, obs_keys(key_added)):
+    for column in obs_keys(key_added):
         if column in adata.obs.columns and column not in ours:
             raise InputError(
                 f"obs column '{column}' exists and was not written by ctr; refusing to overwrite it",

@@ -62,7 +62,7 @@ def _cmd_annotate(args) -> int:
 
 
 def _cmd_lint(args) -> int:
-    from ctr.rules.lint import lint_target
+    from ctr.ruleset_commands import lint_target
 
     report = lint_target(args.ruleset, args.panel)
     print(report.format_json() if args.format == "json" else report.format_text())
@@ -100,7 +100,7 @@ def _cmd_diff(args) -> int:
 
 
 def _cmd_rulesets(args) -> int:
-    from ctr.rules.catalogue import list_catalogue
+    from ctr.ruleset_commands import list_catalogue
 
     catalogue = list_catalogue()
     print("Built-in rulesets (ctr annotate --ruleset NAME):")
@@ -194,6 +194,22 @@ def _print_error(exc: CtrError) -> None:
         print(f"  hint: {exc.hint}", file=sys.stderr)
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C during a library's import or callback can surface wrapped (e.g. as RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupted() -> int:
+    print("ctr: interrupted; no partial output was left under a final name", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -205,11 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("ctr: interrupted; no partial output was left under a final name", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug in ctr, not in the user's input
+        if _caused_by_interrupt(exc):
+            return _interrupted()
         if args.debug:
             raise
         print(
@@ -220,5 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
 
 
+def run() -> None:
+    """The console entry point: ``main`` with its exit status."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a second interrupt while the first was being reported
+        code = 130
+    if code == 130:
+        import signal
+
+        # a second Ctrl-C (or one still pending in a library) must not turn the clean exit into a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ctr.errors import InputError, UsageError
 from ctr.progress import Progress
+from ctr.rules.model import Ruleset
 
 TRANSFORMED_LAYER = "ctr_transformed"
 CLUSTER_KEY = "cluster_lvl0"
@@ -80,12 +81,12 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
     from ctr.data.anndata_io import read_input
 
     progress = progress or Progress()
-    validate_options(opts)  # cheap checks first: a typo must not cost a clustering run
+    ruleset = validate_options(opts)  # cheap checks first: a typo must not cost a clustering run
     _refuse_to_replace_input(opts)
     with _run_directory(opts.output_dir, opts.force) as run_dir:
         with progress.stage("read", opts.input):
             adata = read_input(opts.input)
-        return annotate_adata(adata, opts, run_dir, progress)
+        return annotate_adata(adata, opts, run_dir, progress, ruleset=ruleset)
 
 
 @contextmanager
@@ -105,8 +106,11 @@ def _run_directory(output_dir: str, force: bool) -> Iterator[Path]:
         raise
 
 
-def validate_options(opts: AnnotateOptions) -> None:
-    """Fail fast on everything that does not need the data: parameters, names, files."""
+def validate_options(opts: AnnotateOptions) -> Ruleset | None:
+    """Fail fast on everything that does not need the data: parameters, names, files.
+
+    Returns the ruleset named by ``--ruleset``/``--marker-map`` (None when none was named), so
+    that the run compiles it once."""
     from ctr.options import parameter_blocks
     from ctr.rules.plan import load_plan
     from ctr.rules.presets import preset_blocks
@@ -116,10 +120,11 @@ def validate_options(opts: AnnotateOptions) -> None:
         raise UsageError("--ruleset and --marker-map are alternatives; give one")
     if not Path(opts.input).exists():
         raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file")
+    ruleset = None
     if opts.ruleset or opts.marker_map:
         from ctr.lang import load_ruleset
 
-        load_ruleset(opts.ruleset or opts.marker_map)  # a ruleset mistake must not cost a clustering run
+        ruleset = load_ruleset(opts.ruleset or opts.marker_map)  # a ruleset mistake must not cost a clustering run
     parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
     if opts.preset:
         preset_blocks(opts.preset)
@@ -133,6 +138,7 @@ def validate_options(opts: AnnotateOptions) -> None:
         from ctr.data.preprocess import apply_transform
 
         apply_transform(np.zeros((1, 1)), opts.transform)  # raises on an unknown spec
+    return ruleset
 
 
 def _refuse_to_replace_input(opts: AnnotateOptions) -> None:
@@ -150,24 +156,22 @@ def _refuse_to_replace_input(opts: AnnotateOptions) -> None:
 
 def _check_before_clustering(adata, layer: str | None) -> None:
     """Stop on unusable data (no cells, duplicate marker names, no signal) before any expensive step."""
-    from ctr.data.anndata_io import select_layer
+    from ctr.data.anndata_io import expression
     from ctr.data.checks import check_matrix, stop_on_errors
 
-    if layer == "raw" and adata.raw is not None:
-        matrix, var_names, name = adata.raw.X, adata.raw.var_names, "raw"
-    elif layer == "raw":
-        raise InputError("layer 'raw' requested but the file has no .raw", hint="omit --layer or name a layer in adata.layers")
-    else:
-        (matrix, name), var_names = select_layer(adata, layer), adata.var_names
-    stop_on_errors(check_matrix(matrix, list(var_names), layer_name=name))
+    matrix, var_names, name = expression(adata, layer)
+    stop_on_errors(check_matrix(matrix, var_names, layer_name=name))
 
 
 def _note(diag) -> str:
     return diag.header() + (f" (hint: {diag.hint})" if diag.hint else "")
 
 
-def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progress) -> RunSummary:
-    """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``."""
+def annotate_adata(
+    adata, opts: AnnotateOptions, run_dir: Path, progress: Progress, *, ruleset: Ruleset | None = None
+) -> RunSummary:
+    """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``. ``ruleset``: the one
+    ``opts`` names, when the caller has already compiled it."""
     from ctr import api
     from ctr.io.atomic import write_json_atomic
     from ctr.io.writers import write_run
@@ -179,7 +183,7 @@ def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progre
     if opts.transform:
         layer = _transform(adata, layer, opts.transform, progress)
     cluster_key = opts.cluster_key
-    extra: dict = {"pipeline": {k: v for k, v in vars(opts).items()}}
+    extra: dict = {"pipeline": dict(vars(opts))}
     if opts.annotation_only:
         if opts.cluster_key is None and CLUSTER_KEY in adata.obs:
             notes.append(f"reusing the clusters in obs['{CLUSTER_KEY}']")
@@ -190,8 +194,8 @@ def annotate_adata(adata, opts: AnnotateOptions, run_dir: Path, progress: Progre
     with progress.stage("annotate"):
         result = api.annotate(
             adata,
-            opts.ruleset,
-            marker_map=opts.marker_map,
+            ruleset if ruleset is not None else opts.ruleset,
+            marker_map=None if ruleset is not None else opts.marker_map,
             cluster_key=cluster_key,
             layer=layer,
             tissue=opts.tissue,
@@ -246,17 +250,17 @@ def _transform(adata, layer: str | None, spec: str, progress: Progress) -> str:
 
 
 def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress) -> tuple[str, dict]:
-    from ctr.data.anndata_io import select_layer
+    from ctr.data.anndata_io import expression
     from ctr.data.cluster import cluster_cells
     from ctr.data.preprocess import prepare_for_clustering
+    from ctr.stats import natural_order
 
     if CLUSTER_KEY in adata.obs.columns and not _made_by_ctr(adata, opts.key_added):
         raise InputError(
             f"obs['{CLUSTER_KEY}'] already exists and was not written by ctr; refusing to overwrite it",
             hint=f"reuse it with --annotation-only --cluster-key {CLUSTER_KEY}, or rename the column",
         )
-    matrix, layer_name = (adata.raw.X, "raw") if layer == "raw" else select_layer(adata, layer)
-    var_names = list(adata.raw.var_names) if layer == "raw" else list(adata.var_names)
+    matrix, var_names, _ = expression(adata, layer)
     with progress.stage("preprocess"):
         prepared = prepare_for_clustering(adata, matrix, var_names)
     with progress.stage("cluster", f"{adata.n_obs} cells"):
@@ -268,7 +272,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
             random_seed=opts.random_seed,
             use_gpu=False if opts.no_gpu else None,
         )
-    adata.obs[CLUSTER_KEY] = pd.Categorical(result.labels, categories=sorted(set(result.labels), key=_natural))
+    adata.obs[CLUSTER_KEY] = pd.Categorical(result.labels, categories=natural_order(result.labels))
     if result.embedding_umap is not None:
         adata.obsm["X_umap"] = result.embedding_umap
     info = {
@@ -276,10 +280,10 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
         "n_pcs_used": result.n_pcs_used,
         "n_clusters": int(len(set(result.labels))),
         "markers_used": len(prepared.kept),
-        "markers_dropped": getattr(prepared, "dropped", []),
-        "technical_moved": getattr(prepared, "moved", []),
+        "markers_dropped": prepared.dropped,
+        "technical_moved": prepared.moved,
         "timings": result.timings,
-        "warnings": list(result.warnings) + list(getattr(prepared, "warnings", [])),
+        "warnings": list(result.warnings) + prepared.warnings,
     }
     return CLUSTER_KEY, info
 
@@ -287,10 +291,6 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
 def _made_by_ctr(adata, key_added: str) -> bool:
     info = adata.uns.get(key_added)
     return isinstance(info, dict) and "version" in info
-
-
-def _natural(label: str):
-    return (0, int(label), "") if str(label).isdigit() else (1, 0, str(label))
 
 
 def demo_adata():

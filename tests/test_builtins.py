@@ -9,8 +9,8 @@ import pytest
 from ctr.errors import ParameterError
 from ctr.resources import rulesets_dir
 from ctr.lang import builtin_rulesets, compile_ruleset
-from ctr.rules.catalogue import list_catalogue
-from ctr.rules.lint import lint, lint_target
+from ctr.rules.lint import lint
+from ctr.ruleset_commands import lint_target, list_catalogue
 from ctr.rules.params import LevelParams
 from ctr.rules.presets import PRESETS, preset_blocks
 from ctr.rules.tissues import list_tissues, load_tissue

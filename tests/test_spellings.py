@@ -226,6 +226,17 @@ type Epithelium { markers EPCAM }
     assert str(tmp_path / "common/immune.ctr") in result.sources
 
 
+def test_replace_with_unspaced_path_keeps_the_node_name():
+    """ "Immune/NK" finds the node like "Immune / NK"; the replacement is named NK, not "Immune/NK"."""
+    yaml_text = "types:\n  Immune:\n    markers: [PTPRC]\n    types:\n      NK: {markers: [NCAM1]}\nreplace:\n  Immune/NK: {markers: [KLRD1]}\n"
+    dsl_text = 'type Immune { markers PTPRC\n  type NK { markers NCAM1 }\n}\nreplace type "Immune/NK" { markers KLRD1 }\n'
+    for name, text in (("t.ctr", dsl_text), ("t.yaml", yaml_text)):
+        result = compile_ruleset(name, text=text)
+        assert result.diagnostics == [], name
+        assert [n.path_str for n in result.ruleset.walk()] == ["Immune", "Immune / NK"], name
+        assert result.ruleset.node("Immune / NK").marker_names == ["KLRD1"], name
+
+
 def test_edit_path_not_found_has_did_you_mean(tmp_path):
     write(tmp_path, {"common/immune.ctr": IMMUNE, "top.ctr": 'include "common/immune.ctr"\nremove "Immune / T cell"\n'})
     diag = compile_ruleset(tmp_path / "top.ctr").diagnostics[0]

@@ -70,6 +70,17 @@ def select_layer(adata, layer: str | None):
     )
 
 
+def expression(adata, layer: str | None) -> tuple:
+    """``(matrix, var_names, layer name)`` of the values to use: :func:`select_layer`, or
+    ``adata.raw`` (its own var_names) when ``layer`` is ``"raw"``."""
+    if layer == "raw":
+        if adata.raw is None:
+            raise InputError("layer 'raw' requested but the file has no .raw", hint="omit --layer or name a layer in adata.layers")
+        return adata.raw.X, list(adata.raw.var_names), "raw"
+    matrix, name = select_layer(adata, layer)
+    return matrix, list(adata.var_names), name
+
+
 def _x(adata):
     if adata.X is None:
         raise InputError("the input has no X matrix; pass --layer with one of: "

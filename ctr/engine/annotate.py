@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ctr.engine.decide import Decision, NodeEvaluation, Selection, decide_cluster
+from ctr.engine.decide import AMBIGUITY_SEP, Decision, NodeEvaluation, Selection, decide_cluster
 from ctr.engine.gates import gate_node, node_passed
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
 from ctr.engine.trace import Step, fmt, fmt_pair, param_provenance, trace_frame
@@ -51,6 +51,9 @@ class Annotation:
     unresolved: list[str] = field(default_factory=list)
     flat: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    # every cell type scored and gated over every cluster: what the decisions read (refinement reuses it)
+    cluster_evidence: ClusterEvidence | None = None
+    evaluations: dict[tuple, NodeEvaluation] = field(default_factory=dict)
 
 
 def evaluate_nodes(
@@ -85,7 +88,7 @@ def annotate_clusters(
     ev = ClusterEvidence.from_statistics(stats)
     evaluations = evaluate_nodes(ev, ruleset, mapping, params)
     decisions = [decide_cluster(i, c, ruleset, evaluations, params) for i, c in enumerate(ev.clusters)]
-    cells = _cells_by_cluster(cell_clusters) if cell_matrix is not None and cell_clusters is not None else None
+    cells = cells_by_cluster(cell_clusters) if cell_matrix is not None and cell_clusters is not None else None
 
     steps: list[Step] = []
     cluster_rows, vote_frames = [], []
@@ -103,16 +106,19 @@ def annotate_clusters(
 
     unresolved = [m for m in ruleset.all_markers() if mapping.get(m) not in ev.column]
     votes = pd.concat(vote_frames, ignore_index=True) if vote_frames else pd.DataFrame(columns=VOTE_COLUMNS)
+    reached = _reached(decisions, evaluations)
     return Annotation(
         clusters=pd.DataFrame(cluster_rows, columns=CLUSTER_COLUMNS),
-        gating=_gating_table(decisions, evaluations, ev),
+        gating=_gating_table(reached, evaluations, ev),
         scores=_score_table(ev, evaluations),
-        evidence=_evidence_table(decisions, evaluations, ev, mapping),
+        evidence=_evidence_table(reached, evaluations, ev, mapping),
         trace=trace_frame(steps),
         votes=votes,
         unresolved=unresolved,
         flat=[m for m, f in zip(ev.markers, ev.flat) if f],
         decisions=decisions,
+        cluster_evidence=ev,
+        evaluations=evaluations,
     )
 
 
@@ -165,9 +171,9 @@ def _select_step(d: Decision, sel: Selection, evaluations) -> Step:
                     sel.min_gap, True, loc, source, reason)
     names = [c.name for c in sel.ambiguous]
     a, b = fmt_pair(sel.margin, sel.min_gap)
-    result = f"label {'~'.join(names)}" if sel.parent is None else f"the label stays {sel.parent.name}"
+    result = f"label {AMBIGUITY_SEP.join(names)}" if sel.parent is None else f"the label stays {sel.parent.name}"
     reason = f"{best.name} led {sel.ranked[1].name} by only {a} < min_gap {b}: {' and '.join(names)} are ambiguous, {result}"
-    return Step(d.cluster, sel.level, parent_path, "~".join(names), "select", "ambiguous", subject, sel.margin, ">=",
+    return Step(d.cluster, sel.level, parent_path, AMBIGUITY_SEP.join(names), "select", "ambiguous", subject, sel.margin, ">=",
                 sel.min_gap, False, loc, source, reason)
 
 
@@ -182,7 +188,7 @@ def _vote_step(d: Decision, shares: list[tuple[str, float]], params: ResolvedPar
     text = ", ".join(f"{name} {share:.2f}" for name, share in shares)
     top = shares[0][1] if shares else np.nan
     path = sel.parent.path_str if sel.parent is not None else ""
-    return Step(d.cluster, sel.level, path, "~".join(names), "vote", "vote", ";".join(names), top, ">=",
+    return Step(d.cluster, sel.level, path, AMBIGUITY_SEP.join(names), "vote", "vote", ";".join(names), top, ">=",
                 params.scoring.per_cell_gap, True, prov.rule_loc, prov.source,
                 f"per-cell votes among {', '.join(names)}: {text} (evidence only; the label is unchanged)")
 
@@ -190,7 +196,8 @@ def _vote_step(d: Decision, shares: list[tuple[str, float]], params: ResolvedPar
 # ---- votes --------------------------------------------------------------------------------
 
 
-def _cells_by_cluster(cell_clusters) -> dict[str, np.ndarray]:
+def cells_by_cluster(cell_clusters) -> dict[str, np.ndarray]:
+    """Cluster id -> the row positions of its cells."""
     labels = np.asarray(cell_clusters).astype(str)
     return {str(k): np.asarray(v) for k, v in pd.Series(np.arange(labels.size)).groupby(labels).indices.items()}
 
@@ -246,8 +253,7 @@ def _node_columns(node: CellType) -> dict:
     return {"cell_type": node.name, "path": node.path_str, "level": node.level}
 
 
-def _gating_table(decisions, evaluations, ev: ClusterEvidence) -> pd.DataFrame:
-    reached = _reached(decisions, evaluations)
+def _gating_table(reached: dict[tuple, np.ndarray], evaluations, ev: ClusterEvidence) -> pd.DataFrame:
     frames = []
     for path, e in evaluations.items():
         rows = np.flatnonzero(reached[path])
@@ -291,8 +297,7 @@ def _roles(node: CellType) -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
-def _evidence_table(decisions, evaluations, ev: ClusterEvidence, mapping: dict[str, str]) -> pd.DataFrame:
-    reached = _reached(decisions, evaluations)
+def _evidence_table(reached: dict[tuple, np.ndarray], evaluations, ev: ClusterEvidence, mapping: dict[str, str]) -> pd.DataFrame:
     frames = []
     for path, e in evaluations.items():
         rows = np.flatnonzero(reached[path])
@@ -302,10 +307,9 @@ def _evidence_table(decisions, evaluations, ev: ClusterEvidence, mapping: dict[s
         for k, (marker, role) in enumerate(_roles(node)):
             panel = mapping.get(marker)
             col = ev.column.get(panel) if panel is not None else None
-            nan = np.full(rows.size, np.nan)
 
-            def take(table):
-                return table[rows, col] if col is not None else nan
+            def take(table, rows=rows, col=col):
+                return table[rows, col] if col is not None else np.full(rows.size, np.nan)
 
             frames.append(pd.DataFrame({
                 "_c": rows, "_o": e.order, "_k": k, "cluster": [ev.clusters[i] for i in rows],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ctr.engine.decide import AMBIGUITY_SEP
 from ctr.engine.votes import UNCERTAIN, cell_scores, vote
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
 
@@ -40,8 +41,9 @@ def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, 
     stops = out["stop_reason"].astype(str).to_numpy().copy()
     frontier: dict[str, list[CellType]] = {}
     for label, path in set(zip(labels, paths)):
-        if "~" in label and all(name in roots for name in label.split("~")):
-            frontier[path or label] = [roots[name] for name in label.split("~")]
+        tied = label.split(AMBIGUITY_SEP)
+        if len(tied) > 1 and all(name in roots for name in tied):
+            frontier[path or label] = [roots[name] for name in tied]
         elif path in by_path and by_path[path].children:
             frontier[path] = by_path[path].children
     keys = np.where(paths == "", labels, paths)

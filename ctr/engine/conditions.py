@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ctr.engine.trace import fmt
 from ctr.rules import expr as E
 
 # (func, marker) -> value, NaN when missing; var name -> value
@@ -107,16 +108,10 @@ def _compare(op: str, a: float, b: float) -> bool:
 
 
 def _number(value: float) -> str:
-    """A number as the trace writes it: 2 decimals (integers plain, NaN as 'missing')."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if math.isnan(value):
-        return "missing"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if float(value).is_integer() and abs(value) < 1e9:
+    """A number as the trace writes it (:func:`ctr.engine.trace.fmt`), integers plain."""
+    if not isinstance(value, bool) and math.isfinite(value) and float(value).is_integer() and abs(value) < 1e9:
         return str(int(value))
-    return f"{value:.2f}"
+    return fmt(value)
 
 
 def _show(ev: Evaluated) -> str:

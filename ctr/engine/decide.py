@@ -15,7 +15,7 @@ import numpy as np
 from ctr.engine.gates import GateResult
 from ctr.engine.scoring import NodeScores
 from ctr.engine.trace import Provenance, level_key_provenance
-from ctr.rules.model import CellType, Ruleset
+from ctr.rules.model import PATH_SEP, CellType, Ruleset
 from ctr.rules.params import ResolvedParams
 
 UNASSIGNED = "Unassigned"
@@ -73,7 +73,7 @@ class Decision:
     def annotation_path(self) -> str:
         if not self.path:
             return self.label
-        return " / ".join(n.name for n in self.path)
+        return PATH_SEP.join(n.name for n in self.path)
 
     @property
     def margins(self) -> list[float]:

@@ -10,13 +10,13 @@ descent (an override, a relabel) are kept per cluster and written over the engin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ctr.engine.annotate import Annotation, annotate_clusters, evaluate_nodes
+from ctr.engine.annotate import Annotation, annotate_clusters, cells_by_cluster, evaluate_nodes
 from ctr.engine.decide import Decision
 from ctr.engine.heterogeneity import frontier, frontier_votes
 from ctr.engine.scoring import ClusterEvidence
@@ -164,9 +164,7 @@ class _Run:
     def view(self, labels: np.ndarray) -> _View:
         stats = self.statistics(labels)
         ann = annotate_clusters(stats, self.ruleset, self.mapping, self.params, cell_matrix=self.matrix, cell_clusters=labels)
-        ev = ClusterEvidence.from_statistics(stats)
-        cells = {str(k): np.asarray(v) for k, v in pd.Series(np.arange(labels.size)).groupby(labels).indices.items()}
-        return _View(stats, ev, evaluate_nodes(ev, self.ruleset, self.mapping, self.params), ann, cells)
+        return _View(stats, ann.cluster_evidence, ann.evaluations, ann, cells_by_cluster(labels))
 
     def split(self, cells: np.ndarray, resolution: float) -> np.ndarray:
         """Leiden labels ("0" the largest piece) of the cells, reproducible for the seed."""
@@ -177,10 +175,12 @@ class _Run:
 
 def _view_of(annotation, stats, ruleset, mapping, params, labels) -> _View:
     """The caller's annotation of the original clusters as the first state."""
-    ev = ClusterEvidence.from_statistics(stats)
-    cells = {} if labels is None else {
-        str(k): np.asarray(v) for k, v in pd.Series(np.arange(labels.size)).groupby(labels).indices.items()}
-    return _View(stats, ev, evaluate_nodes(ev, ruleset, mapping, params), annotation, cells)
+    ev, evaluations = annotation.cluster_evidence, annotation.evaluations
+    if ev is None:  # an Annotation assembled without the engine's node evaluations
+        ev = ClusterEvidence.from_statistics(stats)
+        evaluations = evaluate_nodes(ev, ruleset, mapping, params)
+    cells = {} if labels is None else cells_by_cluster(labels)
+    return _View(stats, ev, evaluations, annotation, cells)
 
 
 # ---- labels as refinement sees them --------------------------------------------------------
@@ -449,5 +449,4 @@ def _finalise(view: _View, state: _State) -> Annotation:
         extra = trace_frame(state.steps)
         trace = pd.concat([trace, extra], ignore_index=True) if len(trace) else extra
         trace["step"] = trace.groupby("cluster", sort=False).cumcount() + 1
-    return Annotation(clusters=clusters, gating=ann.gating, scores=ann.scores, evidence=ann.evidence, trace=trace,
-                      votes=ann.votes, unresolved=ann.unresolved, flat=ann.flat, decisions=ann.decisions)
+    return replace(ann, clusters=clusters, trace=trace)

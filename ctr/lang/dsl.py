@@ -21,7 +21,7 @@ from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type, valid_keys
 from ctr.resources import grammar_path
 from ctr.rules import expr as E
-from ctr.rules.model import Alias, CellType, Condition, MarkerRef, Requirement, Threshold, Veto
+from ctr.rules.model import Alias, CellType, Condition, MarkerRef, Requirement, Threshold, Veto, split_path
 
 UNEXPECTED_TOKEN = register("CTR101", "error", "unexpected token")
 UNTERMINATED_STRING = register("CTR102", "error", "unterminated string")
@@ -337,12 +337,12 @@ class _ToDocument(Transformer_NonRecursive):
 
     def extend(self, meta, children):
         (path, _), *items = children
-        body = self._body(path.split(" / ")[-1], self._mloc(meta), items)
+        body = self._body(split_path(path)[-1], self._mloc(meta), items)
         return Statement("extend", self._mloc(meta), name=path, payload=body)
 
     def replace(self, meta, children):
         (path, _), *items = children
-        body = self._body(path.split(" / ")[-1].strip(), self._mloc(meta), items)
+        body = self._body(split_path(path)[-1], self._mloc(meta), items)
         return Statement("replace", self._mloc(meta), name=path, payload=body)
 
     def remove(self, meta, children):

@@ -15,7 +15,7 @@ from ctr.errors import RulesetError
 from ctr.lang import dsl, json_map, yaml_spelling
 from ctr.lang.document import Document, Setting, check_setting
 from ctr.resources import rulesets_dir
-from ctr.rules.model import PATH_SEP, Alias, CellType, Include, Ruleset, Threshold, assign_paths
+from ctr.rules.model import PATH_SEP, Alias, CellType, Include, Ruleset, Threshold, assign_paths, split_path
 from ctr.rules.params import GatingParams, LevelParams, RefinementParams, ScoringParams
 
 DUPLICATE_NAME = register("CTR201", "error", "two sibling cell types with the same name")
@@ -241,7 +241,7 @@ class _Assembly:
 
     # -- extend / replace / remove -------------------------------------------------------------
     def _find(self, path: str) -> tuple[list[CellType], int] | None:
-        parts = [p.strip() for p in path.split(PATH_SEP.strip())] if PATH_SEP not in path else path.split(PATH_SEP)
+        parts = split_path(path)
         siblings = self.roots
         for depth, name in enumerate(parts):
             idx = next((i for i, n in enumerate(siblings) if n.name == name), None)

@@ -16,7 +16,7 @@ from yaml.events import AliasEvent
 from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
 from ctr.lang import dsl
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type
-from ctr.rules.model import Alias, CellType, MarkerRef, Requirement, Threshold, Veto
+from ctr.rules.model import Alias, CellType, MarkerRef, Requirement, Threshold, Veto, split_path
 
 INVALID_YAML = register("CTR105", "error", "invalid YAML")
 UNKNOWN_KEY = register("CTR202", "error", "unknown key")
@@ -378,7 +378,7 @@ def parse_document(text: str, file: str) -> Document:
         edits = r.mapping(data.get(kind), r.loc_of(data, kind), kind)
         for path, body in edits.items():
             loc = r.key_loc(edits, path)
-            node = _type(r, str(path).split(" / ")[-1].strip(), body, loc, r.loc_of(edits, path), 1)
+            node = _type(r, split_path(str(path))[-1], body, loc, r.loc_of(edits, path), 1)
             if node is not None:
                 doc.statements.append(Statement(kind, loc, name=str(path), payload=node))
     for item, loc in r.items(data.get("remove"), r.loc_of(data, "remove"), "remove"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.errors import UsageError
-from ctr.report.explain import GATE_PARAMETER, format_number
+from ctr.report.explain import GATE_PARAMETER, format_number, json_ready
 from ctr.report.rundir_view import RunDir, load_run
 
 FORMATS = ("text", "markdown", "json")
@@ -76,7 +76,7 @@ def diff_runs(run_a: str | Path, run_b: str | Path, fmt: str = "text") -> str:
         raise UsageError(f"unknown diff format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     result = compare_runs(load_run(run_a), load_run(run_b))
     if fmt == "json":
-        return json.dumps(_json_ready(asdict(result)), indent=2, default=str)
+        return json.dumps(json_ready(asdict(result)), indent=2, default=str)
     return render_diff(result, markdown=fmt == "markdown")
 
 
@@ -258,13 +258,3 @@ def _nan(value) -> bool:
         return math.isnan(float(value))
     except (TypeError, ValueError):
         return False
-
-
-def _json_ready(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else str(obj)
-    if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    return obj

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.errors import InputError, UsageError
-from ctr.report.rundir_view import PATH_SEP, RunDir, load_run, run_from_result
+from ctr.report.rundir_view import RunDir, load_run, run_from_result
+from ctr.rules.model import PATH_SEP
 
 FORMATS = ("text", "markdown", "json")
 
@@ -159,7 +160,7 @@ class ClusterExplanation:
     summary: str
 
     def to_dict(self) -> dict:
-        return _json_ready(asdict(self))
+        return json_ready(asdict(self))
 
 
 def explain_run(run_dir: str | Path, clusters: list[str] | None = None, fmt: str = "text") -> str:
@@ -516,11 +517,12 @@ def format_number(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _json_ready(obj):
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else ("inf" if obj == math.inf else "-inf" if obj == -math.inf else obj)
+def json_ready(obj):
+    """``obj`` for ``json.dumps`` in the views' JSON output: NaN -> null, infinities -> "inf"/"-inf"."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else str(obj)
     if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_ready(v) for v in obj]
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
     return obj

@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import tempfile
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctr.errors import OutputError
+from ctr.io.atomic import write_text_atomic
 from ctr.report import plots
 from ctr.report.explain import (
     STOP_REASONS,
@@ -29,7 +27,8 @@ from ctr.report.explain import (
     level_heading,
     outcome_sentence,
 )
-from ctr.report.rundir_view import PATH_SEP, RunDir, load_run
+from ctr.report.rundir_view import RunDir, load_run
+from ctr.rules.model import PATH_SEP
 
 REPORT_NAME = "report.html"
 OPEN_CARDS_UP_TO = 8  # small runs open every card; larger ones start collapsed
@@ -38,17 +37,7 @@ OPEN_CARDS_UP_TO = 8  # small runs open every card; larger ones start collapsed
 def write_report(run_dir: str | Path) -> Path:
     """Write ``run_dir/report.html`` atomically and return its path."""
     run = load_run(run_dir)
-    page = render_report(run)
-    target = run.path / REPORT_NAME
-    try:
-        fd, tmp = tempfile.mkstemp(dir=run.path, prefix=".report.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot write the report ({exc.strerror})") from None
-    return target
+    return write_text_atomic(run.path / REPORT_NAME, render_report(run))
 
 
 def render_report(run: RunDir) -> str:

@@ -23,7 +23,6 @@ OPTIONAL_TABLES = {
     "evidence": "marker_evidence.csv",
     "refinement": "refinement_log.csv",
 }
-PATH_SEP = " / "
 
 
 @dataclass(frozen=True)

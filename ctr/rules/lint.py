@@ -1,7 +1,7 @@
 """Semantic checks on a compiled rule graph, alone (CTR25x) and against a marker panel (CTR30x).
 
-:func:`lint` returns diagnostics as values; :func:`lint_target` compiles a ruleset by name or
-path, lints it (optionally against a panel file) and packages the result for ``ctr lint-ruleset``.
+:func:`lint` returns diagnostics as values; :class:`LintReport` packages them for ``ctr lint-ruleset``
+(compiling the named ruleset and reading the panel file is :func:`ctr.ruleset_commands.lint_target`).
 Severities are chosen so that an error means "this ruleset cannot work as written" and a warning
 means "this probably does not do what you meant"; docs/errors.md explains each code.
 """
@@ -402,30 +402,3 @@ class LintReport:
             },
             indent=2,
         )
-
-
-def lint_target(source: str, panel_path: str | None = None) -> LintReport:
-    """Compile ruleset ``source`` (built-in name or path), lint it, and lint it against the
-    panel file when one is given. Problems are diagnostics in the report, not exceptions,
-    except an unreadable panel file (:class:`~ctr.errors.InputError`)."""
-    from ctr.data.panel import read_panel
-    from ctr.lang import compile_ruleset
-
-    panel = read_panel(panel_path) if panel_path is not None else None
-    result = compile_ruleset(source)
-    report = LintReport(
-        target=source,
-        diagnostics=list(result.diagnostics),
-        sources=dict(result.sources or {}),
-        ruleset=result.ruleset,
-        panel_path=str(panel_path) if panel_path is not None else None,
-    )
-    if result.ruleset is not None and not any(d.level == "error" for d in result.diagnostics):
-        # the compiler already reports a leaf without markers (CTR206); do not say it twice
-        flagged = {d.loc for d in result.diagnostics if d.code == "CTR206"}
-        report.diagnostics += [
-            d for d in lint(result.ruleset, panel) if not (d.code == NO_MARKERS and d.loc in flagged)
-        ]
-        if panel is not None:
-            report.resolution = resolve_markers(result.ruleset, panel).table()
-    return report

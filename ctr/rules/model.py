@@ -20,6 +20,13 @@ from ctr.rules.params import GatingParams, LevelParams, RefinementParams, Scorin
 PATH_SEP = " / "  # how a path is written in tables and messages: "Immune / T cells / CD4+ T cells"
 
 
+def split_path(path: str) -> tuple[str, ...]:
+    """The names of a path as a user writes it in extend/replace/remove: ``"Immune / T cells"``,
+    or ``"Immune/T cells"`` when no name has a " / " in it."""
+    parts = path.split(PATH_SEP) if PATH_SEP in path else path.split(PATH_SEP.strip())
+    return tuple(part.strip() for part in parts)
+
+
 class _Element(BaseModel):
     model_config = ConfigDict(extra="forbid")
     loc: SourceLoc | None = None

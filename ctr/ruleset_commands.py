@@ -1,0 +1,59 @@
+"""The ruleset commands: ``ctr lint-ruleset`` (compile, lint, optionally against a panel file) and
+``ctr rulesets`` (the built-in rulesets and tissue profiles).
+
+They join the front end (:mod:`ctr.lang`), the rule checks (:mod:`ctr.rules.lint`) and the panel
+reader (:mod:`ctr.data.panel`), so they live above all three.
+"""
+
+from __future__ import annotations
+
+from ctr.data.panel import read_panel
+from ctr.errors import CtrError
+from ctr.lang import builtin_rulesets, compile_ruleset, load_ruleset
+from ctr.lang.loader import EMPTY_TYPE
+from ctr.rules.lint import NO_MARKERS, LintReport, lint
+from ctr.rules.markers import resolve_markers
+from ctr.rules.tissues import list_tissues
+
+
+def lint_target(source: str, panel_path: str | None = None) -> LintReport:
+    """Compile ruleset ``source`` (built-in name or path), lint it, and lint it against the
+    panel file when one is given. Problems are diagnostics in the report, not exceptions,
+    except an unreadable panel file (:class:`~ctr.errors.InputError`)."""
+    panel = read_panel(panel_path) if panel_path is not None else None
+    result = compile_ruleset(source)
+    report = LintReport(
+        target=source,
+        diagnostics=list(result.diagnostics),
+        sources=dict(result.sources or {}),
+        ruleset=result.ruleset,
+        panel_path=str(panel_path) if panel_path is not None else None,
+    )
+    if result.ok:
+        # the compiler already reports a leaf without markers (CTR206); do not say it twice
+        flagged = {d.loc for d in result.diagnostics if d.code == EMPTY_TYPE}
+        report.diagnostics += [
+            d for d in lint(result.ruleset, panel) if not (d.code == NO_MARKERS and d.loc in flagged)
+        ]
+        if panel is not None:
+            report.resolution = resolve_markers(result.ruleset, panel).table()
+    return report
+
+
+def list_catalogue() -> dict:
+    """``{"rulesets": [{name, description, cell_types, file}], "tissues": [{name, aliases, ruleset,
+    preset, description}]}``; a built-in that fails to compile is listed with its ``error``."""
+    rulesets = []
+    for name, path in builtin_rulesets().items():
+        entry = {"name": name, "description": "", "cell_types": None, "file": str(path)}
+        try:
+            ruleset = load_ruleset(path)
+            entry.update(description=ruleset.description, cell_types=ruleset.cell_type_count)
+        except CtrError as exc:
+            entry["error"] = exc.message
+        rulesets.append(entry)
+    tissues = [
+        {"name": t.name, "aliases": t.aliases, "ruleset": t.ruleset, "preset": t.preset, "description": t.description}
+        for t in list_tissues()
+    ]
+    return {"rulesets": rulesets, "tissues": tissues}
