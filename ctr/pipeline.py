@@ -243,6 +243,10 @@ def _transform(adata, layer: str | None, spec: str, progress: Progress) -> str:
     from ctr.data.anndata_io import select_layer
     from ctr.data.preprocess import apply_transform
 
+    if layer == "raw":
+        # adata.raw has its own variables, so its transformed values cannot become a layer of adata
+        raise UsageError("--transform cannot be combined with --layer raw",
+                         hint="transform the values before saving them as .raw, or pick a layer of adata.layers")
     with progress.stage("transform", spec):
         matrix, _ = select_layer(adata, layer)
         adata.layers[TRANSFORMED_LAYER] = apply_transform(matrix, spec)

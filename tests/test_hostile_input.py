@@ -665,3 +665,16 @@ def test_plan_with_yaml_aliases_is_refused(tmp_path):
     plan.write_text('a: &x ["1", "2"]\nmerge:\n  - clusters: *x\n')
     with pytest.raises(ParameterError, match="anchors and aliases"):
         load_plan(plan)
+
+
+def test_transform_of_raw_is_a_usage_error(pbmc_h5ad, tmp_path, capsys):
+    import anndata as ad
+
+    adata = ad.read_h5ad(pbmc_h5ad)
+    adata.raw = adata.copy()
+    path = tmp_path / "with_raw.h5ad"
+    adata.write_h5ad(path)
+    code = main(["annotate", str(path), "--ruleset", "pbmc", "--layer", "raw", "--transform", "log1p",
+                 "--annotation-only", "--cluster-key", "louvain", "--output-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--transform cannot be combined with --layer raw" in err and "Traceback" not in err
