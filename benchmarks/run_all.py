@@ -17,7 +17,7 @@ def main() -> None:
     runs = [
         ["bench_annotate.py", "--cells", "100000"] + ([] if quick else ["1000000"]),
         ["bench_annotate.py", "--sparse", "--cells", "100000"] + ([] if quick else ["1000000"]),
-        ["bench_cluster.py"] + (["--cells", "20000"] if quick else []),
+        ["bench_cluster.py"] + (["--sizes", "20000"] if quick else []),
         ["bench_demo.py"],
     ]
     for args in runs:
