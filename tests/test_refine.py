@@ -4,6 +4,7 @@ subcluster, the guide's parameters, the manual plan, determinism."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -154,7 +155,8 @@ def test_mixed_cluster_is_subclustered_into_the_two_children(default_run):
     rec = log_of(default_run, "2").iloc[0]
     assert rec.action == "subcluster"
     ordered = sorted(pieces, key=natural_key)
-    assert rec.after_label == "; ".join(f"{p} {labels[p]}" for p in ordered)
+    sizes = {p: (default_run.cell_clusters == p).sum() for p in pieces}
+    assert rec.after_label == "; ".join(f"{p} {labels[p]} ({sizes[p]} cells)" for p in ordered)
     for p in ordered:
         piece = log_of(default_run, p).iloc[0]
         assert (piece.action, piece.before_label, piece.after_label) == ("subcluster", "Epi", labels[p])
@@ -307,3 +309,102 @@ def test_plan_rows_in_the_trace_cite_the_plan():
     assert set(rows.param_source) == {"plan"} and set(rows.rule_loc) == {"plan"}
     assert rows[rows.cluster == "0"].gate.tolist() == ["override"]
     assert "Doublets" in rows[rows.cluster == "0"].reason.iloc[0]
+
+
+# ---- pooling the pieces of a split by outcome --------------------------------------------
+
+
+def test_split_pieces_that_reach_the_same_label_are_pooled_into_one_piece_per_outcome(default_run):
+    pieces = sorted({c for c in default_run.cell_clusters if c.startswith("2.")}, key=natural_key)
+    assert pieces == ["2.0", "2.1"]
+    assert {p: row(default_run, p).final_annotation for p in pieces} == {"2.0": "CilA", "2.1": "SecB"}
+    in2 = LABELS == "2"
+    assert (default_run.cell_clusters[in2 & (POPS == "A")] == "2.0").all()
+    assert (default_run.cell_clusters[in2 & (POPS == "B")] == "2.1").all()
+    rec = log_of(default_run, "2").iloc[0]
+    assert rec.after_label == "2.0 CilA (300 cells); 2.1 SecB (300 cells)"
+    n_leiden = int(re.search(r"split its 600 cells into (\d+) pieces", rec.reason).group(1))
+    assert n_leiden > 2  # Leiden over-splits the two populations at resolution 0.5
+    assert f"pooled, {n_leiden} Leiden pieces into 2: 2.0 CilA (300 cells); 2.1 SecB (300 cells)" in rec.reason
+    # every Leiden piece went into exactly one pooled piece
+    origins = [re.search(r"pooled from Leiden pieces ([\d., ]+),", log_of(default_run, p).iloc[0].reason).group(1)
+               for p in pieces]
+    leiden = [x for o in origins for x in o.split(", ")]
+    assert sorted(leiden, key=natural_key) == [f"2.{k}" for k in range(n_leiden)]
+    t = default_run.annotation.trace
+    out = t[(t.kind == "refine") & (t.cluster == "2") & (t.subject == "distinct_outcomes")].iloc[0]
+    assert (out.observed, out.threshold, out.passed, out.param_source) == (2, 2, True, "default")
+    assert f"Leiden's {n_leiden} pieces reached 2 distinct labels (CilA, SecB)" in out.reason
+    action = t[(t.kind == "refine") & (t.cluster == "2") & (t.subject == "action")].iloc[0]
+    assert action.reason == rec.reason
+
+
+def test_pooled_pieces_are_numbered_by_size():
+    # cluster 3 (300 A, 100 B) is split when a relabel needs 80% of the votes
+    result = run(params(score_threshold=0.7, heterogeneity_gap=0.2))
+    assert sorted({c for c in result.cell_clusters if c.startswith("3.")}, key=natural_key) == ["3.0", "3.1"]
+    assert log_of(result, "3").iloc[0].after_label == "3.0 CilA (300 cells); 3.1 SecB (100 cells)"
+    assert [log_of(result, p).iloc[0].n_cells for p in ["3.0", "3.1"]] == [300, 100]
+
+
+def noisy_cells(n=600, seed=2):
+    """The synthetic cells plus cluster 4: one Epi population whose subtype markers CA and CB are
+    both ~ N(1, 0.5), below the positivity threshold 2 in almost every cell, so each cell's vote
+    between CilA and SecB is a coin toss (H about 1.5) while no subtype can pass its 95% requirement."""
+    rng = np.random.default_rng(seed)
+    block = np.abs(rng.normal(0.3, 0.15, size=(n, len(PANEL))))
+    block[:, PANEL.index("P")] = rng.normal(4.0, 0.4, size=n)
+    for m in ("CA", "CB"):
+        block[:, PANEL.index(m)] = rng.normal(1.0, 0.5, size=n)
+    return np.vstack([MATRIX, block]), np.concatenate([LABELS, np.full(n, "4")])
+
+
+@pytest.fixture(scope="module")
+def noisy_run():
+    matrix, labels = noisy_cells()
+    return run(matrix=matrix, labels=labels), labels
+
+
+def test_split_whose_pieces_all_reach_the_same_label_is_skipped(noisy_run):
+    result, labels = noisy_run
+    rec = log_of(result, "4")
+    assert rec.action.tolist() == ["skip"]
+    rec = rec.iloc[0]
+    assert rec.heterogeneity >= 1.0 and rec.n_cells == 600
+    n_leiden = int(re.search(r"Leiden's (\d+) pieces all reached Epi", rec.reason).group(1))
+    assert n_leiden >= 2
+    assert rec.reason.startswith(f"H {rec.heterogeneity:.2f} >= score_threshold 1.00 and 600 cells >= min_cells 350")
+    assert (rec.before_label, rec.after_label) == ("Epi", "Epi")
+    assert rec.after_score == pytest.approx(rec.before_score)
+    # the cluster is kept whole, with the engine's label, and no piece of it is left anywhere
+    assert (result.cell_clusters[labels == "4"] == "4").all()
+    r = row(result, "4")
+    assert (r.final_annotation, r.stop_reason, r.refinement_action, r.n_cells) == (
+        "Epi", "no_child_passed", "skip", 600)
+    assert not any(c.startswith("4.") for c in result.log.cluster)
+    assert not any(c.startswith("4.") for c in result.annotation.clusters.cluster)
+    t = result.annotation.trace
+    steps = t[(t.kind == "refine") & (t.cluster == "4")]
+    out = steps[steps.subject == "distinct_outcomes"].iloc[0]
+    assert (out.observed, out.threshold, out.passed) == (1, 2, False)
+    assert steps.gate.tolist()[-1] == "skip" and "subcluster" not in set(steps[steps.subject == "action"].gate)
+    # the rest of the run is that of the synthetic cells alone
+    assert sorted({c for c in result.cell_clusters if c.startswith("2.")}) == ["2.0", "2.1"]
+
+
+def test_pooling_is_deterministic(noisy_run):
+    matrix, labels = noisy_cells()
+    again = run(matrix=matrix, labels=labels)
+    first, _ = noisy_run
+    pd.testing.assert_frame_equal(first.log, again.log)
+    pd.testing.assert_frame_equal(first.annotation.trace, again.annotation.trace)
+    assert (first.cell_clusters == again.cell_clusters).all()
+
+
+def test_a_planned_split_is_pooled_too():
+    result = run(plan={"subcluster": [{"cluster": "2"}]})
+    assert sorted({c for c in result.cell_clusters if c.startswith("2.")}, key=natural_key) == ["2.0", "2.1"]
+    rows = result.log[result.log.cluster.isin(["2", "2.0", "2.1"])]
+    assert (rows.source == "plan").all() and (rows.iteration == 0).all()
+    assert rows.iloc[0].after_label == "2.0 CilA (300 cells); 2.1 SecB (300 cells)"
+    assert all(row(result, p).refinement_action == "subcluster" for p in ["2.0", "2.1"])

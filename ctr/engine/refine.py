@@ -5,6 +5,8 @@ recomputed for the current cell labels while the global statistics stay those of
 run (they do not depend on the labels), so subclusters are scored and gated against the same
 thresholds as the clusters they came from. Labels that refinement sets without the engine's
 descent (an override, a relabel) are kept per cluster and written over the engine's row.
+The pieces of a split that reach the same label and path are pooled into one (Leiden over-splits),
+and a split whose pieces all agree is undone.
 """
 
 from __future__ import annotations
@@ -73,6 +75,30 @@ class _View:
 
 
 @dataclass
+class _Split:
+    """A subcluster whose Leiden pieces await their labels: pooled by outcome, or undone when
+    they all reach the same one."""
+
+    cluster: str
+    cells: np.ndarray
+    pieces: list[str]  # Leiden's piece ids, "<cluster>.0" the largest
+    sizes: dict[str, int]
+    before: str
+    before_score: float
+    forced: _Forced | None  # the label refinement had set on the cluster, restored if the split is undone
+    node: CellType | None
+    why: str
+    resolution: float
+    h: float
+    iteration: int
+    source: str
+    at: int  # its row in the log
+    step: int  # its outcome step in the trace
+    pools: list[tuple[str, list[str]]] = field(default_factory=list)  # (final id, its Leiden pieces), largest first
+    agreed: str = ""  # the one label all pieces reached, when the split is undone
+
+
+@dataclass
 class _State:
     labels: np.ndarray
     forced: dict[str, _Forced] = field(default_factory=dict)
@@ -80,17 +106,7 @@ class _State:
     manual: set[str] = field(default_factory=set)  # clusters the plan decided; the policy leaves them alone
     log: list[dict] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
-    pending: list[tuple[int, list[str]]] = field(default_factory=list)  # split log rows awaiting the pieces' labels
-
-    def fill_pending(self, view: _View) -> None:
-        """Write the labels the engine gave the pieces of this round's splits into their log rows."""
-        for at, ids in self.pending:
-            if len(ids) > 1:
-                self.log[at]["after_label"] = "; ".join(f"{p} {_label(view, self, p)}" for p in ids)
-            else:
-                self.log[at]["after_label"] = _label(view, self, ids[0])
-                self.log[at]["after_score"] = _label_score(view, self, ids[0])
-        self.pending = []
+    splits: list[_Split] = field(default_factory=list)  # this round's splits, awaiting their pieces' labels
 
 
 def refine(
@@ -131,9 +147,9 @@ def refine(
                 changed += _policy(run, state, view, cluster, iteration)
             if not changed:
                 break
-            view = run.view(state.labels)
-            state.fill_pending(view)
-            todo = [c for c in changed if c in view.cells]
+            view, renamed = _settle(run, state, run.view(state.labels))
+            now = (renamed.get(c, c) for c in changed)
+            todo = list(dict.fromkeys(c for c in now if c is not None and c in view.cells))
 
     final = _finalise(view, state)
     log = pd.DataFrame(state.log, columns=LOG_COLUMNS)
@@ -306,7 +322,8 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
 
 def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution: float, why: str, iteration: int,
                 source: str, h: float) -> list[str]:
-    """Leiden on the cluster's cells; pieces get ids ``<cluster>.<k>`` and are annotated again."""
+    """Leiden on the cluster's cells; the pieces get ids ``<cluster>.<k>``, are annotated again with
+    the round and then settled (pooled by outcome) by ``_settle``."""
     cells = view.cells[cluster]
     before, before_score, n = _label(view, state, cluster), _label_score(view, state, cluster), len(cells)
     pieces = run.split(cells, resolution)
@@ -323,28 +340,111 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
     labels = state.labels.astype(object)
     labels[cells] = new_ids
     state.labels = labels.astype(str)
-    state.forced.pop(cluster, None)
+    forced = state.forced.pop(cluster, None)
     ids, sizes = np.unique(new_ids.astype(str), return_counts=True)
     size = dict(zip(ids.tolist(), sizes.tolist()))
     ids = sorted(size, key=natural_key)
-    parts = ", ".join(f"{p} with {size[p]}" for p in ids)
-    reason = f"{why}: Leiden at resolution {resolution:g} split its {n} cells into {len(ids)} pieces ({parts})"
-    if source == "auto":
-        state.steps.append(_step(run, cluster, node, "subcluster", "action", h, ">=", run.params.refinement.score_threshold,
-                                 True, "refinement.score_threshold", reason))
-    else:
-        state.steps.append(_step(run, cluster, node, "subcluster", "plan", math.nan, "", math.nan, True, "plan", reason))
-    state.pending.append((len(state.log), ids))
-    _record(state, iteration, cluster, "subcluster", reason, before, "", before_score, math.nan, h, n, source)
-    for p in ids:
-        piece_reason = (f"piece of cluster {cluster} ({before}): {size[p]} cells, scored and gated again "
-                        f"against the original global statistics")
-        state.pending.append((len(state.log), [p]))
-        _record(state, iteration, p, "subcluster", piece_reason, before, "", before_score, math.nan, math.nan, size[p], source)
-        state.action[p] = "subcluster"
-        if source == "plan":
-            state.manual.add(p)
+    split = _Split(cluster, cells, ids, size, before, before_score, forced, node, why, resolution, h, iteration, source,
+                   at=len(state.log), step=len(state.steps))
+    state.splits.append(split)
+    state.steps.append(_split_step(run, split, ""))  # its reason is written once the pieces are settled
+    _record(state, iteration, cluster, "subcluster", "", before, "", before_score, math.nan, h, n, source)
     return ids
+
+
+def _split_step(run: _Run, split: _Split, reason: str) -> Step:
+    if split.source == "auto":
+        return _step(run, split.cluster, split.node, "subcluster", "action", split.h, ">=",
+                     run.params.refinement.score_threshold, True, "refinement.score_threshold", reason)
+    return _step(run, split.cluster, split.node, "subcluster", "plan", math.nan, "", math.nan, True, "plan", reason)
+
+
+def _settle(run: _Run, state: _State, view: _View) -> tuple[_View, dict[str, str | None]]:
+    """Pool the pieces of this round's splits that reached the same label and path, number the
+    pools by size, undo a split whose pieces all agree, annotate again when cells moved, and write
+    the splits' log rows and trace steps. Returns the new view and each Leiden piece's final id
+    (None for the pieces of an undone split)."""
+    if not state.splits:
+        return view, {}
+    old, labels = state.labels, state.labels.astype(object)
+    renamed: dict[str, str | None] = {}
+    for s in state.splits:
+        outcome: dict[tuple[str, str], list[str]] = {}
+        for p in s.pieces:
+            d = view.decision(p)
+            outcome.setdefault((d.label, d.annotation_path), []).append(p)
+        if len(outcome) == 1:
+            s.agreed = next(iter(outcome))[0]
+            labels[s.cells] = s.cluster
+            if s.forced is not None:
+                state.forced[s.cluster] = s.forced
+            renamed.update(dict.fromkeys(s.pieces))
+            continue
+        pools = sorted(outcome.values(), key=lambda ps: (-sum(s.sizes[p] for p in ps), natural_key(ps[0])))
+        for k, ps in enumerate(pools):
+            s.pools.append((f"{s.cluster}.{k}", ps))
+            for p in ps:
+                renamed[p] = f"{s.cluster}.{k}"
+                labels[old == p] = f"{s.cluster}.{k}"
+    state.labels = labels.astype(str)
+    if any(new != p for p, new in renamed.items()):
+        view = run.view(state.labels)  # the pooled pieces, or the restored clusters, annotated once
+    # from the last split back, so that inserted rows do not shift the positions still to fill
+    for s in sorted(state.splits, key=lambda s: s.at, reverse=True):
+        if s.pools:
+            _write_pooled(run, state, view, s)
+        else:
+            _write_undone(run, state, s)
+    state.splits = []
+    return view, renamed
+
+
+def _write_pooled(run: _Run, state: _State, view: _View, s: _Split) -> None:
+    n = len(s.cells)
+    leiden = f"Leiden at resolution {s.resolution:g} split its {n} cells into {len(s.pieces)} pieces"
+    outcome = "; ".join(f"{new} {_label(view, state, new)} ({_n_cells(view, new)} cells)" for new, _ in s.pools)
+    if len(s.pools) < len(s.pieces):
+        reason = (f"{s.why}: {leiden}; the pieces that reached the same label were pooled, "
+                  f"{len(s.pieces)} Leiden pieces into {len(s.pools)}: {outcome}")
+    else:
+        reason = f"{s.why}: {leiden}, each reaching a label of its own: {outcome}"
+    key = "refinement.resolution" if s.source == "auto" else "plan"
+    labels = ", ".join(_label(view, state, new) for new, _ in s.pools)
+    state.steps[s.step:s.step + 1] = [
+        _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", len(s.pools), ">=", 2, True, key,
+              f"Leiden's {len(s.pieces)} pieces reached {len(s.pools)} distinct labels ({labels}): kept as "
+              f"{len(s.pools)} pieces"),
+        _split_step(run, s, reason),
+    ]
+    state.log[s.at].update(reason=reason, after_label=outcome)
+    rows = []
+    for new, ps in s.pools:
+        size = _n_cells(view, new)
+        origin = (f"pooled from Leiden pieces {', '.join(ps)}" if len(ps) > 1 else f"Leiden piece {ps[0]}")
+        piece_reason = (f"piece of cluster {s.cluster} ({s.before}): {size} cells, {origin}, scored and gated again "
+                        f"against the original global statistics")
+        rows.append({
+            "iteration": s.iteration, "cluster": new, "action": "subcluster", "reason": piece_reason,
+            "before_label": s.before, "after_label": _label(view, state, new), "before_score": s.before_score,
+            "after_score": _label_score(view, state, new), "heterogeneity": math.nan, "n_cells": size,
+            "source": s.source,
+        })
+        state.action[new] = "subcluster"
+        if s.source == "plan":
+            state.manual.add(new)
+    state.log[s.at + 1:s.at + 1] = rows
+
+
+def _write_undone(run: _Run, state: _State, s: _Split) -> None:
+    reason = (f"{s.why}, but Leiden's {len(s.pieces)} pieces all reached {s.agreed} (resolution {s.resolution:g}): "
+              f"the split would change no label, kept intact")
+    key, outcome_key = ("refinement.resolution", "") if s.source == "auto" else ("plan", "plan")
+    state.steps[s.step:s.step + 1] = [
+        _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", 1, ">=", 2, False, key, reason),
+        _step(run, s.cluster, s.node, "skip", "action", s.h, "", math.nan, True, outcome_key, reason),
+    ]
+    state.log[s.at].update(action="skip", reason=reason, after_label=s.before, after_score=s.before_score)
+    state.action.setdefault(s.cluster, "skip")
 
 
 # ---- the manual plan ----------------------------------------------------------------------
@@ -401,9 +501,9 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         if ids:
             present.discard(op.cluster)
             present.update(ids)
-    if state.pending:  # the pieces of all planned splits are annotated together
-        view = run.view(state.labels)
-        state.fill_pending(view)
+    if state.splits:  # the pieces of all planned splits are annotated and settled together
+        view, _ = _settle(run, state, run.view(state.labels))
+        present = set(view.ev.clusters)
 
     for op in plan.relabel:
         gone(op.cluster, "relabel")
