@@ -76,6 +76,33 @@ def _as_ruleset(ruleset, marker_map) -> Ruleset | None:
     return None
 
 
+def _choices_from_previous_run(adata, key_added: str, tissue: str | None, preset: str | None):
+    """Tissue and preset of the run that made ``adata`` (an output.h5ad), unless given now.
+
+    Rerunning with one changed parameter must not silently drop the earlier run's preset, or
+    every other threshold moves too. ``"none"`` turns an inherited choice off.
+    Returns (tissue, preset, the names of what was inherited).
+    """
+    import json
+
+    info = adata.uns.get(key_added)
+    previous = {}
+    if isinstance(info, dict) and info.get("provenance"):
+        try:
+            previous = json.loads(str(info["provenance"]))
+        except ValueError:
+            previous = {}
+    inherited = []
+    if tissue is None and isinstance(previous.get("tissue"), dict) and previous["tissue"].get("name"):
+        tissue = previous["tissue"]["name"]
+        inherited.append("tissue")
+    if preset is None and previous.get("preset"):
+        preset = previous["preset"]
+        inherited.append("preset")
+    none = {"none", "None", ""}
+    return (None if tissue in none else tissue), (None if preset in none else preset), inherited
+
+
 def _ruleset_from_previous_run(adata, key_added: str) -> Ruleset | None:
     """An output.h5ad of an earlier run carries its ruleset; reuse it for --annotation-only."""
     from ctr.lang import compile_ruleset
@@ -183,6 +210,7 @@ def annotate(
     from ctr.stats import absolute_thresholds, compute_statistics
 
     diagnostics: list[Diagnostic] = []
+    tissue, preset, inherited = _choices_from_previous_run(adata, key_added, tissue, preset)
     profile = load_tissue(tissue) if tissue else None
     rs = _as_ruleset(ruleset, marker_map)
     if rs is None and profile is not None:
@@ -262,6 +290,7 @@ def annotate(
         diagnostics=diagnostics,
         provenance={
             "ctr_version": __version__,
+            "inherited": inherited,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "cluster_key": key,
             "layer": layer_name,

@@ -29,8 +29,9 @@ def _add_annotate(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--ruleset", metavar="NAME|PATH", help="built-in ruleset name (see `ctr rulesets`) or a .ctr/.yaml/.json file")
     src.add_argument("--marker-map", metavar="FILE.json", help="a JSON marker map (the legacy format)")
-    p.add_argument("--tissue", metavar="NAME", help="tissue profile (sets ruleset, preset and expected composition)")
-    p.add_argument("--preset", metavar="NAME", help="parameter preset: sparse_spatial, deep_scrnaseq, heterogeneous_tumor, conservative")
+    p.add_argument("--tissue", metavar="NAME", help="tissue profile (sets ruleset, preset and expected composition; kept by reruns, 'none' drops it)")
+    p.add_argument("--preset", metavar="NAME", help="parameter preset: sparse_spatial, deep_scrnaseq, heterogeneous_tumor, conservative "
+                   "(an --annotation-only rerun keeps the earlier run's preset; 'none' drops it)")
     p.add_argument("--layer", metavar="L", help="expression layer (default: first of batchcorr, aligned, then X)")
     p.add_argument("--cluster-key", metavar="K", help="obs column with cluster labels (default with --annotation-only: cluster_lvl0, leiden, louvain, cluster)")
     p.add_argument("--annotation-only", action="store_true", help="use existing cluster labels, skip clustering")

@@ -126,9 +126,9 @@ def validate_options(opts: AnnotateOptions) -> Ruleset | None:
 
         ruleset = load_ruleset(opts.ruleset or opts.marker_map)  # a ruleset mistake must not cost a clustering run
     parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
-    if opts.preset:
+    if opts.preset and opts.preset != "none":
         preset_blocks(opts.preset)
-    if opts.tissue:
+    if opts.tissue and opts.tissue != "none":
         load_tissue(opts.tissue)
     if opts.refinement_plan:
         load_plan(opts.refinement_plan)
@@ -210,6 +210,9 @@ def annotate_adata(
             annotation_only=True,
             unit=opts.unit,
         )
+    for choice in result.provenance.get("inherited", []):
+        value = result.provenance.get(choice) if choice == "preset" else result.provenance["tissue"]["name"]
+        notes.append(f"using {choice} '{value}' of the run that made the input (pass --{choice} none to drop it)")
     if result.provenance.get("ruleset_auto_chosen"):
         notes.append(
             f"no ruleset given: chose built-in '{result.ruleset.name}', whose markers the panel covers best "

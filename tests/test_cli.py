@@ -152,3 +152,19 @@ def test_export_markers_round_trip(tmp_path, capsys):
     code, _, err = run(capsys, "export-markers", "--output", out)
     assert code == 0, err
     assert load_ruleset(str(out)).canonical()["roots"] == load_ruleset("fallopian_tube").canonical()["roots"]
+
+
+def test_rerun_keeps_the_earlier_preset_unless_dropped(pbmc_h5ad, tmp_path, capsys):
+    first, keep, drop = tmp_path / "first", tmp_path / "keep", tmp_path / "drop"
+    assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--preset", "conservative", "--annotation-only",
+                 "--cluster-key", "louvain", "--output-dir", str(first), "--no-report"]) == 0
+    code, out, err = run(capsys, "annotate", first / "output.h5ad", "--annotation-only", "--output-dir", keep,
+                         "--no-report", "--scoring-params", '{"de_bonus": 0.5}')
+    assert code == 0 and "using preset 'conservative'" in out
+    kept = json.loads((keep / "params.json").read_text())
+    assert kept["scoring"]["anti_agg"] == "max" and kept["sources"]["scoring.anti_agg"] == "preset"
+    assert kept["sources"]["scoring.de_bonus"] == "cli"
+    assert main(["annotate", str(first / "output.h5ad"), "--annotation-only", "--output-dir", str(drop),
+                 "--no-report", "--preset", "none"]) == 0
+    dropped = json.loads((drop / "params.json").read_text())
+    assert dropped["scoring"]["anti_agg"] == "top2mean" and "scoring.anti_agg" not in dropped["sources"]

@@ -63,3 +63,18 @@ def test_real_runs_differing_in_min_coverage(tmp_path):
     assert "coverage gate of Epithelium (coverage) at level 0: 0.50 >= 0.60 failed" in text
     assert "-> 0.50 >= 0.40 passed; rule cli, from cli" in text
     assert "1 of 7 clusters changed" in text
+
+
+def test_run_context_is_not_reported_as_a_parameter(pbmc_h5ad, tmp_path):
+    # run2 reruns run1's output with one changed parameter: that is the only parameter difference
+    from ctr.cli import main
+
+    run1, run2 = tmp_path / "run1", tmp_path / "run2"
+    assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--output-dir", str(run1), "--no-report",
+                 "--skip-refinement"]) == 0
+    assert main(["annotate", str(run1 / "output.h5ad"), "--annotation-only", "--output-dir", str(run2), "--no-report",
+                 "--skip-refinement", "--scoring-params", '{"anti_weight": 0.9}']) == 0
+    data = json.loads(diff_runs(run1, run2, "json"))
+    assert [p["key"] for p in data["params"] if not p["key"].startswith("ruleset.")] == ["scoring.anti_weight"]
+    assert all(not p["key"].startswith("clustering.timings") and p["key"] != "pipeline.output_dir"
+               for p in data["provenance"])

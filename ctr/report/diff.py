@@ -19,6 +19,10 @@ from ctr.report.rundir_view import RunDir, load_run
 FORMATS = ("text", "markdown", "json")
 # Keys that differ between any two runs and explain nothing.
 NOISE_KEYS = ("provenance.created",)
+# differ between any two runs without explaining anything about the labels
+NOISE_PREFIXES = ("clustering.timings.", "pipeline.output_dir", "pipeline.force", "pipeline.no_report")
+# what decides labels; everything else (pipeline options, clustering facts) is run context
+PARAMETER_PREFIXES = ("scoring.", "gating.", "refinement.", "ruleset.", "tissue.")
 
 
 @dataclass
@@ -174,12 +178,13 @@ def _param_changes(pa: dict, pb: dict) -> tuple[list[ParamChange], list[ParamCha
     sa, sb = pa.get("sources") or {}, pb.get("sources") or {}
     params, provenance = [], []
     for key in list(dict.fromkeys([*fa, *fb])):
-        if key.startswith("sources.") or key in NOISE_KEYS or key.endswith(("source_text", "ruleset.source")):
+        if (key.startswith(("sources.", *NOISE_PREFIXES)) or key in NOISE_KEYS
+                or key.endswith(("source_text", "ruleset.source"))):
             continue
         if fa.get(key) == fb.get(key):
             continue
         change = ParamChange(key, fa.get(key), fb.get(key), str(sa.get(key, "default")), str(sb.get(key, "default")))
-        (provenance if key.startswith("provenance.") else params).append(change)
+        (params if key.startswith(PARAMETER_PREFIXES) else provenance).append(change)
     return params, provenance
 
 
