@@ -41,6 +41,9 @@ def _add_annotate(sub) -> None:
     p.add_argument("--refinement-plan", metavar="YAML", help="manual refinement plan (override, merge, subcluster, relabel)")
     p.add_argument("--skip-refinement", action="store_true", help="annotate only; no relabelling or subclustering")
     p.add_argument("--transform", metavar="SPEC", help="transform values first: arcsinh:COFACTOR or log1p")
+    p.add_argument("--technical-markers", metavar="NAMES",
+                   help="comma-separated channels left out of clustering and copied to obs as tech_NAME "
+                        "(default: DAPI, Hoechst, DNA1/2, histone, blank and background channels; 'none': keep all)")
     p.add_argument("--no-gpu", action="store_true", help="never use the GPU (rapids-singlecell), even when available")
     p.add_argument("--random-seed", type=int, default=0, metavar="N", help="seed for PCA/Leiden (default 0)")
     p.add_argument("--resolution", type=float, default=1.0, metavar="R", help="Leiden resolution (default 1.0)")

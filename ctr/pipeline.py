@@ -39,6 +39,7 @@ class AnnotateOptions:
     refinement_plan: str | None = None
     skip_refinement: bool = False
     transform: str | None = None
+    technical_markers: str | None = None
     no_gpu: bool = False
     random_seed: int = 0
     resolution: float = 1.0
@@ -269,7 +270,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
         )
     matrix, var_names, _ = expression(adata, layer)
     with progress.stage("preprocess"):
-        prepared = prepare_for_clustering(adata, matrix, var_names)
+        prepared = prepare_for_clustering(adata, matrix, var_names, technical=technical_patterns(opts.technical_markers))
     with progress.stage("cluster", f"{adata.n_obs} cells"):
         result = cluster_cells(
             prepared.matrix,
@@ -293,6 +294,21 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
         "warnings": list(result.warnings) + prepared.warnings,
     }
     return CLUSTER_KEY, info
+
+
+def technical_patterns(names: str | None) -> tuple[str, ...]:
+    """``--technical-markers``: the built-in patterns when not given, none for "none", else the
+    listed channel names (matched whole, case-insensitively)."""
+    import re
+
+    from ctr.data.preprocess import TECHNICAL_MARKERS
+
+    if names is None:
+        return tuple(TECHNICAL_MARKERS)
+    listed = [n.strip() for n in names.split(",") if n.strip()]
+    if [n.lower() for n in listed] == ["none"]:
+        return ()
+    return tuple(rf"^{re.escape(n)}$" for n in listed)
 
 
 def _made_by_ctr(adata, key_added: str) -> bool:

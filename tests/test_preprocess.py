@@ -103,3 +103,13 @@ def test_prepare_nothing_left_is_an_error():
     adata = _adata(np.ones((4, 2), dtype=np.float32), ["CD3", "DAPI"])
     with pytest.raises(InputError, match="no marker left to cluster on"):
         prepare_for_clustering(adata, adata.X)
+
+
+def test_technical_markers_option():
+    from ctr.data.preprocess import split_technical_markers
+    from ctr.pipeline import technical_patterns
+
+    names = ["CD3", "DAPI", "Ir191", "NuclearDye", "CD8"]
+    assert split_technical_markers(names, technical_patterns(None))[1] == ["DAPI", "Ir191"]
+    assert split_technical_markers(names, technical_patterns("nucleardye, cd8"))[1] == ["NuclearDye", "CD8"]
+    assert split_technical_markers(names, technical_patterns("none"))[1] == []
