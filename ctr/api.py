@@ -22,7 +22,10 @@ from ctr.errors import InputError, ParameterError
 from ctr.rules.model import Ruleset
 from ctr.rules.params import ResolvedParams, resolve_params
 
-OBS_FIELDS = ("label", "root", "path", "confidence", "stop_reason")
+# obs columns written per cell (prefixed with key_added); "cluster" is the final cluster id, which
+# differs from the input clusters where refinement subclustered ("3.0") or merged clusters
+OBS_FIELDS = ("cluster", "label", "root", "path", "confidence", "stop_reason")
+CATEGORICAL_FIELDS = ("cluster", "label", "root", "path", "stop_reason")
 
 
 @dataclass
@@ -341,7 +344,14 @@ def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -
     cells = result.cell_labels
     for name, column in zip(OBS_FIELDS, obs_keys(key_added)):
         values = cells[name]
-        adata.obs[column] = pd.Categorical(values) if name in ("label", "root", "path", "stop_reason") else values.to_numpy()
+        if name == "cluster":
+            from ctr.stats import natural_order
+
+            adata.obs[column] = pd.Categorical(values, categories=natural_order(pd.unique(values).tolist()))
+        elif name in CATEGORICAL_FIELDS:
+            adata.obs[column] = pd.Categorical(values)
+        else:
+            adata.obs[column] = values.to_numpy()
     adata.uns[key_added] = uns_record(result, key_added)
 
 

@@ -168,3 +168,15 @@ def test_rerun_keeps_the_earlier_preset_unless_dropped(pbmc_h5ad, tmp_path, caps
                  "--no-report", "--preset", "none"]) == 0
     dropped = json.loads((drop / "params.json").read_text())
     assert dropped["scoring"]["anti_agg"] == "top2mean" and "scoring.anti_agg" not in dropped["sources"]
+
+
+def test_obs_cluster_and_label_agree_with_the_cluster_table(run1):
+    import anndata as ad
+    import pandas as pd
+
+    adata = ad.read_h5ad(run1 / "output.h5ad")
+    table = pd.read_csv(run1 / "cluster_annotations.csv", dtype={"cluster": str}).set_index("cluster")
+    cells = adata.obs[["ctr_cluster", "ctr_label"]].astype(str)
+    assert set(cells["ctr_cluster"]) == set(table.index)
+    assert (table.loc[cells["ctr_cluster"], "final_annotation"].to_numpy() == cells["ctr_label"].to_numpy()).all()
+    assert (table["n_cells"] == cells["ctr_cluster"].value_counts().reindex(table.index)).all()
