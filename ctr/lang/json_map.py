@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
-from ctr.lang.document import Document, Setting, Statement, make_type, valid_keys
+from ctr.lang.document import Document, Setting, Statement, valid_keys
 from ctr.lang.yaml_spelling import (
     BAD_SHAPE,
     UNKNOWN_KEY,
@@ -149,29 +149,8 @@ def _node(r: Reader, name, body, key_loc, value_loc, depth: int) -> CellType | N
     ]
     overrides_map = r.mapping(body.get("overrides"), r.loc_of(body, "overrides"), "overrides")
     overrides = [Setting("override", str(k), v, r.key_loc(overrides_map, k)) for k, v in overrides_map.items()]
-    requires = [
-        req
-        for item, loc in r.items(body.get("require"), r.loc_of(body, "require"), "require")
-        if (req := r.requirement(item, loc, REQ_KEYS)) is not None
-    ]
-    vetoes = [
-        veto
-        for item, loc in r.items(body.get("veto"), r.loc_of(body, "veto"), "veto")
-        if (veto := r.veto(item, loc, VETO_KEYS)) is not None
-    ]
-    return make_type(
-        name,
-        key_loc,
-        markers=r.names(body.get("markers"), r.loc_of(body, "markers"), "markers"),
-        anti=r.names(body.get("anti_markers"), r.loc_of(body, "anti_markers"), "anti_markers"),
-        requires=requires,
-        vetoes=vetoes,
-        conditions=r.conditions(body.get("when"), r.loc_of(body, "when")),
-        cite=r.strings(body.get("cite"), r.loc_of(body, "cite"), "cite"),
-        overrides=overrides,
-        children=children,
-        diagnostics=r.doc.diagnostics,
-    )
+    return r.cell_type(name, key_loc, body, anti_key="anti_markers", req_keys=REQ_KEYS, veto_keys=VETO_KEYS,
+                       overrides=overrides, children=children)
 
 
 __all__ = ["parse_document", "valid_keys", "LocDict"]

@@ -166,6 +166,34 @@ class Reader:
         self.check_keys(body, keys, f"cell type '{name}'")
         return name, body
 
+    def cell_type(self, name: str, key_loc, body: dict, *, anti_key: str, req_keys, veto_keys,
+                  overrides: list, children: list) -> CellType:
+        """Build a cell type from a checked body; YAML and JSON differ only in key spellings
+        (``anti`` / ``anti_markers``), overrides and where children live, which callers pass in."""
+        requires = [
+            req
+            for item, loc in self.items(body.get("require"), self.loc_of(body, "require"), "require")
+            if (req := self.requirement(item, loc, req_keys)) is not None
+        ]
+        vetoes = [
+            veto
+            for item, loc in self.items(body.get("veto"), self.loc_of(body, "veto"), "veto")
+            if (veto := self.veto(item, loc, veto_keys)) is not None
+        ]
+        return make_type(
+            name,
+            key_loc,
+            markers=self.names(body.get("markers"), self.loc_of(body, "markers"), "markers"),
+            anti=self.names(body.get(anti_key), self.loc_of(body, anti_key), anti_key),
+            requires=requires,
+            vetoes=vetoes,
+            conditions=self.conditions(body.get("when"), self.loc_of(body, "when")),
+            cite=self.strings(body.get("cite"), self.loc_of(body, "cite"), "cite"),
+            overrides=overrides,
+            children=children,
+            diagnostics=self.doc.diagnostics,
+        )
+
     def mapping(self, value, loc, what: str) -> dict:
         if value is None:
             return {}
@@ -393,16 +421,6 @@ def _type(r: Reader, name, body, key_loc, value_loc, depth: int) -> CellType | N
     if checked is None:
         return None
     name, body = checked
-    requires = [
-        req
-        for item, loc in r.items(body.get("require"), r.loc_of(body, "require"), "require")
-        if (req := r.requirement(item, loc, _REQ_KEYS)) is not None
-    ]
-    vetoes = [
-        veto
-        for item, loc in r.items(body.get("veto"), r.loc_of(body, "veto"), "veto")
-        if (veto := r.veto(item, loc, _VETO_KEYS)) is not None
-    ]
     overrides = [
         Setting("override", key, body[key], r.key_loc(body, key))
         for key in ("min_coverage", "min_pos_frac", "min_enrichment", "min_gap")
@@ -415,16 +433,5 @@ def _type(r: Reader, name, body, key_loc, value_loc, depth: int) -> CellType | N
         if (child := _type(r, child_name, child_body, r.key_loc(children_map, child_name),
                            r.loc_of(children_map, child_name), depth + 1)) is not None
     ]
-    return make_type(
-        name,
-        key_loc,
-        markers=r.names(body.get("markers"), r.loc_of(body, "markers"), "markers"),
-        anti=r.names(body.get("anti"), r.loc_of(body, "anti"), "anti"),
-        requires=requires,
-        vetoes=vetoes,
-        conditions=r.conditions(body.get("when"), r.loc_of(body, "when")),
-        cite=r.strings(body.get("cite"), r.loc_of(body, "cite"), "cite"),
-        overrides=overrides,
-        children=children,
-        diagnostics=r.doc.diagnostics,
-    )
+    return r.cell_type(name, key_loc, body, anti_key="anti", req_keys=_REQ_KEYS, veto_keys=_VETO_KEYS,
+                       overrides=overrides, children=children)
