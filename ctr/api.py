@@ -331,16 +331,32 @@ def obs_keys(key_added: str) -> list[str]:
     return [f"{key_added}_{name}" for name in OBS_FIELDS]
 
 
-def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -> None:
-    """Write the per-cell labels and ``uns[key_added]``; never overwrite an obs column ctr did not make."""
-    previous = adata.uns.get(key_added, {}) if isinstance(adata.uns.get(key_added), dict) else {}
-    ours = set(previous.get("obs_keys", []))
+def check_keys_free(adata, key_added: str = "ctr") -> None:
+    """Refuse a ``key_added`` whose obs columns or uns entry hold the user's own data (not a ctr run's)."""
+    from ctr.options import key_added_problem
+
+    problem = key_added_problem(key_added)
+    if problem:
+        raise ParameterError(problem)
+    previous = adata.uns.get(key_added)
+    if previous is not None and not (isinstance(previous, dict) and "version" in previous):
+        raise InputError(
+            f"uns['{key_added}'] exists and was not written by ctr; refusing to overwrite it",
+            hint=f"choose another prefix with --key-added (now '{key_added}')",
+        )
+    ours = set(previous.get("obs_keys", [])) if isinstance(previous, dict) else set()
     for column in obs_keys(key_added):
         if column in adata.obs.columns and column not in ours:
             raise InputError(
                 f"obs column '{column}' exists and was not written by ctr; refusing to overwrite it",
                 hint=f"choose another prefix with --key-added (now '{key_added}')",
             )
+
+
+def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -> None:
+    """Write the per-cell labels and ``uns[key_added]``; never overwrite an obs column or uns entry
+    ctr did not make."""
+    check_keys_free(adata, key_added)
     cells = result.cell_labels
     for name, column in zip(OBS_FIELDS, obs_keys(key_added)):
         values = cells[name]

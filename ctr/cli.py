@@ -184,18 +184,20 @@ def _print_error(exc: CtrError) -> None:
     """Located diagnostics first (with source excerpts when known), then one summary line."""
     from ctr.diagnostics import DiagnosticList
 
+    from ctr.textfile import shorten
+
     if not exc.diagnostics:
-        print(f"ctr: error: {exc}", file=sys.stderr)
+        print(shorten(f"ctr: error: {exc}"), file=sys.stderr)
         return
     diags = DiagnosticList(exc.diagnostics)
     sources = getattr(exc, "sources", None) or {}
     for diag in diags.sorted():
         src = sources.get(diag.loc.file) if diag.loc is not None else None
-        print(diag.format(src), file=sys.stderr)
+        print(shorten(diag.format(src)), file=sys.stderr)
     n_err, n_warn = len(diags.errors), len(diags.warnings)
     print(f"ctr: error: {n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}", file=sys.stderr)
     if exc.hint and all(exc.hint != d.hint for d in diags):
-        print(f"  hint: {exc.hint}", file=sys.stderr)
+        print(shorten(f"  hint: {exc.hint}"), file=sys.stderr)
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -233,9 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _interrupted()
         if args.debug:
             raise
+        from ctr.textfile import shorten
+
         print(
-            f"ctr: internal error: {type(exc).__name__}: {exc}\n"
-            "  this is a bug in ctr; rerun with --debug for the traceback and report it",
+            shorten(f"ctr: internal error: {type(exc).__name__}: {exc}\n"
+                    "  this is a bug in ctr; rerun with --debug for the traceback and report it"),
             file=sys.stderr,
         )
         return 3

@@ -7,11 +7,17 @@ is an error naming the valid keys, wherever it was written.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from ctr.errors import ParameterError
 from ctr.rules.params import parse_block
+from ctr.textfile import quote, read_text
+
+# numpy's legacy RandomState, which scanpy and scikit-learn seed, takes 0 <= seed < 2**32
+SEED_MAX = 2**32 - 1
+KEY_ADDED_MAX = 64
 
 
 def read_json_option(value: str | dict | None, option: str) -> dict[str, Any] | None:
@@ -23,20 +29,21 @@ def read_json_option(value: str | dict | None, option: str) -> dict[str, Any] | 
     if value.startswith("@"):
         path = Path(value[1:])
         origin = f"{option} {path}"
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ParameterError(f"{option}: cannot read {path}: {exc.strerror}") from None
+        text = read_text(path, f"{option} file", ParameterError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
-        caret = " " * (exc.colno - 1) + "^"
+        start = max(0, exc.colno - 1 - 60)  # a window around the error, not a 20 MB line
+        excerpt = ("..." if start else "") + line[start:exc.colno + 60] + ("..." if len(line) > exc.colno + 60 else "")
+        caret = " " * (exc.colno - 1 - start + (3 if start else 0)) + "^"
         where = f"{path}:{exc.lineno}:{exc.colno}" if value.startswith("@") else f"line {exc.lineno} column {exc.colno}"
         raise ParameterError(
-            f"{origin}: invalid JSON at {where}: {exc.msg}\n    {line}\n    {caret}",
+            f"{origin}: invalid JSON at {where}: {exc.msg}\n    {excerpt}\n    {caret}",
             hint='write an object such as \'{"level_defaults": {"0": {"min_coverage": 0.4}}}\' (keys in double quotes)',
         ) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ParameterError(f"{origin}: invalid JSON: {quote(str(exc))}") from None
     except RecursionError:
         raise ParameterError(f"{origin}: invalid JSON: nested too deeply",
                              hint="parameter blocks are flat objects, at most two levels deep (level_defaults)") from None
@@ -60,3 +67,52 @@ def parameter_blocks(
         if data is not None:
             blocks[kind] = parse_block(kind, data, name)
     return blocks
+
+
+def check_run_parameters(*, resolution: float = 1.0, n_pcs: int = 30, neighbors_k: int = 15,
+                         random_seed: int = 0, key_added: str = "ctr") -> None:
+    """Refuse values that mean nothing, before any data is read; the message names the option and its range."""
+    problems = []
+    if not (isinstance(resolution, (int, float)) and math.isfinite(resolution) and resolution > 0):
+        problems.append(f"--resolution must be a finite number > 0 (got {quote(resolution)}); "
+                        "higher values give more, smaller clusters (typical 0.2-2)")
+    if not _is_int(n_pcs) or n_pcs < 1:
+        problems.append(f"--n-pcs must be an integer >= 1 (got {quote(n_pcs)}); it is capped at the usable markers - 1")
+    if not _is_int(neighbors_k) or neighbors_k < 2:
+        problems.append(f"--neighbors-k must be an integer >= 2 (got {quote(neighbors_k)}); "
+                        "each cell's neighbours in the kNN graph, itself included (typical 10-30)")
+    if not _is_int(random_seed) or not 0 <= random_seed <= SEED_MAX:
+        problems.append(f"--random-seed must be an integer from 0 to {SEED_MAX} (got {quote(random_seed)})")
+    problem = key_added_problem(key_added)
+    if problem:
+        problems.append(problem)
+    if problems:
+        raise ParameterError("; ".join(problems))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def key_added_problem(key_added: object) -> str | None:
+    """Why ``key_added`` cannot prefix obs columns and name the uns entry, or None when it can.
+
+    HDF5 (the .h5ad format) splits names at '/', and an empty name would put ctr's record at the top of uns.
+    """
+    valid = f"a non-empty name of at most {KEY_ADDED_MAX} characters, without '/', spaces at either end or control characters"
+    if not isinstance(key_added, str) or not key_added.strip():
+        return f"--key-added must be {valid} (got {quote(key_added)})"
+    if ("/" in key_added or key_added != key_added.strip() or len(key_added) > KEY_ADDED_MAX
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in key_added)):
+        return f"--key-added must be {valid} (got {quote(key_added)})"
+    return None
+
+
+def check_neighbors_k(neighbors_k: int, n_cells: int) -> None:
+    """``--neighbors-k`` against the data: a kNN graph needs fewer neighbours than cells."""
+    if n_cells < 3:
+        raise ParameterError(f"clustering needs at least 3 cells; the data has {n_cells}",
+                             hint="annotate existing labels with --annotation-only --cluster-key COLUMN")
+    if neighbors_k >= n_cells:
+        raise ParameterError(f"--neighbors-k {neighbors_k} is not below the number of cells ({n_cells}); "
+                             f"give a value from 2 to {n_cells - 1}")

@@ -112,13 +112,15 @@ def validate_options(opts: AnnotateOptions) -> Ruleset | None:
 
     Returns the ruleset named by ``--ruleset``/``--marker-map`` (None when none was named), so
     that the run compiles it once."""
-    from ctr.options import parameter_blocks
+    from ctr.options import check_run_parameters, parameter_blocks
     from ctr.rules.plan import load_plan
     from ctr.rules.presets import preset_blocks
     from ctr.rules.tissues import load_tissue
 
     if opts.ruleset and opts.marker_map:
         raise UsageError("--ruleset and --marker-map are alternatives; give one")
+    check_run_parameters(resolution=opts.resolution, n_pcs=opts.n_pcs, neighbors_k=opts.neighbors_k,
+                         random_seed=opts.random_seed, key_added=opts.key_added)
     if not Path(opts.input).exists():
         raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file")
     ruleset = None
@@ -178,6 +180,7 @@ def annotate_adata(
     from ctr.io.writers import write_run
 
     notes: list[str] = []
+    api.check_keys_free(adata, opts.key_added)  # before any work: the user's own obs/uns keys stay
     layer = opts.layer or _previous_layer(adata, opts.key_added)
     if not opts.annotation_only:
         _check_before_clustering(adata, layer)
@@ -261,6 +264,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
     from ctr.data.anndata_io import expression
     from ctr.data.cluster import cluster_cells
     from ctr.data.preprocess import prepare_for_clustering
+    from ctr.options import check_neighbors_k
     from ctr.stats import natural_order
 
     if CLUSTER_KEY in adata.obs.columns and not _made_by_ctr(adata, opts.key_added):
@@ -268,6 +272,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
             f"obs['{CLUSTER_KEY}'] already exists and was not written by ctr; refusing to overwrite it",
             hint=f"reuse it with --annotation-only --cluster-key {CLUSTER_KEY}, or rename the column",
         )
+    check_neighbors_k(opts.neighbors_k, adata.n_obs)
     matrix, var_names, _ = expression(adata, layer)
     with progress.stage("preprocess"):
         prepared = prepare_for_clustering(adata, matrix, var_names, technical=technical_patterns(opts.technical_markers))

@@ -436,7 +436,7 @@ def test_existing_obs_columns_are_never_overwritten(tmp_path, ruleset, capsys):
     path = write(adata, tmp_path / "in.h5ad")
     code, _, err = annotate(capsys, path, tmp_path / "run1", ruleset=ruleset)
     assert code == 1 and "'ctr_label' exists and was not written by ctr" in err and "--key-added" in err
-    code, _, err = annotate(capsys, path, tmp_path / "run2", ruleset=ruleset, annotation_only=False)
+    code, _, err = annotate(capsys, path, tmp_path / "run2", "--key-added", "ctr2", ruleset=ruleset, annotation_only=False)
     assert code == 1 and "obs['cluster_lvl0'] already exists" in err and "--annotation-only --cluster-key cluster_lvl0" in err
     assert not (tmp_path / "run1").exists() and not (tmp_path / "run2").exists()
     code, _, _ = annotate(capsys, path, tmp_path / "run3", "--key-added", "ctr2", ruleset=ruleset)
@@ -678,3 +678,106 @@ def test_transform_of_raw_is_a_usage_error(pbmc_h5ad, tmp_path, capsys):
                  "--annotation-only", "--cluster-key", "louvain", "--output-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "--transform cannot be combined with --layer raw" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters: validated at the command line, before any data is read
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--resolution", "0", "--resolution must be a finite number > 0 (got 0.0)"),
+    ("--resolution", "-1", "--resolution must be a finite number > 0"),
+    ("--resolution", "nan", "--resolution must be a finite number > 0 (got nan)"),
+    ("--resolution", "inf", "--resolution must be a finite number > 0 (got inf)"),
+    ("--n-pcs", "0", "--n-pcs must be an integer >= 1 (got 0)"),
+    ("--n-pcs", "-3", "--n-pcs must be an integer >= 1 (got -3)"),
+    ("--neighbors-k", "0", "--neighbors-k must be an integer >= 2 (got 0)"),
+    ("--neighbors-k", "1", "--neighbors-k must be an integer >= 2"),
+    ("--random-seed", "-1", "--random-seed must be an integer from 0 to 4294967295 (got -1)"),
+    ("--random-seed", str(2**70), "--random-seed must be an integer from 0 to 4294967295"),
+    ("--key-added", "", "--key-added must be a non-empty name"),
+    ("--key-added", "/", "without '/'"),
+    ("--key-added", "a/b", "without '/'"),
+    ("--key-added", " ctr", "spaces at either end"),
+])
+def test_meaningless_parameter_is_refused_before_the_data_is_read(option, value, fragment, tmp_path, ruleset, capsys):
+    junk = tmp_path / "junk.h5ad"
+    junk.write_text("not hdf5")  # reading it would fail differently: the parameter is checked first
+    code, _, err = annotate(capsys, junk, tmp_path / "run", f"{option}={value}", ruleset=ruleset, annotation_only=False)
+    assert code == 1 and fragment in err and "cannot read" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_neighbors_k_must_be_below_the_number_of_cells(ok_h5ad, tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--neighbors-k", "60", ruleset=ruleset,
+                            annotation_only=False)
+    assert code == 1 and "--neighbors-k 60 is not below the number of cells (60)" in err and "from 2 to 59" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_key_added_never_replaces_the_users_uns_entry(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.uns["mine"] = {"layer": "my notes", "params": "my params"}
+    path = write(adata, tmp_path / "in.h5ad")
+    code, _, err = annotate(capsys, path, tmp_path / "run", "--key-added", "mine", ruleset=ruleset)
+    assert code == 1 and "uns['mine'] exists and was not written by ctr" in err and "--key-added" in err
+    assert not (tmp_path / "run").exists()
+    code, _, _ = annotate(capsys, path, tmp_path / "run2", "--key-added", "ctr2", ruleset=ruleset)
+    assert code == 0
+    written = ad.read_h5ad(tmp_path / "run2" / "output.h5ad")
+    assert dict(written.uns["mine"]) == {"layer": "my notes", "params": "my params"}
+    assert written.uns["ctr2"]["version"]
+
+
+LATIN1 = "markers CD3, CD2 # caf\xe9\n".encode("latin-1")
+
+
+@pytest.mark.parametrize("option", ["--gating-params", "--refinement-plan"])
+def test_non_utf8_parameter_file_is_a_located_error(option, ok_h5ad, tmp_path, ruleset, capsys):
+    path = tmp_path / "latin1.txt"
+    text = b'{"max_ambiguity": 3} # \xe9\n' if option == "--gating-params" else b"override: [] # \xe9\n"
+    path.write_bytes(text)
+    value = f"@{path}" if option == "--gating-params" else str(path)
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", option, value, ruleset=ruleset)
+    assert code == 1 and f"{path}: the" in err and "is not UTF-8 text" in err and f"at byte {text.index(0xE9)}" in err
+    assert "internal error" not in err
+
+
+def test_long_values_are_cut_in_messages(ok_h5ad, tmp_path, ruleset, capsys):
+    huge = "x" * 2_000_000
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--scoring-params", json.dumps({"anti_weight": huge}),
+                            ruleset=ruleset)
+    assert code == 1 and "'anti_weight'" in err and "more characters" in err and len(err) < 2000
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--gating-params", '{"max_ambiguity": ' + "1" * 1_000_000 + ",}",
+                            ruleset=ruleset)
+    assert code == 1 and "invalid JSON" in err and len(err) < 2000
+
+
+@pytest.mark.parametrize("kind", ["ruleset", "params", "panel"])
+def test_utf8_byte_order_mark_is_accepted(kind, ok_h5ad, tmp_path, ruleset, capsys):
+    bom = "\ufeff"
+    if kind == "ruleset":
+        ruleset.write_text(bom + RULES, encoding="utf-8")
+        code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", ruleset=ruleset)
+        assert code == 0, err
+    elif kind == "params":
+        params = tmp_path / "gating.json"
+        params.write_text(bom + '{"max_ambiguity": 3}', encoding="utf-8")
+        code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--gating-params", f"@{params}", ruleset=ruleset)
+        assert code == 0, err
+    else:
+        panel = tmp_path / "panel.txt"
+        panel.write_text(bom + "\n".join(MARKERS), encoding="utf-8")
+        code, err = _cli(capsys, "lint-ruleset", ruleset, "--panel", panel)
+        assert code == 0 and "CTR300" not in err
+
+
+@pytest.mark.parametrize("name", ["cluster_annotations.csv", "decision_steps.csv", "params.json"])
+def test_non_utf8_file_in_a_run_directory_is_a_located_error(name, ok_h5ad, tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    assert annotate(capsys, ok_h5ad, run, ruleset=ruleset)[0] == 0
+    path = run / name
+    path.write_bytes(path.read_bytes() + b"\xff\xfe caf\xe9\n")
+    for command in (["explain", run], ["report", run]):
+        code, err = _cli(capsys, *command)
+        assert code == 1 and f"{path}: the" in err and "not UTF-8 text" in err and "internal error" not in err

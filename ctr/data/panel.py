@@ -41,7 +41,7 @@ def _h5ad_var_names(path: Path) -> list[str]:
 
 def _text_names(path: Path) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text file; expected {_ACCEPTED}") from None
     names: list[str] = []

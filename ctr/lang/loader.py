@@ -149,7 +149,7 @@ def _read(path: Path, file: str, diags: list[Diagnostic], loc: SourceLoc | None)
         if path.stat().st_size > MAX_FILE_BYTES:
             diags.append(_too_large(file, loc))
             return None
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except UnicodeDecodeError as exc:
         diags.append(Diagnostic(UNREADABLE, f"'{file}' is not UTF-8 text ({exc.reason} at byte {exc.start})",
                                 loc or SourceLoc(file=file)))

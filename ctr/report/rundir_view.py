@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ctr.errors import InputError
+from ctr.textfile import ENCODING, decode_error, read_text
 
 REQUIRED = ("cluster_annotations.csv", "params.json")
 TRACE_NAMES = ("decision_steps.csv", "decision_steps.jsonl")
@@ -71,7 +72,7 @@ def load_run(run_dir: str | Path) -> RunDir:
             hint="pass the --output-dir of a finished `ctr annotate` run",
         )
     try:
-        params = json.loads((path / "params.json").read_text())
+        params = json.loads(read_text(path / "params.json", "run's params.json"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path / 'params.json'}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
     tables = {key: _read_csv(path / name) for key, name in OPTIONAL_TABLES.items() if (path / name).is_file()}
@@ -83,13 +84,24 @@ def load_run(run_dir: str | Path) -> RunDir:
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    return _clean(pd.read_json(path, lines=True, dtype=False))
+    try:
+        return _clean(pd.read_json(path, lines=True, dtype=False))
+    except UnicodeDecodeError as exc:
+        raise decode_error(path, exc, "table") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON lines ({exc})") from None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     # Cluster ids look numeric ("0", "1", "3.1") but are labels: never let pandas parse them.
     text_cols = {c: str for c in ("cluster", "path", "parent", "annotation_path", "subject", "rule_loc")}
-    return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=True))
+    try:
+        return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=True, encoding=ENCODING))
+    except UnicodeDecodeError as exc:
+        raise decode_error(path, exc, "table") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: not a readable CSV table ({str(exc).strip()})",
+                         hint="the file was changed after ctr wrote it; rerun `ctr annotate` to rewrite it") from None
 
 
 def _clean(frame: pd.DataFrame) -> pd.DataFrame:

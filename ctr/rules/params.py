@@ -94,6 +94,7 @@ def parse_block(kind: str, data: dict[str, Any], origin: str) -> _Block:
     from pydantic import ValidationError
 
     from ctr.diagnostics import did_you_mean
+    from ctr.textfile import quote
 
     model = BLOCKS[kind]
     if not isinstance(data, dict):
@@ -110,7 +111,7 @@ def parse_block(kind: str, data: dict[str, Any], origin: str) -> _Block:
                     f"unknown {kind} parameter '{where}'{did_you_mean(str(err['loc'][-1]), valid)}; valid keys: {', '.join(valid)}"
                 )
             else:
-                problems.append(f"{kind} parameter '{where}': {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"{kind} parameter '{where}': {err['msg']} (got {quote(err.get('input'))})")
         raise ParameterError(f"{origin}: " + "; ".join(problems)) from None
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ctr.diagnostics import did_you_mean
 from ctr.errors import ParameterError
 from ctr.rules.model import PATH_SEP, Ruleset
+from ctr.textfile import read_text
 
 
 class _Op(BaseModel):
@@ -85,7 +86,7 @@ def load_plan(source: str | Path | dict) -> RefinementPlan:
         path = Path(source)
         origin = str(path)
         try:
-            text = path.read_text()
+            text = read_text(path, "refinement plan", ParameterError)
             if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
                 # anchors/aliases can expand a small file into a huge document; a plan never needs them
                 raise ParameterError(f"{path}: YAML anchors and aliases (*name) are not allowed in a refinement plan; "
