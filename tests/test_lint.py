@@ -108,7 +108,8 @@ def test_threshold_unused_and_duplicate():
     ])
     diags = lint(rs)
     unused = only(diags, L.THRESHOLD_UNUSED)
-    assert unused.loc == loc(2) and "did you mean 'CD3'" in unused.message
+    # CD33 is another protein than CD3: no suggestion across CD numbers
+    assert unused.loc == loc(2) and "did you mean" not in unused.message
     assert only(diags, L.THRESHOLD_DUPLICATE).loc == loc(4)
 
 
@@ -128,9 +129,16 @@ def test_marker_repeated():
 
 
 def test_missing_marker_did_you_mean():
-    rs = ruleset(node("T", ["CD3", "CD2", "CD7"], line=2))
-    d = only(lint(rs, ["CD3", "CD2", "CD-7x"]), L.PANEL_MISSING)
-    assert d.loc == loc(2, 5) and "'CD7'" in d.message and "did you mean 'CD-7x'" in d.message
+    rs = ruleset(node("T", ["CD3", "CD2", "NKGG7"], line=2))
+    d = only(lint(rs, ["CD3", "CD2", "NKG7"]), L.PANEL_MISSING)
+    assert d.loc == loc(2, 5) and "'NKGG7'" in d.message and "did you mean 'NKG7'" in d.message
+    d = only(lint(ruleset(node("T", ["CD3", "CD7"], line=2)), ["CD3", "CD77"]), L.PANEL_MISSING)
+    assert "did you mean" not in d.message
+
+
+def test_missing_isoform_says_why():
+    d = only(lint(ruleset(node("T", ["CD3", "CD45RA"], line=2)), ["CD3", "PTPRC"]), L.PANEL_MISSING)
+    assert "isoform of PTPRC" in d.message
 
 
 def test_never_covered_uses_level_and_node_overrides():

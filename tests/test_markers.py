@@ -8,7 +8,8 @@ import pytest
 
 from ctr.data.panel import read_panel
 from ctr.errors import InputError
-from ctr.rules.markers import BUILTIN_SYNONYMS, normalize, resolve_markers, resolve_names
+from ctr.rules.markers import normalize, resolve_markers, resolve_names
+from ctr.rules.nomenclature import synonym_table
 from ctr.rules.model import Alias, CellType, MarkerRef, Ruleset, assign_paths
 
 
@@ -94,12 +95,12 @@ def test_missing_and_table_order():
     ]
 
 
-def test_builtin_table_has_no_name_twice():
+def test_synonym_table_has_no_name_twice():
     seen = {}
-    for group in BUILTIN_SYNONYMS:
-        for name in group:
-            assert normalize(name) not in seen, f"{name} is in {seen.get(normalize(name))} and {group}"
-            seen[normalize(name)] = group
+    for entry in synonym_table():
+        for name in entry.names + entry.genes:
+            assert normalize(name) not in seen, f"{name} is in {seen.get(normalize(name))} and {entry}"
+            seen[normalize(name)] = entry
 
 
 def test_read_panel_text(tmp_path: Path):

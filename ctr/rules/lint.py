@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, did_you_mean, register
+from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, register
 from ctr.rules.expr import markers_in
 from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
+from ctr.rules.nomenclature import did_you_mean_marker, note_for
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import level_params
 
@@ -102,7 +103,7 @@ def _check_node(node: CellType) -> list[Diagnostic]:
                 Diagnostic(
                     REQUIRE_UNLISTED,
                     f"requirement on '{req.marker}', which is not among the markers of {where}"
-                    + did_you_mean(req.marker, positives),
+                    + did_you_mean_marker(req.marker, positives),
                     req.loc or node.loc,
                     hint=f"add '{req.marker}' to the `markers` of this type, or fix the name",
                 )
@@ -123,7 +124,7 @@ def _check_node(node: CellType) -> list[Diagnostic]:
                     Diagnostic(
                         VETO_UNLISTED,
                         f"veto on '{marker}', which is not an anti-marker of {where}"
-                        + did_you_mean(marker, antis),
+                        + did_you_mean_marker(marker, antis),
                         veto.loc or node.loc,
                         hint=f"add '{marker}' to the `anti` markers of this type so its score reflects it too",
                     )
@@ -136,7 +137,7 @@ def _check_node(node: CellType) -> list[Diagnostic]:
                     Diagnostic(
                         CONDITION_UNLISTED,
                         f"condition `{cond.render()}` uses '{marker}', which {where} does not list"
-                        + did_you_mean(marker, mentioned),
+                        + did_you_mean_marker(marker, mentioned),
                         cond.loc or node.loc,
                         hint=f"check the name, or list '{marker}' in `markers` or `anti`",
                     )
@@ -195,7 +196,7 @@ def _check_thresholds(ruleset: Ruleset) -> list[Diagnostic]:
             out.append(
                 Diagnostic(
                     THRESHOLD_UNUSED,
-                    f"threshold on '{thr.marker}', which no cell type uses" + did_you_mean(thr.marker, used),
+                    f"threshold on '{thr.marker}', which no cell type uses" + did_you_mean_marker(thr.marker, used),
                     thr.loc,
                     hint="fix the marker name, or remove the threshold",
                 )
@@ -246,7 +247,8 @@ def _check_panel(ruleset: Ruleset, panel: list[str]) -> list[Diagnostic]:
         out.append(
             Diagnostic(
                 PANEL_MISSING,
-                f"marker '{marker}' is not in the panel" + did_you_mean(marker, panel),
+                f"marker '{marker}' is not in the panel" + did_you_mean_marker(marker, panel)
+                + (f"; {marker} is {note_for(marker)}" if note_for(marker) else ""),
                 _first_loc(ruleset, marker),
                 hint="fix the name, add an `alias` to the panel's name, or drop the marker if the panel lacks it",
             )

@@ -1,115 +1,24 @@
 """Marker resolution: which panel variable each ruleset marker refers to.
 
 Order (semantics.md §2): exact name, case-insensitive name, the ruleset's own aliases, the
-built-in synonym table (:data:`BUILTIN_SYNONYMS`), and last a match that ignores case and the
+synonym table shipped with the package (:mod:`ctr.rules.nomenclature`, protein names <-> HGNC gene
+symbols, so one ruleset serves RNA and protein panels), and last a match that ignores case and the
 separators ``- _ . space`` ("HLA-DR" = "HLADR", "Pan-CK" = "PanCK"). Every step is a dict lookup
 in an index built once per panel.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ctr.rules.model import Ruleset
+from ctr.rules.nomenclature import normalize, synonyms_of
+
+__all__ = ["How", "MarkerResolution", "PanelIndex", "alias_groups", "normalize", "resolve_markers", "resolve_names"]
 
 How = Literal["exact", "case", "alias", "builtin_alias", "normalized"]
-
-# Groups of names for the same marker: protein / CD name first, then the HGNC gene symbol and
-# common spellings. When a ruleset names any member, the panel's member is used (the first one in
-# group order when the panel has several). Matching is case-insensitive and ignores - _ . space,
-# so each group lists only spellings that differ in letters (Ki67 covers Ki-67).
-BUILTIN_SYNONYMS: tuple[tuple[str, ...], ...] = (
-    ("CD45", "PTPRC", "LCA"),
-    ("CD20", "MS4A1"),
-    ("CD31", "PECAM1"),
-    ("SMA", "ACTA2", "aSMA", "alpha-SMA"),
-    ("E-cadherin", "ECAD", "CDH1"),
-    ("Pan-Cytokeratin", "PanCK", "Pan-Keratin", "Cytokeratin", "CK"),
-    ("CD3", "CD3E", "CD3D", "CD3G"),
-    ("CD8", "CD8A"),
-    ("CD11c", "ITGAX"),
-    ("CD11b", "ITGAM", "MAC-1"),
-    ("CD16", "FCGR3A"),
-    ("CD56", "NCAM1", "NCAM"),
-    ("HLA-DR", "HLA-DRA"),
-    ("Ki67", "MKI67"),
-    ("Vimentin", "VIM"),
-    ("Podoplanin", "PDPN", "D2-40"),
-    ("Granzyme B", "GZMB", "GranB"),
-    ("Perforin", "PRF1"),
-    ("EpCAM", "CD326"),
-    ("Collagen IV", "COL4A1", "Col4"),
-    ("Collagen I", "COL1A1", "Col1"),
-    ("CD15", "FUT4", "SSEA-1"),
-    ("CD138", "SDC1", "Syndecan-1"),
-    ("CD25", "IL2RA"),
-    ("CD127", "IL7R"),
-    ("CD197", "CCR7"),
-    ("CD194", "CCR4"),
-    ("CD1c", "BDCA-1"),
-    ("CD123", "IL3RA"),
-    ("CD303", "CLEC4C", "BDCA-2"),
-    ("CD141", "THBD", "BDCA-3"),
-    ("CD206", "MRC1"),
-    ("CD64", "FCGR1A"),
-    ("CD57", "B3GAT1"),
-    ("CD103", "ITGAE"),
-    ("CD117", "KIT", "c-Kit"),
-    ("CD66b", "CEACAM8"),
-    ("CD10", "MME"),
-    ("CD21", "CR2"),
-    ("CD30", "TNFRSF8"),
-    ("CD71", "TFRC"),
-    ("PD-1", "PDCD1", "CD279"),
-    ("PD-L1", "CD274"),
-    ("LAG-3", "CD223"),
-    ("TIM-3", "HAVCR2", "CD366"),
-    ("CTLA-4", "CD152"),
-    ("ICOS", "CD278"),
-    ("VISTA", "VSIR", "C10orf54"),
-    ("T-bet", "TBX21"),
-    ("beta-catenin", "CTNNB1", "b-catenin"),
-    ("p53", "TP53"),
-    ("Na-K-ATPase", "ATP1A1"),
-    ("MUC-1", "CD227"),
-    ("Synaptophysin", "SYP"),
-    ("Chromogranin A", "CHGA"),
-    ("Tryptase", "TPSAB1"),
-    ("Myeloperoxidase", "MPO"),
-    ("Desmin", "DES"),
-    ("von Willebrand factor", "VWF"),
-    ("Keratin 8", "KRT8", "CK8"),
-    ("Keratin 18", "KRT18", "CK18"),
-    ("Keratin 19", "KRT19", "CK19"),
-    ("Keratin 5", "KRT5", "CK5"),
-    ("Keratin 14", "KRT14", "CK14"),
-    ("Keratin 7", "KRT7", "CK7"),
-    ("Caveolin-1", "CAV1"),
-    ("Lysozyme", "LYZ"),
-    ("Calprotectin", "S100A8"),
-    # current HGNC symbols and the older ones that hg19-era gene annotations still use
-    ("JCHAIN", "IGJ"),
-    ("ACKR1", "DARC"),
-    ("ACKR3", "CXCR7"),
-    ("MCEMP1", "C19orf59"),
-    ("SELENOP", "SEPP1"),
-    ("PLPP3", "PPAP2B"),
-    ("ADGRG1", "GPR56"),
-    ("ADGRE5", "CD97"),
-    ("NECTIN2", "PVRL2"),
-    ("TENT5C", "FAM46C"),
-)
-
-_SEPARATORS = re.compile(r"[-_ .]")
-
-
-def normalize(name: str) -> str:
-    """The key of the last resolution step: lower case without ``- _ . space``."""
-    return _SEPARATORS.sub("", name).lower()
-
 
 @dataclass
 class MarkerResolution:
@@ -172,7 +81,7 @@ class PanelIndex:
                 return hit
         return None
 
-    def resolve(self, name: str, aliases: _GroupIndex, builtin: _GroupIndex) -> tuple[str, How] | None:
+    def resolve(self, name: str, aliases: _GroupIndex) -> tuple[str, How] | None:
         if name in self.exact:
             return name, "exact"
         if name.lower() in self.lower:
@@ -180,15 +89,12 @@ class PanelIndex:
         hit = self._via_group(name, aliases.members(name))
         if hit is not None:
             return hit, "alias"
-        hit = self._via_group(name, builtin.members(name))
+        hit = self._via_group(name, synonyms_of(name))
         if hit is not None:
             return hit, "builtin_alias"
         if normalize(name) in self.normalized:
             return self.normalized[normalize(name)], "normalized"
         return None
-
-
-_BUILTIN_INDEX = _GroupIndex(BUILTIN_SYNONYMS, normalize)
 
 
 def alias_groups(ruleset: Ruleset) -> list[tuple[str, ...]]:
@@ -204,7 +110,7 @@ def resolve_names(
     alias_index = _GroupIndex(aliases, str.lower)
     out = MarkerResolution()
     for name in dict.fromkeys(names):
-        hit = index.resolve(name, alias_index, _BUILTIN_INDEX)
+        hit = index.resolve(name, alias_index)
         if hit is None:
             out.missing.append(name)
         else:
