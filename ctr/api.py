@@ -20,7 +20,7 @@ from ctr import __version__
 from ctr.diagnostics import Diagnostic
 from ctr.errors import InputError, ParameterError
 from ctr.rules.model import Ruleset
-from ctr.rules.params import ResolvedParams, resolve_params
+from ctr.rules.params import ResolvedParams, check_node_entries, resolve_params
 
 # obs columns written per cell (prefixed with key_added); "cluster" is the final cluster id, which
 # differs from the input clusters where refinement subclustered ("3.0") or merged clusters
@@ -107,19 +107,46 @@ def _choices_from_previous_run(adata, key_added: str, tissue: str | None, preset
 
 
 def _ruleset_from_previous_run(adata, key_added: str) -> Ruleset | None:
-    """An output.h5ad of an earlier run carries its ruleset; reuse it for --annotation-only."""
+    """An output.h5ad of an earlier run carries its ruleset; reuse it for --annotation-only.
+
+    The text the user wrote is compiled under its original path, so the trace cites the lines of
+    that file; ``stored_sha256`` records that the run used a stored copy (verified by checksum).
+    When that text no longer compiles on its own (an include that moved), the flattened copy is
+    used and cited by the original path without lines."""
     from ctr.lang import compile_ruleset
 
     info = adata.uns.get(key_added)
     if not isinstance(info, dict) or "ruleset" not in info:
         return None
     rs = info["ruleset"]
+    original = str(rs.get("source_file") or rs.get("name") or "previous-run")
+    digest = str(rs.get("sha256") or "")
+    fmt = str(rs.get("format") or "ctr")
+    if rs.get("source_text"):
+        result = compile_ruleset(original, text=str(rs["source_text"]), fmt=fmt)
+        if result.ok and (not digest or result.ruleset.digest == digest):
+            return result.ruleset.model_copy(update={"stored_sha256": result.ruleset.digest})
     text = rs.get("compiled_text")  # the flattened ruleset (includes resolved), in the DSL
     if not text:
         return None
-    name = f"{rs.get('name', 'previous-run')} (from {key_added} run in the input file)"
-    result = compile_ruleset(name, text=str(text), fmt="ctr")
-    return result.ruleset if result.ok else None
+    result = compile_ruleset(f"{rs.get('name', 'previous-run')} (from {key_added} run in the input file)", text=str(text), fmt="ctr")
+    if not result.ok:
+        return None
+    return _without_lines(result.ruleset, original)
+
+
+def _without_lines(ruleset: Ruleset, original: str) -> Ruleset:
+    """A ruleset compiled from a flattened copy, its locations pointing at the original file (no
+    line: the copy's lines are not the user's)."""
+    from ctr.diagnostics import SourceLoc
+
+    where = SourceLoc(file=original)
+    for node in ruleset.walk():
+        node.override_locs = {k: where for k in node.override_locs}
+        for rule in (*node.requires, *node.vetoes, *node.conditions):
+            rule.loc = where
+    ruleset.param_locs = {k: where for k in ruleset.param_locs}
+    return ruleset.model_copy(update={"source_file": original, "stored_sha256": ruleset.digest})
 
 
 def choose_builtin(panel: list[str]) -> tuple[Ruleset, float]:
@@ -227,6 +254,7 @@ def annotate(
         rs, auto_share = choose_builtin(list(var_names))
     cli_blocks = parameter_blocks(scoring_params, gating_params, refinement_params)
     params = resolve_params(_layers(rs, profile, preset, cli_blocks))
+    check_node_entries(params, rs)
 
     key = detect_cluster_key(adata, cluster_key, annotation_only)
     if key is None:

@@ -130,7 +130,8 @@ def test_anti_conflict_gate_only_with_anti_markers():
 def test_thresholds_cite_node_override_ruleset_block_and_cli():
     n = node("Epi", ["A", "B"], overrides=LevelParams(min_coverage=0.9), override_locs={"min_coverage": LOC})
     g = gates(n)[("coverage", "coverage")]
-    assert g.threshold[0] == 0.9 and g.provenance.source == "node" and g.provenance.rule_loc == "tube.ctr:14:3"
+    assert g.threshold[0] == 0.9 and g.provenance.rule_loc == "tube.ctr:14:3"
+    assert (g.provenance.source, g.provenance.setting.scope) == ("ruleset", "node")
 
     block_loc = SourceLoc(file="tube.ctr", line=3, column=10)
     rs = ruleset(node("Epi", ["A", "B"]))

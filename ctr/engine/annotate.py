@@ -134,6 +134,7 @@ def _decision_steps(d: Decision, evaluations, ruleset: Ruleset, params: Resolved
                     d.cluster, cand.level, cand.path_str, cand.name, "gate", g.gate, g.subject,
                     float(g.observed[i]), g.operator, float(g.threshold[i]), bool(g.passed[i]),
                     g.provenance.rule_loc, g.provenance.source, g.reasons[i],
+                    **Step.provenance_columns(g.provenance),
                 ))
         steps.append(_select_step(d, sel, evaluations))
         if sel.outcome == "winner" and not sel.ranked[0].children:
@@ -168,13 +169,13 @@ def _select_step(d: Decision, sel: Selection, evaluations) -> Step:
             a, b = fmt_pair(sel.margin, sel.min_gap)
             reason = f"{best.name} beat {sel.ranked[1].name} by {a} (min_gap {b})"
         return Step(d.cluster, sel.level, parent_path, best.name, "select", "winner", subject, sel.margin, ">=",
-                    sel.min_gap, True, loc, source, reason)
+                    sel.min_gap, True, loc, source, reason, **Step.provenance_columns(sel.provenance))
     names = [c.name for c in sel.ambiguous]
     a, b = fmt_pair(sel.margin, sel.min_gap)
     result = f"label {AMBIGUITY_SEP.join(names)}" if sel.parent is None else f"the label stays {sel.parent.name}"
     reason = f"{best.name} led {sel.ranked[1].name} by only {a} < min_gap {b}: {' and '.join(names)} are ambiguous, {result}"
     return Step(d.cluster, sel.level, parent_path, AMBIGUITY_SEP.join(names), "select", "ambiguous", subject, sel.margin, ">=",
-                sel.min_gap, False, loc, source, reason)
+                sel.min_gap, False, loc, source, reason, **Step.provenance_columns(sel.provenance))
 
 
 def _failed_gate_names(evaluation: NodeEvaluation, i: int) -> list[str]:
@@ -190,7 +191,8 @@ def _vote_step(d: Decision, shares: list[tuple[str, float]], params: ResolvedPar
     path = sel.parent.path_str if sel.parent is not None else ""
     return Step(d.cluster, sel.level, path, AMBIGUITY_SEP.join(names), "vote", "vote", ";".join(names), top, ">=",
                 params.scoring.per_cell_gap, True, prov.rule_loc, prov.source,
-                f"per-cell votes among {', '.join(names)}: {text} (evidence only; the label is unchanged)")
+                f"per-cell votes among {', '.join(names)}: {text} (evidence only; the label is unchanged)",
+                **Step.provenance_columns(prov))
 
 
 # ---- votes --------------------------------------------------------------------------------

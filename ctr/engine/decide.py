@@ -14,7 +14,7 @@ import numpy as np
 
 from ctr.engine.gates import GateResult
 from ctr.engine.scoring import NodeScores
-from ctr.engine.trace import Provenance, level_key_provenance
+from ctr.engine.trace import Provenance, threshold_provenance
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
 from ctr.rules.params import ResolvedParams
 
@@ -100,8 +100,8 @@ class Decision:
 
 def min_gap_for(node: CellType, params: ResolvedParams, ruleset: Ruleset) -> tuple[float, Provenance]:
     """The margin ``node`` needs to win among its siblings, and where that number came from."""
-    value = params.level(node.level, node.overrides).min_gap
-    return value, level_key_provenance(node, node.level, "min_gap", params, ruleset)
+    prov = threshold_provenance(node, "min_gap", params, ruleset)
+    return prov.setting.value, prov
 
 
 def select(

@@ -12,7 +12,7 @@ import numpy as np
 
 from ctr.engine.conditions import Context, evaluate, explain
 from ctr.engine.scoring import ClusterEvidence, NodeScores
-from ctr.engine.trace import Provenance, fmt, fmt_pair, level_key_provenance, param_provenance, rule_provenance
+from ctr.engine.trace import Provenance, fmt, fmt_pair, param_provenance, rule_provenance, threshold_provenance
 from ctr.rules.expr import Compare
 from ctr.rules.model import Ruleset
 from ctr.rules.params import ResolvedParams
@@ -69,7 +69,8 @@ def requirement_gates(ev, ns: NodeScores, mapping, params, ruleset) -> list[Gate
                   ("enrichment", req.min_enrichment, ns.thresholds.min_enrichment, "min_enrichment", ev.enrichment))
         for stat, own, level_value, key, table in checks:
             threshold = own if own is not None else level_value
-            prov = rule_provenance(req.loc) if own is not None else level_key_provenance(node, node.level, key, params, ruleset)
+            prov = (rule_provenance(req.loc, own, node=node, key=key, params=params) if own is not None
+                    else threshold_provenance(node, key, params, ruleset))
             observed = table[:, col]
             passed = _compare(observed, ">=", threshold)
             reasons = []
@@ -87,7 +88,7 @@ def veto_gates(ev, ns: NodeScores, mapping) -> list[GateResult]:
     node, n = ns.node, len(ev.clusters)
     out: list[GateResult] = []
     for veto in node.vetoes:
-        prov = rule_provenance(veto.loc)
+        prov = rule_provenance(veto.loc, veto.max_pos_frac)
         for marker in veto.markers:
             col = _panel_col(marker, mapping, ev)
             if col is None:
@@ -114,7 +115,7 @@ def veto_gates(ev, ns: NodeScores, mapping) -> list[GateResult]:
 def coverage_gate(ev, ns: NodeScores, params, ruleset) -> GateResult:
     node, n = ns.node, len(ev.clusters)
     threshold = ns.thresholds.min_coverage
-    prov = level_key_provenance(node, node.level, "min_coverage", params, ruleset)
+    prov = threshold_provenance(node, "min_coverage", params, ruleset)
     passed = _compare(ns.coverage, ">=", threshold)
     missing = f"; not in the panel: {', '.join(ns.missing)}" if ns.missing else ""
     reasons = []
@@ -132,7 +133,7 @@ def coverage_gate(ev, ns: NodeScores, params, ruleset) -> GateResult:
 def enrichment_gate(ev, ns: NodeScores, params, ruleset) -> GateResult:
     node, n = ns.node, len(ev.clusters)
     threshold = ns.thresholds.min_enrichment
-    prov = level_key_provenance(node, node.level, "min_enrichment", params, ruleset)
+    prov = threshold_provenance(node, "min_enrichment", params, ruleset)
     passed = _compare(ns.mean_enrichment, ">=", threshold)
     reasons = []
     for i in range(n):
@@ -146,7 +147,7 @@ def condition_gates(ev: ClusterEvidence, ns: NodeScores, mapping) -> list[GateRe
     node, n = ns.node, len(ev.clusters)
     out: list[GateResult] = []
     for cond in node.conditions:
-        prov = rule_provenance(cond.loc)
+        prov = rule_provenance(cond.loc, scope="node")
         text = cond.render()
         observed, threshold, passed, reasons = np.zeros(n), np.zeros(n), np.zeros(n, bool), []
         top_compare = isinstance(cond.expr, Compare)

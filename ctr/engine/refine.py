@@ -240,14 +240,13 @@ def _step(run: _Run, cluster: str, node: CellType | None, gate: str, subject: st
           threshold: float, passed: bool, key: str, reason: str) -> Step:
     """A trace row of kind ``refine``; ``key`` is the parameter that set the threshold, "plan" for
     a plan operation, "" for an outcome row."""
-    if key.startswith("refinement."):
-        prov = param_provenance(key, run.params, run.ruleset)
+    prov = param_provenance(key, run.params, run.ruleset) if key.startswith("refinement.") else None
+    loc = source = key
+    if prov is not None:
         loc, source = prov.rule_loc, prov.source
-    else:
-        loc = source = key
     return Step(cluster, node.level if node is not None else -1, node.path_str if node is not None else "",
                 node.name if node is not None else "", "refine", gate, subject, float(observed), op, float(threshold),
-                bool(passed), loc, source, reason)
+                bool(passed), loc, source, reason, **Step.provenance_columns(prov))
 
 
 # ---- the automatic policy -----------------------------------------------------------------

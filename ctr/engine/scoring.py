@@ -165,7 +165,7 @@ def score_node(
 ) -> NodeScores:
     """Coverage, enrichment, DE component, anti-marker penalty and score of ``node`` in every cluster."""
     scoring = params.scoring
-    lp = params.level(node.level, node.overrides)
+    lp = params.for_node(node)
     pos, cols, missing = resolved_columns(node.marker_names, mapping, ev)
     anti, anti_cols, anti_missing = resolved_columns(node.anti_names, mapping, ev)
     n_clusters = len(ev.clusters)

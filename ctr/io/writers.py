@@ -37,6 +37,7 @@ def write_run(result, run_dir: str | Path, *, adata=None, force: bool = False, e
         "name": result.ruleset.name,
         "source_file": result.ruleset.source_file,
         "sha256": result.ruleset.digest,
+        "stored_copy": result.ruleset.stored_sha256 is not None,
     }
     params["provenance"] = result.provenance
     params["tissue"] = result.provenance.get("tissue")

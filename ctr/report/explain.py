@@ -32,6 +32,10 @@ STOP_REASONS = {
     "cell_vote": "this cell descended below its cluster's label on its own vote (--unit cell)",
 }
 
+# the layers as a reader knows them
+LAYER_NAMES = {"cli": "the command line", "preset": "the preset", "tissue": "the tissue profile",
+               "ruleset": "the ruleset", "default": "the built-in defaults"}
+
 # The parameter a user changes to move a gate's threshold (requirement/veto thresholds live in the rule).
 GATE_PARAMETER = {
     "coverage": "min_coverage",
@@ -57,6 +61,20 @@ class GateResult:
     rule_loc: str
     param_source: str
     reason: str
+    scope: str = ""
+    shadowed_key: str = ""
+    shadowed_layer: str = ""
+    shadowed_value: float = math.nan
+
+    @property
+    def kept(self) -> str:
+        """When a more specific rule kept out a value a later, wider layer set: says so."""
+        if not self.shadowed_key:
+            return ""
+        owner = f"{self.cell_type}'" if self.cell_type.endswith("s") else f"{self.cell_type}'s"
+        whose = {"marker": "the marker's own rule", "node": f"{owner} own rule"}.get(self.scope, "a narrower rule")
+        return (f"; {whose} kept {format_number(self.threshold)} over {self.shadowed_key} = "
+                f"{format_number(self.shadowed_value)} from {LAYER_NAMES.get(self.shadowed_layer, self.shadowed_layer)}")
 
     @property
     def measure(self) -> str:
@@ -96,7 +114,7 @@ class GateResult:
         name = self.gate.replace("_", " ")
         what = f"{name} {self.measure}" if self.gate in ("requirement", "veto") else self.measure
         return (f"{what}: {value} {self.operator} {format_number(self.threshold)} {outcome}"
-                f" (rule {self.rule_loc or 'default'}, threshold from {self.param_source or 'default'})")
+                f" (rule {self.rule_loc or 'default'}, threshold from {self.param_source or 'default'}{self.kept})")
 
 
 @dataclass
@@ -110,6 +128,12 @@ class Candidate:
     @property
     def failed(self) -> list[GateResult]:
         return [g for g in self.gates if not g.passed]
+
+    @property
+    def shown(self) -> list[GateResult]:
+        """The gates an explanation lists: the failed ones, and any whose threshold a more specific
+        rule kept against a later layer's wider value."""
+        return [g for g in self.gates if not g.passed or g.shadowed_key]
 
 
 @dataclass
@@ -289,6 +313,10 @@ def _gate(rec) -> GateResult:
         rule_loc=str(getattr(rec, "rule_loc", "")),
         param_source=str(getattr(rec, "param_source", "")),
         reason=str(getattr(rec, "reason", "")),
+        scope=str(getattr(rec, "scope", "") or ""),
+        shadowed_key=str(getattr(rec, "shadowed_key", "") or ""),
+        shadowed_layer=str(getattr(rec, "shadowed_layer", "") or ""),
+        shadowed_value=_float(getattr(rec, "shadowed_value", math.nan)),
     )
 
 
@@ -460,7 +488,7 @@ def render_text(e: ClusterExplanation) -> str:
         for c in d.candidates:
             mark = "passed" if c.passed else "failed"
             lines.append(f"    - {c.cell_type} (score {format_number(c.score)}) {mark}")
-            for g in c.failed:
+            for g in c.shown:
                 lines.append(f"        {g.describe()}")
     if e.near_miss:
         lines.append(f"  near miss: {e.near_miss.sentence}")
@@ -479,7 +507,7 @@ def render_markdown(e: ClusterExplanation) -> str:
         lines += [f"### {level_heading(d)}", "", outcome_sentence(d), "",
                   "| cell type | score | result | failed gates |", "|---|---|---|---|"]
         for c in d.candidates:
-            failed = "<br>".join(g.describe().replace("|", "\\|") for g in c.failed) or ""
+            failed = "<br>".join(g.describe().replace("|", "\\|") for g in c.shown) or ""
             lines.append(f"| {c.cell_type} | {format_number(c.score)} | {'passed' if c.passed else 'failed'} | {failed} |")
         lines.append("")
     if e.near_miss:

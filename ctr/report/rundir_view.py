@@ -107,12 +107,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
 def _clean(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("cluster", "path", "parent", "annotation_path", "subject", "rule_loc", "cell_type",
                 "runner_up", "ambiguous_candidates", "vote_composition", "refinement_action", "failed_gates",
-                "root", "root_type", "reason", "gate", "kind", "param_source"):
+                "root", "root_type", "reason", "gate", "kind", "param_source", "param_key", "scope",
+                "shadowed_key", "shadowed_layer"):
         if col in frame.columns:
             frame[col] = frame[col].where(frame[col].notna(), "").astype(str)
     if "passed" in frame.columns and frame["passed"].dtype != bool:
         frame["passed"] = frame["passed"].astype(str).str.lower().isin(["true", "1", "yes"])
-    for col in ("observed", "threshold", "score", "confidence", "margin"):
+    for col in ("observed", "threshold", "score", "confidence", "margin", "shadowed_value"):
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame

@@ -137,6 +137,9 @@ class Ruleset(_Element):
     param_locs: dict[str, SourceLoc] = Field(default_factory=dict)
     roots: list[CellType] = Field(default_factory=list)
     meta: dict[str, str] = Field(default_factory=dict)
+    # set when this graph was compiled from the copy an earlier run stored (its checksum): the trace
+    # then cites the original file, which the user can compare by checksum
+    stored_sha256: str | None = None
 
     def walk(self) -> Iterator[CellType]:
         for root in self.roots:
@@ -179,7 +182,7 @@ class Ruleset(_Element):
     def canonical(self) -> dict:
         """The graph as plain data without source locations or source text: two rulesets
         that mean the same thing have equal canonical forms (the round-trip property)."""
-        data = self.model_dump(mode="json", exclude={"source_text", "source_file", "param_locs", "includes"})
+        data = self.model_dump(mode="json", exclude={"source_text", "source_file", "param_locs", "includes", "stored_sha256"})
         data["scoring"] = self.scoring.explicit()
         data["gating"] = self.gating.model_dump(mode="json", include=self.gating.model_fields_set)
         if "level_defaults" in data["gating"]:

@@ -1,19 +1,33 @@
 """Parameter blocks (scoring, gating, refinement) and their merging with provenance.
 
-Precedence, lowest first: built-in defaults < tissue profile < ruleset < per-node override < CLI.
-A *partial* block is the same model with only some fields set (``model_fields_set``); merging
-takes the set fields of each layer in order and remembers which layer each value came from.
+Two orders decide which value a threshold takes (docs/semantics.md, "Which value applies"):
+
+- **scope**, most specific first: a marker's own rule (``require M pos_frac >= x``) > a node
+  (a type's own ``min_coverage`` line, or ``gating.nodes.NAME`` from a parameter layer) > a level
+  (``gating.level_defaults.N``) > global (every other parameter);
+- **layer**, within one scope, latest wins: built-in default < tissue profile < ruleset <
+  preset < command line.
+
+The most specific scope that has a value wins, whatever layer a wider scope's value came from, so a
+level-wide tweak never undoes a type's deliberate rule. A *partial* block is the same model with
+only some fields set (``model_fields_set``); merging takes the set fields of each layer in order and
+remembers which layer each value came from.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctr.errors import ParameterError
 
-Source = Literal["default", "preset", "tissue", "ruleset", "node", "cli"]
+Layer = Literal["default", "tissue", "ruleset", "preset", "cli"]
+LAYERS: tuple[str, ...] = ("default", "tissue", "ruleset", "preset", "cli")  # lowest precedence first
+Scope = Literal["marker", "node", "level", "global"]
+Source = Layer  # the layer a value came from
+LEVEL_KEYS = ("min_coverage", "min_pos_frac", "min_enrichment", "min_gap")
 
 
 class _Block(BaseModel):
@@ -56,6 +70,8 @@ DEFAULT_LEVELS: dict[int, LevelParams] = {
 
 class GatingParams(_Block):
     level_defaults: dict[int, LevelParams] = Field(default_factory=dict)
+    # thresholds for one cell type, by name or " / "-joined path: {"Lymphatics": {"min_coverage": 0.5}}
+    nodes: dict[str, LevelParams] = Field(default_factory=dict)
     max_ambiguity: int = Field(3, ge=2, le=20)
     anti_penalty_hard_gate: float = Field(1.0, ge=0.0)
 
@@ -116,7 +132,7 @@ def parse_block(kind: str, data: dict[str, Any], origin: str) -> _Block:
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    if model is GatingParams and len(loc) > 1 and loc[0] == "level_defaults":
+    if model is GatingParams and len(loc) > 1 and loc[0] in ("level_defaults", "nodes"):
         return list(LevelParams.model_fields)
     return list(model.model_fields)
 
@@ -129,11 +145,11 @@ def merge(base: _Block, *overrides: _Block | None) -> _Block:
             continue
         for key in layer.model_fields_set:
             value = getattr(layer, key)
-            if key == "level_defaults":
-                levels = dict(out.level_defaults)
-                for lvl, block in value.items():
-                    levels[lvl] = levels[lvl].model_copy(update=block.explicit()) if lvl in levels else block
-                out.level_defaults = levels
+            if key in ("level_defaults", "nodes"):
+                table = dict(getattr(out, key))
+                for entry, block in value.items():
+                    table[entry] = table[entry].model_copy(update=block.explicit()) if entry in table else block
+                setattr(out, key, table)
             else:
                 setattr(out, key, value)
     return out
@@ -158,11 +174,39 @@ def level_params(gating: GatingParams, level: int, node_override: LevelParams | 
     return resolved
 
 
+@dataclass(frozen=True)
+class Setting:
+    """The value a threshold takes for one cell type, and where it came from.
+
+    ``key`` is the dotted parameter that set it ("gating.level_defaults.0.min_coverage",
+    "gating.nodes.Lymphatics.min_coverage"), empty for a number written in a marker's rule;
+    ``shadowed`` is a wider scope's value, set by a later layer, that this more specific one kept out.
+    """
+
+    value: float | None
+    key: str
+    layer: Layer
+    scope: Scope
+    shadowed: Setting | None = None
+
+    def keeping_out(self, wider: Setting) -> Setting:
+        """This setting, noting ``wider`` as shadowed when a later layer set it."""
+        if LAYERS.index(wider.layer) > LAYERS.index(self.layer):
+            return Setting(self.value, self.key, self.layer, self.scope, wider)
+        return self
+
+
+def node_key(path: tuple[str, ...]) -> str:
+    """How a cell type is named in ``gating.nodes`` keys: its path, " / "-joined."""
+    return " / ".join(path)
+
+
 class ResolvedParams(BaseModel):
     """Every parameter in force for a run, and which layer each explicitly set value came from.
 
     ``sources`` maps dotted keys ("scoring.anti_weight", "gating.level_defaults.1.min_gap",
-    "refinement.min_cells") to the layer that set them; keys not listed are built-in defaults.
+    "gating.nodes.Lymphatics.min_coverage", "refinement.min_cells") to the layer that set them;
+    keys not listed are built-in defaults.
     """
 
     scoring: ScoringParams = Field(default_factory=ScoringParams)
@@ -173,33 +217,67 @@ class ResolvedParams(BaseModel):
     def source_of(self, key: str) -> Source:
         return self.sources.get(key, "default")
 
-    def level(self, level: int, node_override: LevelParams | None = None) -> LevelParams:
-        """Thresholds at ``level`` with a node's override applied; values given on the command
-        line still win over the node (precedence: ... < per-node override < CLI)."""
-        resolved = level_params(self.gating, level, node_override)
-        if node_override is None or not node_override.model_fields_set:
-            return resolved
-        base = level_params(self.gating, level)
-        cli = {k: getattr(base, k) for k in node_override.model_fields_set if self.level_source(level, k) == "cli"}
-        return resolved.model_copy(update=cli) if cli else resolved
+    def setting(self, key: str) -> Setting:
+        """A global-scope parameter such as ``gating.anti_penalty_hard_gate``."""
+        kind, name = key.split(".", 1)
+        return Setting(getattr(getattr(self, kind), name), key, self.source_of(key), "global")
 
-    def level_key_source(self, level: int, key: str, node_override: LevelParams | None = None) -> Source:
-        """Which layer decided ``key`` at ``level`` for a node with ``node_override``."""
-        source = self.level_source(level, key)
-        if node_override is not None and key in node_override.model_fields_set and source != "cli":
-            return "node"
-        return source
+    def level_setting(self, level: int, key: str) -> Setting:
+        """``key`` of the level table entry used at ``level`` (a level deeper than any defined uses
+        the deepest defined)."""
+        table = level_table(self.gating)
+        used = level if level in table else max(k for k in table if k <= level)
+        dotted = f"gating.level_defaults.{used}.{key}"
+        return Setting(getattr(table[used], key), dotted, self.source_of(dotted), "level")
+
+    def node_setting(self, node, key: str) -> Setting | None:
+        """The node-scope value of ``key`` for ``node`` (anything with ``path`` and ``overrides``):
+        the type's own line in the ruleset, or a ``gating.nodes`` entry naming it; the latest layer
+        wins. None when no layer set it for this node."""
+        best: Setting | None = None
+        own = getattr(node.overrides, key, None) if node.overrides is not None else None
+        if own is not None:
+            best = Setting(own, f"gating.nodes.{node_key(node.path)}.{key}", "ruleset", "node")
+        for name in self.node_entries(node.path):
+            value = getattr(self.gating.nodes[name], key)
+            if value is None:
+                continue
+            dotted = f"gating.nodes.{name}.{key}"
+            layer = self.source_of(dotted)
+            if best is None or LAYERS.index(layer) >= LAYERS.index(best.layer):
+                best = Setting(value, dotted, layer, "node")
+        return best
+
+    def node_entries(self, path: tuple[str, ...]) -> list[str]:
+        """The ``gating.nodes`` keys that name the cell type at ``path`` (its name or its path)."""
+        from ctr.rules.model import split_path
+
+        return [name for name in self.gating.nodes if name == path[-1] or split_path(name) == tuple(path)]
+
+    def threshold(self, node, key: str) -> Setting:
+        """The level threshold ``key`` for ``node``: its node scope when any layer set one there,
+        else its level's; a later layer's level value that the node kept out is ``shadowed``."""
+        level = self.level_setting(node.level, key)
+        own = self.node_setting(node, key)
+        return own.keeping_out(level) if own is not None else level
+
+    def for_node(self, node) -> LevelParams:
+        """All four level thresholds in force for ``node``."""
+        return LevelParams(**{key: self.threshold(node, key).value for key in LEVEL_KEYS})
+
+    def level(self, level: int) -> LevelParams:
+        """The thresholds of ``level`` before any node's own values."""
+        return level_params(self.gating, level)
 
     def level_source(self, level: int, key: str) -> Source:
         """Which layer set ``key`` of the level table entry used at ``level``."""
-        table = level_table(self.gating)
-        used = level if level in table else max(k for k in table if k <= level)
-        return self.source_of(f"gating.level_defaults.{used}.{key}")
+        return self.level_setting(level, key).layer
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the full values plus the provenance of every explicitly set key."""
         gating = self.gating.model_dump(mode="json")
         gating["level_defaults"] = {str(k): v.model_dump() for k, v in sorted(level_table(self.gating).items())}
+        gating["nodes"] = {name: block.explicit() for name, block in self.gating.nodes.items()}
         return {
             "scoring": self.scoring.model_dump(mode="json"),
             "gating": gating,
@@ -211,9 +289,9 @@ class ResolvedParams(BaseModel):
 def _flat_keys(kind: str, block: _Block) -> list[str]:
     keys = []
     for key in block.model_fields_set:
-        if key == "level_defaults":
-            for lvl, lp in getattr(block, key).items():
-                keys += [f"{kind}.level_defaults.{lvl}.{k}" for k in lp.model_fields_set]
+        if key in ("level_defaults", "nodes"):
+            for entry, lp in getattr(block, key).items():
+                keys += [f"{kind}.{key}.{entry}.{k}" for k in lp.model_fields_set]
         else:
             keys.append(f"{kind}.{key}")
     return keys
@@ -224,7 +302,7 @@ def resolve_params(layers: list[tuple[Source, dict[str, _Block | None]]]) -> Res
 
     ``layers`` is e.g. ``[("tissue", {"scoring": ..., "gating": ...}), ("ruleset", {...}),
     ("cli", {...})]``; each block is a partial model (only set fields apply). Built-in defaults
-    are the base. Per-node overrides are applied later, node by node, by the engine.
+    are the base. A node's own values are looked up per node (:meth:`ResolvedParams.threshold`).
     """
     out = ResolvedParams()
     for source, blocks in layers:
@@ -235,3 +313,27 @@ def resolve_params(layers: list[tuple[Source, dict[str, _Block | None]]]) -> Res
             for key in _flat_keys(kind, block):
                 out.sources[key] = source
     return out
+
+
+def check_node_entries(params: ResolvedParams, ruleset) -> None:
+    """Every ``gating.nodes`` entry must name exactly one cell type of ``ruleset`` (by name, or by
+    path when the name is used in several branches)."""
+    from ctr.diagnostics import did_you_mean
+
+    nodes = list(ruleset.walk())
+    for name in params.gating.nodes:
+        hits = [n for n in nodes if name in params.node_entries(n.path)]
+        layer = params.source_of(next(iter(k for k in params.sources if k.startswith(f"gating.nodes.{name}.")), ""))
+        where = {"cli": "--gating-params", "ruleset": f"ruleset {ruleset.name}"}.get(layer, f"{layer} parameters")
+        if not hits:
+            names = list(dict.fromkeys(n.name for n in nodes))
+            raise ParameterError(
+                f"{where}: gating.nodes names cell type '{name}', which ruleset '{ruleset.name}' does not have"
+                f"{did_you_mean(name, names)}; valid names: {', '.join(names)}"
+            )
+        if len(hits) > 1:
+            paths = [node_key(n.path) for n in hits]
+            raise ParameterError(
+                f"{where}: gating.nodes name '{name}' is used by {len(hits)} cell types; name one by its path: "
+                + ", ".join(f"'{p}'" for p in paths)
+            )
