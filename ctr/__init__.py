@@ -7,13 +7,14 @@ The notebook API::
     result = ctr.annotate(adata, ruleset, cluster_key="louvain", layer="raw")
     result.clusters            # one row per cluster: label, path, confidence, stop reason
     result.trace               # one row per gate evaluation, citing the rule that decided
+    ctr.evaluate(result, adata.obs["bulk_labels"]).overall   # accuracy against reference labels
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "annotate", "load_ruleset", "AnnotationResult", "write_run"]
+__all__ = ["__version__", "annotate", "evaluate", "load_ruleset", "AnnotationResult", "write_run"]
 
 
 def __getattr__(name: str):
@@ -26,4 +27,8 @@ def __getattr__(name: str):
         from ctr import api
 
         return getattr(api, name)
+    if name == "evaluate":
+        from ctr.evaluation_io import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'ctr' has no attribute {name!r}")

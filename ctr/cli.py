@@ -103,6 +103,20 @@ def _cmd_diff(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from ctr.evaluation_io import evaluate_run
+    from ctr.report.evaluation import summary_text
+
+    result, written = evaluate_run(args.run_dir, args.truth, mapping=args.mapping, level=args.level,
+                                   cluster_key=args.cluster_key)
+    for diag in result.diagnostics:
+        print(diag.header() + (f" (hint: {diag.hint})" if diag.hint else ""), file=sys.stderr)
+    print(summary_text(result.overall, result.per_class, truth=f"obs['{args.truth}']",
+                       unmatched=result.unmatched_truth, unused=result.unused_mapping_keys))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def _cmd_rulesets(args) -> int:
     from ctr.ruleset_commands import list_catalogue
 
@@ -169,6 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.set_defaults(func=_cmd_diff)
+
+    p = sub.add_parser(
+        "evaluate", help="accuracy of a run against reference labels in obs (writes RUN_DIR/evaluation.csv)",
+        description="Compare each cell's label in RUN_DIR/output.h5ad with a reference label column: accuracy, "
+        "macro-F1, per-class precision and recall, confusion matrix, unassigned share, the cluster oracle (each "
+        "cluster given its majority reference label) and the gap to it. A label above the reference's cell type "
+        "(a correct ancestor) is counted apart from a wrong one. Writes evaluation.csv, evaluation_confusion.csv "
+        "and evaluation.json into RUN_DIR and adds an Accuracy section to report.html.",
+        epilog="Docs: docs/evaluate.md.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of `ctr annotate` (with output.h5ad)")
+    p.add_argument("--truth", required=True, metavar="OBS_KEY", help="obs column with the reference labels")
+    p.add_argument("--mapping", metavar="MAP.yaml",
+                   help="reference label -> ruleset cell type (a name, a 'Root / Child' path, a list of names, or null "
+                        "to leave those cells out); unlisted labels are matched by name, ignoring case")
+    p.add_argument("--level", type=int, metavar="N", help="compare at ruleset depth N (0 = the root types): labels and "
+                   "mapped cell types are cut to that depth")
+    p.add_argument("--cluster-key", metavar="K", help="obs column of clusters for the oracle (default: the run's final "
+                   "clusters, ctr_cluster)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("rulesets", help="list the built-in rulesets and tissue profiles")
     p.set_defaults(func=_cmd_rulesets)

@@ -3,7 +3,7 @@
 Every code a user can see is registered in :data:`CODES` with its default severity and a
 one-line title; ``docs/errors.md`` documents each one with cause and fix.
 Code ranges: CTR1xx syntax, CTR2xx ruleset structure, CTR3xx panel checks,
-CTR4xx parameters, CTR5xx input data, CTR6xx run directory and outputs.
+CTR4xx parameters, CTR5xx input data, CTR6xx run directory and outputs, CTR7xx evaluation.
 """
 
 from __future__ import annotations

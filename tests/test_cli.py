@@ -31,7 +31,7 @@ def digest(path) -> str:
 
 
 def test_help_for_every_command(capsys):
-    for command in ["annotate", "lint-ruleset", "export-markers", "explain", "report", "diff", "rulesets", "demo"]:
+    for command in ["annotate", "lint-ruleset", "export-markers", "explain", "report", "diff", "evaluate", "rulesets", "demo"]:
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
         assert exc.value.code == 0

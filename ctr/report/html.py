@@ -52,6 +52,9 @@ def render_report(run: RunDir) -> str:
         _embedding(run, colours),
         _cards(run, explanations, colours),
     ]
+    accuracy = _accuracy(run)
+    if accuracy:
+        sections.insert(1, accuracy)
     title = f"ctr report: {run.path.name}"
     css = files("ctr.report").joinpath("report.css").read_text(encoding="utf-8")
     js = files("ctr.report").joinpath("report.js").read_text(encoding="utf-8")
@@ -97,7 +100,8 @@ def _toc(run: RunDir, explanations: list[ClusterExplanation]) -> str:
     options = lambda values: "".join(f"<option value=\"{escape(v)}\">{escape(v)}</option>" for v in values)  # noqa: E731
     return (
         "<nav class=\"toc\"><div class=\"brand\">ctr report<small>" + escape(run.path.name) + "</small></div>"
-        "<h2>Contents</h2><ul><li><a href=\"#summary\">Summary</a></li><li><a href=\"#hierarchy\">Hierarchy</a></li>"
+        "<h2>Contents</h2><ul><li><a href=\"#summary\">Summary</a></li>"
+        + ("<li><a href=\"#accuracy\">Accuracy</a></li>" if _has_evaluation(run) else "") + "<li><a href=\"#hierarchy\">Hierarchy</a></li>"
         "<li><a href=\"#evidence\">Marker evidence</a></li><li><a href=\"#embedding\">Embedding</a></li>"
         "<li><a href=\"#clusters\">Clusters</a></li></ul>"
         "<h2>Filter clusters</h2>"
@@ -155,6 +159,23 @@ def _summary(run: RunDir, colours: dict[str, str]) -> str:
         f"<h3>Confidence</h3>{conf_img}</div></div>"
         f"{_parameters(run)}</section>"
     )
+
+
+def _has_evaluation(run: RunDir) -> bool:
+    from ctr.evaluation_io import CONFUSION_CSV, EVALUATION_CSV
+
+    return (run.path / EVALUATION_CSV).is_file() and (run.path / CONFUSION_CSV).is_file()
+
+
+def _accuracy(run: RunDir) -> str:
+    """The "Accuracy" section, when `ctr evaluate` has written an evaluation into the run."""
+    if not _has_evaluation(run):
+        return ""
+    from ctr.evaluation_io import read_evaluation
+    from ctr.report.evaluation import evaluation_section
+
+    evaluation = read_evaluation(run.path)
+    return evaluation_section(*evaluation) if evaluation is not None else ""
 
 
 def _plausibility(run: RunDir, cells: pd.Series) -> str:
