@@ -8,6 +8,7 @@ CTR4xx parameters, CTR5xx input data, CTR6xx run directory and outputs, CTR7xx e
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +38,7 @@ class SourceLoc(BaseModel):
         return ":".join(parts)
 
 
+@functools.lru_cache(maxsize=256)  # one resolve per file, not one per diagnostic
 def display_path(file: str) -> str:
     """How a file is shown in messages: built-in rulesets as ``rulesets/NAME.ctr`` (wherever the
     package is installed), user files as given."""
@@ -48,6 +50,21 @@ def display_path(file: str) -> str:
         return str(Path("rulesets") / Path(file).resolve().relative_to(rulesets_dir().resolve()))
     except (ValueError, OSError):
         return file
+
+
+EXCERPT_WIDTH = 160  # characters of a source line shown under a diagnostic
+
+
+@functools.lru_cache(maxsize=8)  # str hashes are cached, so a 2 MB source is split once, not per diagnostic
+def _lines(source: str) -> list[str]:
+    return source.splitlines()
+
+
+def preview_names(names, limit: int = 10) -> str:
+    """The first ``limit`` names, comma-joined, then how many more: messages stay short for any input."""
+    names = [str(n) for n in names]
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 # code -> (default severity, title). Modules register their codes here, nowhere else.
@@ -82,13 +99,19 @@ class Diagnostic:
         """The header, a caret excerpt of the source line when ``source`` is given, and the hint."""
         lines = [self.header()]
         if source is not None and self.loc is not None and self.loc.line:
-            text_lines = source.splitlines()
+            text_lines = _lines(source)
             if 0 < self.loc.line <= len(text_lines):
                 text = text_lines[self.loc.line - 1]
                 col = max((self.loc.column or 1) - 1, 0)
                 width = 1
                 if self.loc.end_line == self.loc.line and self.loc.end_column:
                     width = max(self.loc.end_column - col, 1)
+                if len(text) > EXCERPT_WIDTH:  # a window around the column, not a 1 MB line per diagnostic
+                    start = max(0, col - EXCERPT_WIDTH // 2)
+                    cut = "..." if start + EXCERPT_WIDTH < len(text) else ""
+                    text = ("..." if start else "") + text[start:start + EXCERPT_WIDTH] + cut
+                    col = col - start + (3 if start else 0)
+                    width = min(width, EXCERPT_WIDTH)
                 gutter = f"{self.loc.line:>4} | "
                 lines.append(gutter + text)
                 lines.append(" " * (len(gutter) + col) + "^" * width)

@@ -781,3 +781,52 @@ def test_non_utf8_file_in_a_run_directory_is_a_located_error(name, ok_h5ad, tmp_
     for command in (["explain", run], ["report", run]):
         code, err = _cli(capsys, *command)
         assert code == 1 and f"{path}: the" in err and "not UTF-8 text" in err and "internal error" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded cost: linear in the input (the figures are in benchmarks/bench_lint.py; no timing here)
+
+
+def test_lint_of_100000_markers_on_one_line_is_linear():
+    from ctr.diagnostics import SourceLoc
+    from ctr.rules.lint import LintReport, lint
+    from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset
+
+    n = 100_000
+    names = [f"MK{i}" for i in range(n)]
+    line = "  markers " + ", ".join(names)
+    source = f'ruleset huge\ntype "Many" {{\n{line}\n}}\n'
+    cols, col = [], len("  markers ") + 1
+    for name in names:
+        cols.append(col)
+        col += len(name) + 2
+    loc = SourceLoc(file="huge.ctr", line=2, column=1)
+    many = CellType(name="Many", path=("Many",), loc=loc,
+                    markers=[MarkerRef(name=m, loc=SourceLoc(file="huge.ctr", line=3, column=c)) for m, c in zip(names, cols)],
+                    requires=[Requirement(marker=f"R{i}", min_pos_frac=0.5) for i in range(1000)])
+    t_cells = CellType(name="T", path=("T",), markers=[MarkerRef(name="CD3")])
+    ruleset = Ruleset(name="huge", source_file="huge.ctr", source_text=source, roots=[many, t_cells])
+    panel = ["KM0", "CD3"] + [f"P{i}" for i in range(40)]
+    diags = lint(ruleset, panel)
+    missing = [d for d in diags if d.code == "CTR300" and "'MK" in d.message]
+    assert len(missing) == n and missing[-1].loc.column == cols[-1]  # located at its own name
+    assert "did you mean 'KM0'" in missing[0].message  # the first names still get suggestions
+    assert sum(d.code == "CTR252" for d in diags) == 1000
+    text = LintReport(target="huge.ctr", diagnostics=diags, sources={"huge.ctr": source}, ruleset=ruleset).format_text()
+    assert max(len(row) for row in text.splitlines()) < 400  # an excerpt of the long line, not the line
+    assert any(row.startswith("   3 | ...") and row.endswith(", MK99999") for row in text.splitlines())
+
+
+def test_10000_gating_level_keys_resolve_linearly(ok_h5ad, tmp_path, ruleset, capsys):
+    from ctr.rules.params import GatingParams, level_params
+
+    levels = {str(i): {"min_coverage": round(i / 20_000, 6)} for i in range(10_000)}
+    gating = GatingParams.model_validate({"level_defaults": {"0": {"min_gap": 0.5}, "9999": {"min_pos_frac": 0.9}}})
+    assert level_params(gating, 5000).min_pos_frac == 0.15  # deeper than 2 and not given: level 2's value
+    assert level_params(gating, 12_000).min_pos_frac == 0.9  # the deepest given level holds below it
+    params = tmp_path / "levels.json"
+    params.write_text(json.dumps({"level_defaults": levels}))
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--gating-params", f"@{params}", ruleset=ruleset)
+    assert code == 0, err
+    written = json.loads((tmp_path / "run" / "params.json").read_text())["gating"]["level_defaults"]
+    assert len(written) == 10_000 and written["9999"]["min_coverage"] == 0.49995

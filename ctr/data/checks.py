@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ctr.diagnostics import Diagnostic, register
+from ctr.diagnostics import Diagnostic, preview_names, register
 
 EMPTY_DATA = register("CTR501", "error", "the input has no cells or no markers")
 DUPLICATE_MARKERS = register("CTR502", "error", "duplicate marker names")
@@ -36,12 +36,6 @@ SMALL_NEGATIVE_SHARE = 0.05  # negatives within 5% of the maximum: noise around 
 CENTRED_NEGATIVE_SHARE = 0.25  # a quarter of the values below zero: centred (z-scored) data
 RAW_INTENSITY_MAX = 1000.0
 _SCALED_LAYER = re.compile(r"z[-_ ]?scor|scaled|standardi[sz]ed|^std$|_std$", re.IGNORECASE)
-
-
-def _preview(names: Sequence, limit: int = 10) -> str:
-    names = [str(n) for n in names]
-    shown = ", ".join(names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _values(matrix) -> np.ndarray:
@@ -107,7 +101,7 @@ def check_var_names(var_names: Sequence, *, layer_name: str) -> list[Diagnostic]
     if not names.has_duplicates:
         return []
     dups = list(dict.fromkeys(names[names.duplicated()]))
-    return [Diagnostic(DUPLICATE_MARKERS, f"layer '{layer_name}': marker names occur more than once: {_preview(dups)}",
+    return [Diagnostic(DUPLICATE_MARKERS, f"layer '{layer_name}': marker names occur more than once: {preview_names(dups)}",
                        hint="make them unique first: adata.var_names_make_unique(), or drop the repeated columns")]
 
 
@@ -135,7 +129,7 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
         hit = [f"{names[i]} ({int(bad[i])})" for i in np.flatnonzero(bad)]
         diags.append(Diagnostic(
             NON_FINITE,
-            f"{where}: {int(bad.sum())} NaN/infinite values in {len(hit)} markers: {_preview(hit)}; "
+            f"{where}: {int(bad.sum())} NaN/infinite values in {len(hit)} markers: {preview_names(hit)}; "
             "they count as missing in the statistics (never positive)",
             hint="impute or drop these cells if the markers matter for annotation"))
 
@@ -194,7 +188,7 @@ def check_clusters(labels) -> list[Diagnostic]:
         empty = [str(c) for c in sizes.index[sizes.to_numpy() == 0]]
         if empty:
             diags.append(Diagnostic(EMPTY_CATEGORIES,
-                                    f"cluster column has {len(empty)} categories without cells, ignored: {_preview(empty)}"))
+                                    f"cluster column has {len(empty)} categories without cells, ignored: {preview_names(empty)}"))
         series = series.astype(str)
     sizes = series.astype(str).value_counts()
     sizes = sizes[sizes > 0]
@@ -205,6 +199,6 @@ def check_clusters(labels) -> list[Diagnostic]:
     singletons = sorted(str(c) for c in sizes.index[sizes.to_numpy() == 1])
     if singletons and len(sizes) > 1:
         diags.append(Diagnostic(SINGLETON_CLUSTERS,
-                                f"{len(singletons)} clusters have a single cell: {_preview(singletons)}",
+                                f"{len(singletons)} clusters have a single cell: {preview_names(singletons)}",
                                 hint="statistics on one cell are fragile; consider merging them or a lower --resolution"))
     return diags

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, register
+from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names, register
 from ctr.rules.expr import markers_in
 from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
@@ -40,15 +40,34 @@ ALIAS_SHADOWS = register("CTR305", "warning", "alias joins names the panel has a
 SAME_PANEL_MARKER = register("CTR306", "warning", "two markers of one cell type resolve to the same panel marker")
 
 
+SUGGESTION_BUDGET = 200_000  # names compared by "did you mean" searches in one lint, all together
+
+
+class _Suggest:
+    """``did_you_mean_marker`` until ``budget`` candidate names have been compared, so that linting
+    100,000 misspelt markers against a 30,000-gene panel stays linear (the first suggestions are the
+    useful ones)."""
+
+    def __init__(self, budget: int = SUGGESTION_BUDGET):
+        self.budget = budget
+
+    def __call__(self, name: str, candidates) -> str:
+        self.budget -= len(candidates)
+        return did_you_mean_marker(name, candidates) if self.budget >= 0 else ""
+
+
 def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnostic]:
-    """Every structural problem of ``ruleset``, plus panel problems when ``panel`` is given."""
+    """Every structural problem of ``ruleset``, plus panel problems when ``panel`` is given.
+
+    The cost is linear in the size of the ruleset plus the panel."""
     out: list[Diagnostic] = []
+    suggest = _Suggest()
     for node in ruleset.walk():
-        out += _check_node(node)
+        out += _check_node(node, suggest)
     out += _check_aliases(ruleset)
-    out += _check_thresholds(ruleset)
+    out += _check_thresholds(ruleset, suggest)
     if panel is not None:
-        out += _check_panel(ruleset, list(panel))
+        out += _check_panel(ruleset, list(panel), _Suggest())  # its own budget: the panel's names are the useful ones
     return out
 
 
@@ -56,7 +75,7 @@ def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnosti
 # structure
 
 
-def _check_node(node: CellType) -> list[Diagnostic]:
+def _check_node(node: CellType, suggest: _Suggest) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     where = f"cell type '{node.path_str}'"
     positives = set(node.marker_names)
@@ -103,7 +122,7 @@ def _check_node(node: CellType) -> list[Diagnostic]:
                 Diagnostic(
                     REQUIRE_UNLISTED,
                     f"requirement on '{req.marker}', which is not among the markers of {where}"
-                    + did_you_mean_marker(req.marker, positives),
+                    + suggest(req.marker, positives),
                     req.loc or node.loc,
                     hint=f"add '{req.marker}' to the `markers` of this type, or fix the name",
                 )
@@ -124,7 +143,7 @@ def _check_node(node: CellType) -> list[Diagnostic]:
                     Diagnostic(
                         VETO_UNLISTED,
                         f"veto on '{marker}', which is not an anti-marker of {where}"
-                        + did_you_mean_marker(marker, antis),
+                        + suggest(marker, antis),
                         veto.loc or node.loc,
                         hint=f"add '{marker}' to the `anti` markers of this type so its score reflects it too",
                     )
@@ -137,7 +156,7 @@ def _check_node(node: CellType) -> list[Diagnostic]:
                     Diagnostic(
                         CONDITION_UNLISTED,
                         f"condition `{cond.render()}` uses '{marker}', which {where} does not list"
-                        + did_you_mean_marker(marker, mentioned),
+                        + suggest(marker, mentioned),
                         cond.loc or node.loc,
                         hint=f"check the name, or list '{marker}' in `markers` or `anti`",
                     )
@@ -177,7 +196,7 @@ def _rule_markers(ruleset: Ruleset) -> set[str]:
     return used
 
 
-def _check_thresholds(ruleset: Ruleset) -> list[Diagnostic]:
+def _check_thresholds(ruleset: Ruleset, suggest: _Suggest) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     used = _rule_markers(ruleset)
     seen: dict[str, SourceLoc | None] = {}
@@ -196,7 +215,7 @@ def _check_thresholds(ruleset: Ruleset) -> list[Diagnostic]:
             out.append(
                 Diagnostic(
                     THRESHOLD_UNUSED,
-                    f"threshold on '{thr.marker}', which no cell type uses" + did_you_mean_marker(thr.marker, used),
+                    f"threshold on '{thr.marker}', which no cell type uses" + suggest(thr.marker, used),
                     thr.loc,
                     hint="fix the marker name, or remove the threshold",
                 )
@@ -208,28 +227,26 @@ def _check_thresholds(ruleset: Ruleset) -> list[Diagnostic]:
 # panel
 
 
-def _first_loc(ruleset: Ruleset, marker: str) -> SourceLoc | None:
-    """Where a marker is first mentioned (for a diagnostic about the marker itself)."""
+def _first_locs(ruleset: Ruleset) -> dict[str, SourceLoc | None]:
+    """Where each marker is first mentioned (for a diagnostic about the marker itself), in one pass."""
+    out: dict[str, SourceLoc | None] = {}
     for node in ruleset.walk():
         for ref in node.markers + node.anti:
-            if ref.name == marker:
-                return ref.loc or node.loc
+            out.setdefault(ref.name, ref.loc or node.loc)
         for req in node.requires:
-            if req.marker == marker:
-                return req.loc or node.loc
+            out.setdefault(req.marker, req.loc or node.loc)
         for veto in node.vetoes:
-            if marker in veto.markers:
-                return veto.loc or node.loc
+            for marker in veto.markers:
+                out.setdefault(marker, veto.loc or node.loc)
         for cond in node.conditions:
-            if marker in markers_in(cond.expr):
-                return cond.loc or node.loc
+            for marker in markers_in(cond.expr):
+                out.setdefault(marker, cond.loc or node.loc)
     for thr in ruleset.thresholds:
-        if thr.marker == marker:
-            return thr.loc
-    return None
+        out.setdefault(thr.marker, thr.loc)
+    return out
 
 
-def _check_panel(ruleset: Ruleset, panel: list[str]) -> list[Diagnostic]:
+def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     res = resolve_markers(ruleset, panel)
     if not res.mapping:
@@ -237,19 +254,20 @@ def _check_panel(ruleset: Ruleset, panel: list[str]) -> list[Diagnostic]:
             Diagnostic(
                 NO_OVERLAP,
                 f"none of the {len(res.missing)} markers of ruleset '{ruleset.name}' is in the panel "
-                f"({len(panel)} names, e.g. {', '.join(panel[:5])})",
+                f"({len(panel)} names, e.g. {preview_names(panel[:5])})",
                 ruleset.loc,
                 hint="check that the panel is the right file (genes vs proteins?), or add `alias` lines",
             )
         )
         return out
+    first_loc = _first_locs(ruleset)
     for marker in res.missing:
         out.append(
             Diagnostic(
                 PANEL_MISSING,
-                f"marker '{marker}' is not in the panel" + did_you_mean_marker(marker, panel)
+                f"marker '{marker}' is not in the panel" + suggest(marker, panel)
                 + (f"; {marker} is {note_for(marker)}" if note_for(marker) else ""),
-                _first_loc(ruleset, marker),
+                first_loc.get(marker),
                 hint="fix the name, add an `alias` to the panel's name, or drop the marker if the panel lacks it",
             )
         )
@@ -290,7 +308,7 @@ def _check_node_panel(ruleset: Ruleset, node: CellType, mapping: dict[str, str],
                     NEVER_COVERED,
                     f"{where} can never be assigned: only {len(resolved)} of its {len(positives)} markers are in "
                     f"the panel (coverage at most {best:.2f} < min_coverage {params.min_coverage:.2f}); "
-                    f"missing: {', '.join(absent)}",
+                    f"missing: {preview_names(absent)}",
                     node.loc,
                     hint="replace the missing markers with ones the panel measures, or lower `min_coverage` on this type",
                 )
@@ -336,7 +354,7 @@ def _check_siblings(siblings: list[CellType], mapping: dict[str, str]) -> list[D
                 Diagnostic(
                     INDISTINGUISHABLE,
                     f"'{node.name}' and '{other.name}' have the same markers in this panel "
-                    f"({', '.join(sorted(key))}), so only anti-markers and rules can tell them apart",
+                    f"({preview_names(sorted(key))}), so only anti-markers and rules can tell them apart",
                     node.loc,
                     hint="add a marker the panel measures that is specific to one of them",
                 )

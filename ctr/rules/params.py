@@ -16,10 +16,11 @@ remembers which layer each value came from.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from ctr.errors import ParameterError
 
@@ -72,6 +73,7 @@ class GatingParams(_Block):
     level_defaults: dict[int, LevelParams] = Field(default_factory=dict)
     # thresholds for one cell type, by name or " / "-joined path: {"Lymphatics": {"min_coverage": 0.5}}
     nodes: dict[str, LevelParams] = Field(default_factory=dict)
+    _level_cache: Any = PrivateAttr(default=None)  # see _levels
     max_ambiguity: int = Field(3, ge=2, le=20)
     anti_penalty_hard_gate: float = Field(1.0, ge=0.0)
 
@@ -156,19 +158,41 @@ def merge(base: _Block, *overrides: _Block | None) -> _Block:
 
 
 def level_table(gating: GatingParams) -> dict[int, LevelParams]:
-    """The built-in level table with the user's level_defaults merged in, level by level."""
+    """The built-in level table with the user's level_defaults merged in, level by level (read-only:
+    it is built once per ``level_defaults`` and shared)."""
+    return _levels(gating)[0]
+
+
+def _levels(gating: GatingParams) -> tuple[dict[int, LevelParams], list[int]]:
+    """The level table and its sorted levels, cached on ``gating`` until its ``level_defaults`` is
+    replaced (the engine asks for it once per node and cluster; 10,000 user levels must stay cheap)."""
+    cached = gating._level_cache
+    if cached is not None and cached[0] is gating.level_defaults:
+        return cached[1], cached[2]
     table = {lvl: block.model_copy() for lvl, block in DEFAULT_LEVELS.items()}
-    for lvl, block in gating.level_defaults.items():
-        base = table.get(lvl) or table[max(k for k in table if k < lvl)]
-        table[lvl] = base.model_copy(update=block.explicit())
-    return table
+    previous = None
+    for lvl in sorted(set(table) | set(gating.level_defaults)):
+        # an undefined level starts from the nearest shallower one, as level_params does
+        base = table.get(lvl) or table[previous]
+        block = gating.level_defaults.get(lvl)
+        if block is not None:
+            table[lvl] = base.model_copy(update=block.explicit())
+        previous = lvl
+    levels = sorted(table)
+    gating._level_cache = (gating.level_defaults, table, levels)
+    return table, levels
+
+
+def level_entry(gating: GatingParams, level: int) -> int:
+    """The level table entry that holds for ``level``: itself, else the deepest defined level above it."""
+    levels = _levels(gating)[1]
+    return levels[max(0, bisect.bisect_right(levels, level) - 1)]
 
 
 def level_params(gating: GatingParams, level: int, node_override: LevelParams | None = None) -> LevelParams:
     """The complete thresholds at ``level`` (a level deeper than any defined uses the deepest defined),
     with a node's own override applied on top."""
-    table = level_table(gating)
-    resolved = table[level] if level in table else table[max(k for k in table if k <= level)]
+    resolved = level_table(gating)[level_entry(gating, level)]
     if node_override is not None:
         resolved = resolved.model_copy(update=node_override.explicit())
     return resolved
@@ -226,7 +250,7 @@ class ResolvedParams(BaseModel):
         """``key`` of the level table entry used at ``level`` (a level deeper than any defined uses
         the deepest defined)."""
         table = level_table(self.gating)
-        used = level if level in table else max(k for k in table if k <= level)
+        used = level_entry(self.gating, level)
         dotted = f"gating.level_defaults.{used}.{key}"
         return Setting(getattr(table[used], key), dotted, self.source_of(dotted), "level")
 
