@@ -11,8 +11,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pathlib import Path
+
 from ctr import __version__
-from ctr.errors import CtrError
+from ctr.errors import CtrError, UsageError
+
+IMPORT_TOOLS = ("garnett", "celesta", "scyan", "scimap", "astir")  # ctr.lang.importers.TOOLS, without importing it here
+EXPORT_TARGETS = ("garnett", "scimap", "celesta", "scyan", "ct-ref")
 
 EPILOG = "Docs: docs/cli.md. Every error names what is wrong and what would be valid; --debug shows tracebacks."
 
@@ -76,10 +81,33 @@ def _cmd_lint(args) -> int:
 def _cmd_export(args) -> int:
     from ctr.lang import export_ruleset, load_ruleset
 
+    if args.to:
+        from ctr.interop_commands import export_markers
+
+        if args.format:
+            raise UsageError("--format and --to are alternatives: --to writes another tool's format")
+        done = export_markers(args.ruleset, args.to, args.output, force=args.force)
+        print(done.format_report(), file=sys.stderr)
+        print(f"wrote {done.output} ({done.ruleset.cell_type_count} cell types as {args.to})")
+        return 0
+    from ctr.interop_commands import _refuse_overwrite
+
+    _refuse_overwrite(Path(args.output), args.force)
     ruleset = load_ruleset(args.ruleset)
     path = export_ruleset(ruleset, args.output, args.format)
     print(f"wrote {path} ({ruleset.cell_type_count} cell types from {ruleset.source_file or args.ruleset})")
     return 0
+
+
+def _cmd_import(args) -> int:
+    from ctr.interop_commands import import_markers
+
+    done = import_markers(args.file, getattr(args, "from"), args.output, force=args.force)
+    print(done.format_report(), file=sys.stderr)
+    errors = [d for d in done.lint if d.level == "error"]
+    print(f"wrote {done.output} ({done.ruleset.cell_type_count} cell types, {len(done.ruleset.states)} cell states); "
+          f"lint: {len(errors)} errors, {sum(d.level == 'warning' for d in done.lint)} warnings")
+    return 1 if errors else 0
 
 
 def _cmd_explain(args) -> int:
@@ -162,11 +190,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="warnings also make the exit status 1")
     p.set_defaults(func=_cmd_lint)
 
-    p = sub.add_parser("export-markers", help="write a ruleset as .ctr, .yaml or .json")
+    p = sub.add_parser("export-markers", help="write a ruleset as .ctr, .yaml or .json, or in another tool's format (--to)",
+                       description="Write a ruleset in one of our spellings, or with --to in another tool's marker "
+                       "format; what that format cannot express is listed in a loss report.")
     p.add_argument("--ruleset", default="fallopian_tube", metavar="NAME|PATH", help="ruleset to export (default fallopian_tube)")
     p.add_argument("--output", required=True, metavar="FILE")
     p.add_argument("--format", choices=["json", "yaml", "ctr"], help="default: from the output file's extension")
+    p.add_argument("--to", choices=list(EXPORT_TARGETS),
+                   help="another tool's format: garnett (.txt), scimap, celesta, scyan (.csv), ct-ref (the reference tool's JSON map)")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import-markers", help="translate another tool's marker file into a ruleset (.ctr, .yaml or .json)",
+                       description="Translate a marker file of Garnett, CELESTA, scyan, scimap or Astir into a ruleset, "
+                       "with a comment citing the source line of every type and a loss report of what was approximated. "
+                       "`--ruleset FILE` also reads these files directly.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--from", required=True, choices=[*IMPORT_TOOLS, "auto"], help="the tool that wrote FILE; auto guesses from the content")
+    p.add_argument("--output", required=True, metavar="OUT.ctr|.yaml|.json")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("explain", help="explain, gate by gate, why each cluster got its label")
     p.add_argument("run_dir", metavar="RUN_DIR")

@@ -82,12 +82,13 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
     from ctr.data.anndata_io import read_input
 
     progress = progress or Progress()
-    ruleset = validate_options(opts)  # cheap checks first: a typo must not cost a clustering run
+    warnings: list = []
+    ruleset = validate_options(opts, warnings)  # cheap checks first: a typo must not cost a clustering run
     _refuse_to_replace_input(opts)
     with _run_directory(opts.output_dir, opts.force) as run_dir:
         with progress.stage("read", opts.input):
             adata = read_input(opts.input)
-        return annotate_adata(adata, opts, run_dir, progress, ruleset=ruleset)
+        return annotate_adata(adata, opts, run_dir, progress, ruleset=ruleset, ruleset_warnings=warnings)
 
 
 @contextmanager
@@ -107,11 +108,12 @@ def _run_directory(output_dir: str, force: bool) -> Iterator[Path]:
         raise
 
 
-def validate_options(opts: AnnotateOptions) -> Ruleset | None:
+def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Ruleset | None:
     """Fail fast on everything that does not need the data: parameters, names, files.
 
     Returns the ruleset named by ``--ruleset``/``--marker-map`` (None when none was named), so
-    that the run compiles it once."""
+    that the run compiles it once; its warnings (the loss report of another tool's file read on
+    the fly among them) go to ``warnings``."""
     from ctr.options import check_run_parameters, parameter_blocks
     from ctr.rules.plan import load_plan
     from ctr.rules.presets import preset_blocks
@@ -127,7 +129,7 @@ def validate_options(opts: AnnotateOptions) -> Ruleset | None:
     if opts.ruleset or opts.marker_map:
         from ctr.lang import load_ruleset
 
-        ruleset = load_ruleset(opts.ruleset or opts.marker_map)  # a ruleset mistake must not cost a clustering run
+        ruleset = load_ruleset(opts.ruleset or opts.marker_map, warnings)  # a ruleset mistake must not cost a clustering run
     parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
     if opts.preset and opts.preset != "none":
         preset_blocks(opts.preset)
@@ -171,15 +173,16 @@ def _note(diag) -> str:
 
 
 def annotate_adata(
-    adata, opts: AnnotateOptions, run_dir: Path, progress: Progress, *, ruleset: Ruleset | None = None
+    adata, opts: AnnotateOptions, run_dir: Path, progress: Progress, *, ruleset: Ruleset | None = None,
+    ruleset_warnings: list | None = None,
 ) -> RunSummary:
     """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``. ``ruleset``: the one
-    ``opts`` names, when the caller has already compiled it."""
+    ``opts`` names, when the caller has already compiled it (with its ``ruleset_warnings``)."""
     from ctr import api
     from ctr.io.atomic import write_json_atomic
     from ctr.io.writers import write_run
 
-    notes: list[str] = []
+    notes: list[str] = [_note(d) for d in ruleset_warnings or []]
     api.check_keys_free(adata, opts.key_added)  # before any work: the user's own obs/uns keys stay
     layer = opts.layer or _previous_layer(adata, opts.key_added)
     if not opts.annotation_only:

@@ -485,8 +485,11 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
             present.add(into)
             state.action[into], state.manual = "merge", state.manual | {into}
             view = run.view(state.labels)
+            if op.label is not None:  # the reference tool's merge names the pooled cluster's label
+                state.forced[into] = _Forced(op.label, None, "manual_override", "merge")
             after = _label(view, state, into)
-            reason = f"manual merge of clusters {', '.join(op.clusters)} into {into} ({n} cells), annotated again: {after} ({op.reason})"
+            how = f"labelled {after}" if op.label is not None else f"annotated again: {after}"
+            reason = f"manual merge of clusters {', '.join(op.clusters)} into {into} ({n} cells), {how} ({op.reason})"
             state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "plan", reason))
             _record(state, 0, into, "merge", reason, before, after, math.nan, _label_score(view, state, into), math.nan, n, "plan")
 

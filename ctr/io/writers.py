@@ -38,6 +38,7 @@ def write_run(result, run_dir: str | Path, *, adata=None, force: bool = False, e
         "source_file": result.ruleset.source_file,
         "sha256": result.ruleset.digest,
         "stored_copy": result.ruleset.stored_sha256 is not None,
+        "metadata": dict(result.ruleset.meta),  # e.g. the reference tool's _marker_map_metadata
     }
     params["provenance"] = result.provenance
     params["tissue"] = result.provenance.get("tissue")

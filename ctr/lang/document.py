@@ -24,7 +24,7 @@ BAD_ANTI_AGG = register("CTR422", "error", "unknown anti_agg value")
 MAX_TYPE_DEPTH = 64  # nesting of cell types; deeper trees are rejected (CTR108)
 
 StatementKind = Literal[
-    "ruleset", "include", "alias", "threshold", "setting", "type", "extend", "replace", "remove"
+    "ruleset", "include", "alias", "threshold", "setting", "type", "extend", "replace", "remove", "state", "meta"
 ]
 BlockKind = Literal["scoring", "gating", "refinement", "level", "override"]
 
@@ -61,7 +61,7 @@ class Statement:
     loc: SourceLoc | None
     name: str = ""  # ruleset name, include path, or the path of extend/replace/remove
     description: str | None = None
-    payload: Any = None  # Alias, Threshold, Setting or CellType
+    payload: Any = None  # Alias, Threshold, Setting, CellType, CellState, or a dict of metadata (meta)
 
 
 @dataclass

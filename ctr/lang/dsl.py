@@ -21,7 +21,7 @@ from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type, valid_keys
 from ctr.resources import grammar_path
 from ctr.rules import expr as E
-from ctr.rules.model import Alias, CellType, Condition, MarkerRef, Requirement, Threshold, Veto, split_path
+from ctr.rules.model import Alias, CellState, CellType, Condition, MarkerRef, Requirement, Threshold, Veto, split_path
 
 UNEXPECTED_TOKEN = register("CTR101", "error", "unexpected token")
 UNTERMINATED_STRING = register("CTR102", "error", "unterminated string")
@@ -330,6 +330,27 @@ class _ToDocument(Transformer_NonRecursive):
         node = make_type(name, loc, diagnostics=self.diags, **parts)
         self.type_depth[id(node)] = depth
         return node
+
+    def state_decl(self, meta, children):
+        (name, _), *items = children
+        parts: dict[str, list] = {"markers": [], "anti": [], "conditions": [], "cite": [], "applies_to": [],
+                                  "excludes": [], "description": []}
+        for kind, value in items:
+            if value is None:
+                continue
+            parts[kind].extend(value if isinstance(value, list) else [value])
+        loc = self._mloc(meta)
+        state = CellState(name=name, loc=loc, description=" ".join(parts.pop("description")), **parts)
+        return Statement("state", loc, payload=state)
+
+    def applies_to(self, meta, children):
+        return ("applies_to", [n for n, _ in children])
+
+    def excludes(self, meta, children):
+        return ("excludes", [n for n, _ in children])
+
+    def description(self, meta, children):
+        return ("description", self._unquote(children[0]))
 
     def type_decl(self, meta, children):
         (name, _), *items = children

@@ -14,7 +14,7 @@ import yaml
 
 from ctr.errors import RulesetError
 from ctr.rules.expr import quote_name
-from ctr.rules.model import CellType, Ruleset
+from ctr.rules.model import PATH_SEP, CellState, CellType, Ruleset
 
 _LEVEL_KEYS = ("min_coverage", "min_pos_frac", "min_enrichment", "min_gap")
 
@@ -50,7 +50,8 @@ def _levels(ruleset: Ruleset) -> dict[int, dict]:
 # DSL
 
 
-def to_ctr(ruleset: Ruleset) -> str:
+def to_ctr(ruleset: Ruleset, notes: dict[tuple[str, ...], str] | None = None) -> str:
+    """The DSL text; ``notes`` (type path -> text) are written as a comment above each type."""
     out = [f"ruleset {quote_name(ruleset.name)}" + (f" {json.dumps(ruleset.description)}" if ruleset.description else "")]
     if ruleset.aliases or ruleset.thresholds:
         out.append("")
@@ -67,18 +68,58 @@ def to_ctr(ruleset: Ruleset) -> str:
         out.append("}")
     for root in ruleset.roots:
         out.append("")
-        _ctr_type(root, out, "")
+        _ctr_type(root, out, "", notes or {})
+    for state in ruleset.states:
+        out.append("")
+        out.extend(_ctr_state(state))
     return "\n".join(out) + "\n"
 
 
-def _ctr_type(node: CellType, out: list[str], indent: str) -> None:
+def _ctr_type(node: CellType, out: list[str], indent: str, notes: dict) -> None:
+    if node.path in notes:
+        out.append(f"{indent}# {notes[node.path]}")
     out.append(f"{indent}type {quote_name(node.name)} {{")
     inner = indent + "  "
     for line in _ctr_body(node):
         out.append(inner + line)
     for child in node.children:
-        _ctr_type(child, out, inner)
+        _ctr_type(child, out, inner, notes)
     out.append(indent + "}")
+
+
+def _ctr_state(state: CellState) -> list[str]:
+    lines = [f"state {quote_name(state.name)} {{"]
+    if state.markers:
+        lines.append("  markers " + _names(state.marker_names))
+    if state.anti:
+        lines.append("  anti " + _names(state.anti_names))
+    if state.applies_to:
+        lines.append("  applies_to " + _names(state.applies_to))
+    if state.excludes:
+        lines.append("  excludes " + _names(state.excludes))
+    lines += [f"  when {c.render()}" for c in state.conditions]
+    if state.description:
+        lines.append(f"  description {json.dumps(state.description)}")
+    lines += [f"  cite {json.dumps(ref)}" for ref in state.cite]
+    return lines + ["}"]
+
+
+def state_data(state: CellState) -> dict:
+    """A state as YAML/JSON data (the same keys in both spellings)."""
+    out: dict[str, Any] = {"markers": state.marker_names}
+    if state.anti:
+        out["anti"] = state.anti_names
+    if state.applies_to:
+        out["applies_to"] = list(state.applies_to)
+    if state.excludes:
+        out["excludes"] = list(state.excludes)
+    if state.conditions:
+        out["when"] = [c.render() for c in state.conditions]
+    if state.description:
+        out["description"] = state.description
+    if state.cite:
+        out["cite"] = list(state.cite)
+    return out
 
 
 def _ctr_body(node: CellType) -> list[str]:
@@ -152,6 +193,8 @@ def to_yaml_data(ruleset: Ruleset) -> dict:
     if _levels(ruleset):
         data["levels"] = _levels(ruleset)
     data["types"] = {root.name: _yaml_type(root) for root in ruleset.roots}
+    if ruleset.states:
+        data["states"] = {s.name: state_data(s) for s in ruleset.states}
     _check_unique(ruleset)
     return data
 
@@ -167,8 +210,30 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(list, _Dumper.represent_list)
 
 
-def to_yaml(ruleset: Ruleset) -> str:
-    return yaml.dump(to_yaml_data(ruleset), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+def to_yaml(ruleset: Ruleset, notes: dict[tuple[str, ...], str] | None = None) -> str:
+    """The YAML text; ``notes`` (type path -> text) are written as a comment above each type."""
+    text = yaml.dump(to_yaml_data(ruleset), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return _yaml_notes(text, ruleset, notes) if notes else text
+
+
+def _yaml_notes(text: str, ruleset: Ruleset, notes: dict) -> str:
+    """Insert ``# note`` above each type's key. The dump writes types in walk order at
+    2 spaces per level (``types:`` then the names), so a forward scan finds each key."""
+    lines = text.split("\n")
+    out: list[str] = []
+    cursor = 0
+    for node in ruleset.walk():
+        indent = "  " * (2 * node.level + 1)
+        key = yaml.dump({node.name: None}, Dumper=_Dumper, allow_unicode=True, width=1000).split(":")[0]
+        for j in range(cursor, len(lines)):
+            if lines[j].startswith(indent + key + ":") or lines[j] == indent + key + ":":
+                out.extend(lines[cursor:j])
+                if node.path in notes:
+                    out.append(f"{indent}# {notes[node.path]}")
+                cursor = j
+                break
+    out.extend(lines[cursor:])
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +266,8 @@ def _one_or_list(items: list) -> Any:
 def to_json_data(ruleset: Ruleset) -> dict:
     _check_unique(ruleset)
     data: dict[str, Any] = {}
+    if ruleset.meta:
+        data["_marker_map_metadata"] = dict(ruleset.meta)
     if ruleset.name:
         data["_ruleset"] = ruleset.name
     if ruleset.description:
@@ -236,6 +303,8 @@ def to_json_data(ruleset: Ruleset) -> dict:
                 hint="rename the type or export as .ctr or .yaml",
             )
         data[root.name] = _json_type(root, True)
+    if ruleset.states:
+        data["_cell_state_markers"] = {"states": {s.name: state_data(s) for s in ruleset.states}}
     return data
 
 
@@ -271,12 +340,19 @@ def _check_unique(ruleset: Ruleset) -> None:
 _WRITERS = {"ctr": to_ctr, "yaml": to_yaml, "json": to_json}
 
 
-def export_text(ruleset: Ruleset, fmt: str) -> str:
-    """The ruleset as text in ``fmt``: 'ctr', 'yaml' (or 'yml') or 'json'."""
+def export_text(ruleset: Ruleset, fmt: str, notes: dict[tuple[str, ...], str] | None = None) -> str:
+    """The ruleset as text in ``fmt``: 'ctr', 'yaml' (or 'yml') or 'json'. ``notes`` (type path ->
+    text) become comments above the types in the DSL and YAML, and ``_marker_map_metadata.sources``
+    in JSON (which has no comments)."""
     key = {"yml": "yaml", "dsl": "ctr"}.get(fmt.lower().lstrip("."), fmt.lower().lstrip("."))
     if key not in _WRITERS:
         raise RulesetError(f"unknown export format '{fmt}'", hint="use ctr, yaml or json")
-    return _WRITERS[key](ruleset)
+    if not notes:
+        return _WRITERS[key](ruleset)
+    if key == "json":
+        sources = json.dumps({PATH_SEP.join(p): n for p, n in notes.items()}, ensure_ascii=False)
+        return to_json(ruleset.model_copy(update={"meta": {**ruleset.meta, "sources": sources}}))
+    return _WRITERS[key](ruleset, notes)
 
 
 def export_ruleset(ruleset: Ruleset, path: str | Path, fmt: str | None = None) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register  # noqa: F401
 from ctr.lang.document import Document, Setting, Statement, valid_keys
 from ctr.lang.yaml_spelling import (
     BAD_SHAPE,
@@ -27,8 +27,10 @@ from ctr.rules.model import Alias, CellType
 INVALID_JSON = register("CTR106", "error", "invalid JSON")
 ABSENT_ROOT = register("CTR212", "warning", "gating entry names a cell type that is not a root of the map")
 
-META_KEYS = ("_ruleset", "_description", "_gating_params", "_scoring_params", "_refinement_params",
-             "_aliases", "_thresholds")
+META_KEYS = ("_marker_map_metadata", "_cell_state_markers", "_ruleset", "_description", "_gating_params",
+             "_scoring_params", "_refinement_params", "_aliases", "_thresholds")
+UNKNOWN_META = register("CTR238", "warning", "unknown metadata key in a JSON marker map (ignored)")
+PLACEHOLDER = register("CTR239", "warning", "deprecated placeholder cell type skipped")
 NODE_KEYS = ("markers", "anti_markers", "children", "subtypes", "require", "veto", "when", "cite", "overrides")
 GATING_KEYS = ("root_hard_requirements", "root_veto_markers", "level_defaults")
 REQ_KEYS = {"marker": "marker", "min_pos_frac": "min_pos_frac", "min_enrichment": "min_enrichment"}
@@ -64,8 +66,17 @@ def parse_document(text: str, file: str) -> Document:
     r.duplicates(data, "the marker map")
     for key in data:
         if isinstance(key, str) and key.startswith("_") and key not in META_KEYS:
-            r.error(UNKNOWN_KEY, f"unknown metadata key '{key}'{did_you_mean(key, META_KEYS)}", r.key_loc(data, key),
-                    hint="metadata keys: " + ", ".join(META_KEYS))
+            # the reference tool skips every '_' key; so do we, but say so (a typo is ignored too)
+            r.error(UNKNOWN_META, f"unknown metadata key '{key}' is ignored{did_you_mean(key, META_KEYS)}",
+                    r.key_loc(data, key), hint="metadata keys: " + ", ".join(META_KEYS))
+    if "_marker_map_metadata" in data:
+        meta = r.mapping(data["_marker_map_metadata"], r.loc_of(data, "_marker_map_metadata"), "_marker_map_metadata")
+        values = {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in meta.items()}
+        doc.statements.append(Statement("meta", r.key_loc(data, "_marker_map_metadata"), payload=values))
+    if "_cell_state_markers" in data:
+        states = r.mapping(data["_cell_state_markers"], r.loc_of(data, "_cell_state_markers"), "_cell_state_markers")
+        r.check_keys(states, ("states",), "_cell_state_markers")
+        r.states(states.get("states"), r.loc_of(states, "states"), "_cell_state_markers.states")
 
     if "_ruleset" in data or "_description" in data:
         name = r.name(data.get("_ruleset", ""), r.loc_of(data, "_ruleset"), "'_ruleset'") or ""
@@ -95,6 +106,10 @@ def parse_document(text: str, file: str) -> Document:
     roots: list[CellType] = []
     for name, body in data.items():
         if isinstance(name, str) and name.startswith("_"):
+            continue
+        if isinstance(body, dict) and body.get("subtypes") == {} and "markers" not in body:
+            r.error(PLACEHOLDER, f"'{name}' has no markers and empty subtypes: a deprecated placeholder, skipped "
+                    "(as the reference tool does)", r.key_loc(data, name))
             continue
         node = _node(r, name, body, r.key_loc(data, name), r.loc_of(data, name), 1)
         if node is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
 from ctr.errors import RulesetError
-from ctr.lang import dsl, json_map, yaml_spelling
+from ctr.lang import dsl, importers, json_map, yaml_spelling
 from ctr.lang.document import Document, Setting, check_setting
 from ctr.resources import rulesets_dir
 from ctr.rules.model import PATH_SEP, Alias, CellType, Include, Ruleset, Threshold, assign_paths, split_path
@@ -30,11 +30,16 @@ NOT_FOUND = register("CTR211", "error", "ruleset not found")
 UNKNOWN_FORMAT = register("CTR213", "error", "unknown ruleset file format")
 UNREADABLE = register("CTR214", "error", "ruleset file cannot be read")
 DUPLICATE_RULESET = register("CTR216", "warning", "'ruleset' statement written twice")
+DUPLICATE_STATE = register("CTR235", "error", "cell state declared twice")
+STATE_SCOPE = register("CTR236", "error", "cell state applies to an unknown cell type")
 
 MAX_INCLUDE_DEPTH = 16
 MAX_FILE_BYTES = 2 * 1024 * 1024
 FORMATS = {".ctr": "ctr", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
-_PARSERS = {"ctr": dsl.parse_document, "yaml": yaml_spelling.parse_document, "json": json_map.parse_document}
+# other tools' files are recognised by their content (Garnett .txt, CELESTA/scyan/scimap .csv, Astir .yml)
+IMPORT_SUFFIXES = (".txt", ".csv", ".tsv", ".markers")
+_PARSERS = {"ctr": dsl.parse_document, "yaml": yaml_spelling.parse_document, "json": json_map.parse_document,
+            **importers.PARSERS}
 
 
 @dataclass
@@ -68,9 +73,12 @@ def builtin_rulesets() -> dict[str, Path]:
 
 
 def format_of(path: str | Path, fmt: str | None = None) -> str | None:
-    """'ctr', 'yaml' or 'json' from ``fmt`` or the file extension; None when unknown."""
+    """'ctr', 'yaml' or 'json' (or another tool's name given as ``fmt``) from ``fmt`` or the file
+    extension; None when unknown."""
     if fmt:
         fmt = fmt.lower().lstrip(".")
+        if fmt in importers.TOOLS:
+            return fmt
         return {"yml": "yaml", "dsl": "ctr"}.get(fmt, fmt) if fmt in ("ctr", "dsl", "yaml", "yml", "json") else None
     return FORMATS.get(Path(path).suffix.lower())
 
@@ -87,11 +95,8 @@ def compile_ruleset(source: str | Path, *, text: str | None = None, fmt: str | N
             return result
         file = str(path)
     kind = format_of(path, fmt) or ("ctr" if text is not None and fmt is None and not path.suffix else None)
-    if kind is None:
-        result.diagnostics.append(
-            Diagnostic(UNKNOWN_FORMAT, f"cannot tell the format of '{file}': use .ctr, .yaml, .yml or .json",
-                       SourceLoc(file=file))
-        )
+    if kind is None and (fmt is not None or path.suffix.lower() not in IMPORT_SUFFIXES):
+        result.diagnostics.append(_unknown_format(file))
         return result
     if text is None:
         text = _read(path, file, result.diagnostics, None)
@@ -100,15 +105,23 @@ def compile_ruleset(source: str | Path, *, text: str | None = None, fmt: str | N
     elif len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         result.diagnostics.append(_too_large(file, None))
         return result
+    if fmt is None and kind in (None, "yaml"):
+        kind = importers.detect(text, file) or kind  # another tool's file, read as it is
+    if kind is None:
+        result.diagnostics.append(_unknown_format(file))
+        return result
     asm = _Assembly(top_dir=path.resolve().parent, result=result)
     asm.load(_PARSERS[kind](text, file), [path.resolve() if text is None else path.absolute()])
     result.ruleset = asm.finish(default_name=path.stem or "ruleset", file=file, text=text)
     return result
 
 
-def load_ruleset(source: str | Path) -> Ruleset:
-    """Compile and return the graph; raise :class:`RulesetError` if there is any error."""
+def load_ruleset(source: str | Path, warnings: list[Diagnostic] | None = None) -> Ruleset:
+    """Compile and return the graph; raise :class:`RulesetError` if there is any error.
+    ``warnings``, when given, receives the warnings (an imported file's loss report among them)."""
     result = compile_ruleset(source)
+    if warnings is not None:
+        warnings.extend(d for d in result.diagnostics if d.level != "error")
     errors = result.errors
     if errors or result.ruleset is None:
         first = errors[0] if errors else Diagnostic(NOT_FOUND, f"ruleset '{source}' could not be compiled")
@@ -137,6 +150,12 @@ def _locate(source: str | Path, result: CompileResult) -> Path | None:
     hint = ("built-in rulesets: " + ", ".join(builtins)) if builtins else None
     result.diagnostics.append(Diagnostic(NOT_FOUND, msg + near, SourceLoc(file=str(source)), hint=hint))
     return None
+
+
+def _unknown_format(file: str) -> Diagnostic:
+    return Diagnostic(UNKNOWN_FORMAT, f"cannot tell the format of '{file}': use .ctr, .yaml, .yml or .json, or "
+                      f"a marker file of {', '.join(importers.TOOLS)}", SourceLoc(file=file),
+                      hint="ctr import-markers FILE --from TOOL translates another tool's file; see docs/interop.md")
 
 
 def _too_large(file: str, loc: SourceLoc | None) -> Diagnostic:
@@ -169,6 +188,8 @@ class _Assembly:
     thresholds: list[Threshold] = field(default_factory=list)
     includes: list[Include] = field(default_factory=list)
     settings: dict[str, tuple[Setting, object]] = field(default_factory=dict)
+    states: list = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
     name: str | None = None
     description: str = ""
     syntax_ok: bool = True
@@ -205,6 +226,11 @@ class _Assembly:
                     self.settings[st.payload.param_key] = (st.payload, value)
             elif st.kind == "type":
                 self.roots.append(st.payload)
+            elif st.kind == "state":
+                self.states.append(st.payload)
+            elif st.kind == "meta":
+                if top:
+                    self.meta.update(st.payload)
             else:
                 self._edit(st)
 
@@ -296,10 +322,29 @@ class _Assembly:
             refinement=RefinementParams(**blocks["refinement"]),
             param_locs=locs,
             roots=self.roots,
+            states=self.states,
+            meta=self.meta,
         )
         assign_paths(ruleset.roots)
         self._check_tree(ruleset.roots)
+        self._check_states(ruleset)
         return ruleset
+
+    def _check_states(self, ruleset: Ruleset) -> None:
+        """Every state name once; every path a state names is a cell type of the ruleset."""
+        from ctr.rules.states import unknown_scope_paths
+
+        seen: dict[str, object] = {}
+        for state in ruleset.states:
+            if state.name in seen:
+                self.diags.append(Diagnostic(DUPLICATE_STATE, f"cell state '{state.name}' is declared twice "
+                                             f"(first at {seen[state.name]})", state.loc))
+            seen.setdefault(state.name, state.loc)
+            for path in unknown_scope_paths(ruleset, state):
+                known = [n.path_str for n in ruleset.walk()]
+                self.diags.append(Diagnostic(STATE_SCOPE, f"cell state '{state.name}' applies to '{path}', "
+                                             f"which is not a cell type of this ruleset{did_you_mean(path, known)}",
+                                             state.loc, hint="paths join names from the root with ' / '"))
 
     def _check_tree(self, siblings: list[CellType]) -> None:
         todo = [siblings]

@@ -16,7 +16,7 @@ from yaml.events import AliasEvent
 from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
 from ctr.lang import dsl
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type
-from ctr.rules.model import Alias, CellType, MarkerRef, Requirement, Threshold, Veto, split_path
+from ctr.rules.model import PATH_SEP, Alias, CellState, CellType, MarkerRef, Requirement, Threshold, Veto, split_path
 
 INVALID_YAML = register("CTR105", "error", "invalid YAML")
 UNKNOWN_KEY = register("CTR202", "error", "unknown key")
@@ -24,7 +24,7 @@ BAD_SHAPE = register("CTR210", "error", "value has the wrong shape")
 DUPLICATE_KEY = register("CTR215", "error", "key written twice in one mapping")
 
 TOP_KEYS = ("ruleset", "description", "include", "aliases", "thresholds", "scoring", "gating", "levels",
-            "refinement", "types", "extend", "replace", "remove")
+            "refinement", "types", "states", "extend", "replace", "remove")
 TYPE_KEYS = ("markers", "anti", "require", "veto", "when", "cite", "min_coverage", "min_pos_frac",
              "min_enrichment", "min_gap", "types")
 
@@ -332,6 +332,64 @@ class Reader:
                 continue
             self.settings("level", block, self.loc_of(data, key), level)
 
+    def states(self, value, loc, what: str) -> None:
+        """``{NAME: {markers, anti, applies_to, excludes, when, description, cite}}`` -> state
+        statements (the same keys in YAML, JSON and the reference tool's ``_cell_state_markers``,
+        whose ``applies_to`` is free text and whose ``rules[].scope`` names the types)."""
+        table = self.mapping(value, loc, what)
+        for name, body in table.items():
+            key_loc = self.key_loc(table, name)
+            name = self.name(name, key_loc, "a cell state name")
+            body = self.mapping(body, self.loc_of(table, name), f"cell state '{name}'")
+            if name is None:
+                continue
+            self.check_keys(body, STATE_KEYS, f"cell state '{name}'")
+            description = body.get("description")
+            description = self.text_of(description, self.loc_of(body, "description"), "description") if description is not None else ""
+            applies = body.get("applies_to")
+            paths: list[str] = []
+            if isinstance(applies, str):  # the reference tool: a sentence for people, the scope is in rules
+                description = "; ".join(t for t in (description, applies) if t)
+            else:
+                paths = self.strings(applies, self.loc_of(body, "applies_to"), "applies_to")
+            excludes = self.strings(body.get("excludes"), self.loc_of(body, "excludes"), "excludes")
+            for rule, rule_loc in self.items(body.get("rules"), self.loc_of(body, "rules"), "rules"):
+                more, less = self._scope(name, rule, rule_loc)
+                paths += more
+                excludes += less
+            state = CellState(
+                name=name, loc=key_loc, description=description or "",
+                markers=self.names(body.get("markers"), self.loc_of(body, "markers"), "markers"),
+                anti=self.names(body.get("anti"), self.loc_of(body, "anti"), "anti"),
+                conditions=self.conditions(body.get("when"), self.loc_of(body, "when")),
+                applies_to=list(dict.fromkeys(paths)), excludes=list(dict.fromkeys(excludes)),
+                cite=self.strings(body.get("cite"), self.loc_of(body, "cite"), "cite"),
+            )
+            self.doc.statements.append(Statement("state", key_loc, payload=state))
+
+    def _scope(self, name: str, rule, loc) -> tuple[list[str], list[str]]:
+        """One rule of the reference tool's state: ``{rule_id, scope: {include, match, exclude, exclude_match}}``."""
+        rule = self.mapping(rule, loc, f"a rule of cell state '{name}'")
+        self.check_keys(rule, ("rule_id", "scope", "description"), f"a rule of cell state '{name}'")
+        scope = self.mapping(rule.get("scope"), self.loc_of(rule, "scope"), "scope")
+        self.check_keys(scope, ("include", "match", "exclude", "exclude_match"), "a state scope")
+        include = self.strings(scope.get("include"), self.loc_of(scope, "include"), "include")
+        exclude = self.strings(scope.get("exclude"), self.loc_of(scope, "exclude"), "exclude")
+        if scope.get("match") == "all" or "*" in include:
+            include = ["*"]
+        # the reference tool writes "A/B"; ours is "A / B"
+        include = [p if p == "*" else PATH_SEP.join(split_path(p)) for p in include]
+        exclude = [PATH_SEP.join(split_path(p)) for p in exclude]
+        for key in ("match", "exclude_match"):
+            if scope.get(key) == "exact":
+                self.error(STATE_APPROX, f"cell state '{name}': {key} 'exact' is read as 'prefix' (the type and "
+                           "its descendants); ctr scopes always include descendants", self.key_loc(scope, key))
+        return include, exclude
+
+
+STATE_KEYS = ("markers", "anti", "applies_to", "excludes", "when", "description", "cite", "rules")
+STATE_APPROX = register("CTR237", "warning", "cell state scope approximated")
+
 
 def _kind(value) -> str:
     if value is None:
@@ -409,6 +467,8 @@ def parse_document(text: str, file: str) -> Document:
             node = _type(r, split_path(str(path))[-1], body, loc, r.loc_of(edits, path), 1)
             if node is not None:
                 doc.statements.append(Statement(kind, loc, name=str(path), payload=node))
+    if "states" in data:
+        r.states(data["states"], r.loc_of(data, "states"), "states")
     for item, loc in r.items(data.get("remove"), r.loc_of(data, "remove"), "remove"):
         path = r.text_of(item, loc, "a path to remove")
         if path is not None:

@@ -77,7 +77,9 @@ def _subtitle(run: RunDir) -> str:
     prov = run.params.get("provenance") or {}
     parts = []
     if rs.get("name"):
-        parts.append(f"ruleset {rs['name']}")
+        meta = rs.get("metadata") or {}
+        about = ", ".join(f"{k} {meta[k]}" for k in ("version", "tissue") if meta.get(k))
+        parts.append(f"ruleset {rs['name']}" + (f" ({about})" if about else ""))
     tissue = _tissue(run)
     if tissue.get("name"):
         parts.append(f"tissue profile {tissue['name']}")

@@ -63,7 +63,7 @@ def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnosti
     out: list[Diagnostic] = []
     suggest = _Suggest()
     for node in ruleset.walk():
-        out += _check_node(node, suggest)
+        out += _check_node(node, suggest, _coverage_free(ruleset, node))
     out += _check_aliases(ruleset)
     out += _check_thresholds(ruleset, suggest)
     if panel is not None:
@@ -75,13 +75,19 @@ def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnosti
 # structure
 
 
-def _check_node(node: CellType, suggest: _Suggest) -> list[Diagnostic]:
+def _coverage_free(ruleset: Ruleset, node: CellType) -> bool:
+    """A type whose conditions decide and whose coverage gate is open (min_coverage 0, as in an
+    imported scimap workflow) can pass without positive markers."""
+    return bool(node.conditions) and level_params(ruleset.gating, node.level, node.overrides).min_coverage == 0
+
+
+def _check_node(node: CellType, suggest: _Suggest, coverage_free: bool = False) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     where = f"cell type '{node.path_str}'"
     positives = set(node.marker_names)
     antis = set(node.anti_names)
 
-    if not node.markers:
+    if not node.markers and not coverage_free:
         leaf = not node.children
         out.append(
             Diagnostic(

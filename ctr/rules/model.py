@@ -81,7 +81,19 @@ class Threshold(_Element):
     value: float
 
 
-class CellType(_Element):
+class _MarkerNames:
+    """The names of a rule's ``markers`` and ``anti`` lists (cell types and cell states)."""
+
+    @property
+    def marker_names(self) -> list[str]:
+        return [m.name for m in self.markers]
+
+    @property
+    def anti_names(self) -> list[str]:
+        return [m.name for m in self.anti]
+
+
+class CellType(_MarkerNames, _Element):
     name: str
     path: tuple[str, ...] = ()
     markers: list[MarkerRef] = Field(default_factory=list)
@@ -102,19 +114,30 @@ class CellType(_Element):
     def path_str(self) -> str:
         return PATH_SEP.join(self.path)
 
-    @property
-    def marker_names(self) -> list[str]:
-        return [m.name for m in self.markers]
-
-    @property
-    def anti_names(self) -> list[str]:
-        return [m.name for m in self.anti]
 
     def walk(self) -> Iterator[CellType]:
         """This node and all its descendants, depth first, in declaration order."""
         yield self
         for child in self.children:
             yield from child.walk()
+
+
+class CellState(_MarkerNames, _Element):
+    """``state NAME { markers ...  applies_to PATH, ... }``: a condition that cuts across cell types
+    (proliferating, exhausted), called per cluster and per cell beside the type.
+
+    ``applies_to`` holds type paths (or names); each brings all its descendants, and an empty list
+    (or ``"*"``) means every type. ``excludes`` takes paths back out the same way.
+    """
+
+    name: str
+    markers: list[MarkerRef] = Field(default_factory=list)
+    anti: list[MarkerRef] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    applies_to: list[str] = Field(default_factory=list)
+    excludes: list[str] = Field(default_factory=list)
+    description: str = ""
+    cite: list[str] = Field(default_factory=list)
 
 
 class Include(_Element):
@@ -136,6 +159,9 @@ class Ruleset(_Element):
     # "gating.level_defaults.1.min_gap"
     param_locs: dict[str, SourceLoc] = Field(default_factory=dict)
     roots: list[CellType] = Field(default_factory=list)
+    states: list[CellState] = Field(default_factory=list)
+    # descriptive metadata kept from the source (the reference tool's ``_marker_map_metadata``, the
+    # tool a file was imported from); shown in reports, not part of the rule semantics
     meta: dict[str, str] = Field(default_factory=dict)
     # set when this graph was compiled from the copy an earlier run stored (its checksum): the trace
     # then cites the original file, which the user can compare by checksum
@@ -175,6 +201,12 @@ class Ruleset(_Element):
             for cond in node.conditions:
                 for m in markers_in(cond.expr):
                     seen.setdefault(m)
+        for state in self.states:
+            for name in state.marker_names + state.anti_names:
+                seen.setdefault(name)
+            for cond in state.conditions:
+                for m in markers_in(cond.expr):
+                    seen.setdefault(m)
         for thr in self.thresholds:
             seen.setdefault(thr.marker)
         return list(seen)
@@ -182,7 +214,7 @@ class Ruleset(_Element):
     def canonical(self) -> dict:
         """The graph as plain data without source locations or source text: two rulesets
         that mean the same thing have equal canonical forms (the round-trip property)."""
-        data = self.model_dump(mode="json", exclude={"source_text", "source_file", "param_locs", "includes", "stored_sha256"})
+        data = self.model_dump(mode="json", exclude={"source_text", "source_file", "param_locs", "includes", "stored_sha256", "meta"})
         data["scoring"] = self.scoring.explicit()
         data["gating"] = self.gating.model_dump(mode="json", include=self.gating.model_fields_set)
         if "level_defaults" in data["gating"]:

@@ -11,6 +11,11 @@ relabel:                  # move to a node of the ruleset (name or " / "-joined 
   - {cluster: "4", to: "Epithelium / Secretory Epithelium"}
 ```
 Operations apply in the order override, merge, subcluster, relabel, before the automatic policy.
+
+The reference tool's spelling of the same plan is read into the same model (one model, two
+spellings): ``overrides: [{cluster_id, cell_type, reason}]``, ``merge: [{source_clusters,
+target_label, reason}]`` (the pooled cluster takes ``target_label``), ``subcluster: [{cluster_id,
+resolution, reason}]``, with ``version`` and ``iteration`` kept as plan metadata.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Override(_Op):
 class Merge(_Op):
     clusters: list[str] = Field(min_length=2)
     into: str | None = None
+    label: str | None = None  # set this label on the pooled cluster instead of annotating it again
 
     @field_validator("clusters", mode="before")
     @classmethod
@@ -63,6 +69,8 @@ class Relabel(_Op):
 
 class RefinementPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    version: str | None = None  # the reference tool's plan metadata, kept for provenance
+    iteration: int | None = None
     override: list[Override] = Field(default_factory=list)
     merge: list[Merge] = Field(default_factory=list)
     subcluster: list[Subcluster] = Field(default_factory=list)
@@ -76,6 +84,31 @@ class RefinementPlan(BaseModel):
 
 
 PLAN_HINT = "a plan is a mapping such as: override: [{cluster: \"7\", label: \"Doublets\"}]"
+
+# the reference tool's key names -> ours, per operation list
+_REF_KEYS = {
+    "overrides": ("override", {"cluster_id": "cluster", "cell_type": "label"}),
+    "merge": ("merge", {"source_clusters": "clusters", "target_label": "label"}),
+    "subcluster": ("subcluster", {"cluster_id": "cluster"}),
+}
+
+
+def _from_reference_spelling(data: dict) -> dict:
+    """The reference tool's plan (``overrides``, ``cluster_id``, ``source_clusters`` ...) in our key
+    names; a plan in our spelling passes through unchanged. Keys of one spelling are never mixed
+    with the other's within one operation, so a typo still meets the validator."""
+    out = dict(data)
+    if "overrides" in out:
+        out.setdefault("override", [])
+        out["override"] = list(out["override"] or []) + list(out.pop("overrides") or [])
+    for key, (ours, names) in _REF_KEYS.items():
+        ours_list = out.get(ours)
+        if not isinstance(ours_list, list):
+            continue
+        out[ours] = [{names.get(k, k): v for k, v in op.items()} if isinstance(op, dict) else op for op in ours_list]
+    if "version" in out and out["version"] is not None:
+        out["version"] = str(out["version"])
+    return out
 
 
 def load_plan(source: str | Path | dict) -> RefinementPlan:
@@ -106,14 +139,14 @@ def load_plan(source: str | Path | dict) -> RefinementPlan:
     if not isinstance(data, dict):
         raise ParameterError(f"{origin}: a refinement plan is a mapping with keys override, merge, subcluster, relabel")
     try:
-        return RefinementPlan.model_validate(data)
+        return RefinementPlan.model_validate(_from_reference_spelling(data))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 key = str(err["loc"][-1])
-                problems.append(f"unknown key '{where}'{did_you_mean(key, ['override', 'merge', 'subcluster', 'relabel', 'cluster', 'clusters', 'label', 'into', 'to', 'resolution', 'reason'])}")
+                problems.append(f"unknown key '{where}'{did_you_mean(key, ['override', 'merge', 'subcluster', 'relabel', 'cluster', 'clusters', 'label', 'into', 'to', 'resolution', 'reason', 'overrides', 'cluster_id', 'cell_type', 'source_clusters', 'target_label', 'version', 'iteration'])}")
             else:
                 problems.append(f"'{where}': {err['msg']}")
         raise ParameterError(f"{origin}: " + "; ".join(problems)) from None
