@@ -140,7 +140,7 @@ def _cmd_evaluate(args) -> int:
     for diag in result.diagnostics:
         print(diag.header() + (f" (hint: {diag.hint})" if diag.hint else ""), file=sys.stderr)
     print(summary_text(result.overall, result.per_class, truth=f"obs['{args.truth}']",
-                       unmatched=result.unmatched_truth, unused=result.unused_mapping_keys))
+                       unused=result.unused_mapping_keys))  # unmatched labels: in the diagnostic above
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -39,6 +39,7 @@ UNMATCHED_TRUTH = register("CTR714", "warning", "reference label matches no cell
 PATH_SEP = " / "
 UNASSIGNED = "Unassigned"
 AMBIGUITY_SEP = "~"
+MISSING = "\x00missing"  # stands for a cell without a reference label (never a real label)
 OUTCOMES = ("correct", "ancestor", "wrong", "unassigned", "ambiguous")
 
 Path_ = tuple[str, ...]
@@ -155,6 +156,9 @@ def targets_for(truth_labels: Sequence[str], nodes: Sequence[Path_],
             raise ParameterError(f"{mapping.source}: {len(errors)} mapping entr{'y' if len(errors) == 1 else 'ies'} "
                                  "name unknown cell types", diagnostics=errors)
     for label in truth_labels:
+        if label == MISSING:
+            out[label] = None
+            continue
         if mapping is not None and label in mapping.targets:
             values = mapping.targets[label]
             if values is None:
@@ -165,11 +169,13 @@ def targets_for(truth_labels: Sequence[str], nodes: Sequence[Path_],
             found = resolve_name(label, index)
         name = " | ".join(dict.fromkeys(p[-1] for p in found)) if found else str(label)
         out[label] = Target(name=name, nodes=found)
-        if not found:
-            diagnostics.append(Diagnostic(
-                UNMATCHED_TRUTH, f"reference label '{label}' matches no cell type of the ruleset; its cells count as wrong"
-                f"{did_you_mean(str(label), names)}",
-                hint="map it in a --mapping file (to a cell type, a list of them, or null to leave it out)"))
+    unmatched = [label for label, t in out.items() if t is not None and not t.matched]
+    if unmatched:
+        listed = ", ".join(f"'{label}'{did_you_mean(str(label), names)}" for label in unmatched)
+        diagnostics.append(Diagnostic(
+            UNMATCHED_TRUTH, f"{len(unmatched)} reference label{'s' * (len(unmatched) != 1)} match no cell type of the "
+            f"ruleset; their cells count as wrong: {listed}",
+            hint="map them in a --mapping file (to a cell type, a list of them, or null to leave them out)"))
     if mapping is not None:
         present = set(truth_labels)
         for key in mapping.targets:
@@ -220,11 +226,15 @@ def evaluate_labels(
     ``predicted_path`` is the run's per-cell path (``"Root / Child"``, ``"A~B"``, ``"Unassigned"``);
     ``clusters`` the cluster of each cell (for the oracle); ``nodes`` the ruleset's node paths.
     ``level`` compares at that depth (0 = roots): both the prediction and the target are cut there.
+    Cells without a reference label (NaN, empty) are left out, as are labels mapped to None.
     """
     if level is not None and level < 0:
         raise ParameterError(f"--level must be 0 (roots) or more, got {level}")
+    truth = pd.Series(np.asarray(truth, dtype=object))
+    # a cell without a reference label (NaN, None, empty) has nothing to be judged against: left out
+    truth = truth.where(truth.notna() & (truth.astype(str).str.strip() != ""), MISSING)
     frame = pd.DataFrame({
-        "truth": np.asarray(truth, dtype=object).astype(str),
+        "truth": truth.astype(str).to_numpy(),
         "label": np.asarray(predicted_label, dtype=object).astype(str),
         "path": np.asarray(predicted_path, dtype=object).astype(str),
         "cluster": np.asarray(clusters, dtype=object).astype(str),

@@ -162,10 +162,10 @@ def _per_cell(values, obs: pd.DataFrame | None, what: str, n: int) -> np.ndarray
         if values not in obs.columns:
             raise InputError(f"obs has no column '{values}'{did_you_mean(values, obs.columns)}",
                              hint=f"obs columns: {', '.join(map(str, obs.columns[:30]))}")
-        column = obs[values]
-        out = column.astype(object).where(column.notna(), "nan").astype(str).to_numpy()
+        column = obs[values].astype(object)
+        out = column.where(column.notna(), None).to_numpy()  # missing stays missing (left out)
     else:
-        out = pd.Series(values).astype(object).astype(str).to_numpy()
+        out = np.asarray(pd.Series(values, dtype=object).to_numpy())
     if len(out) != n:
         raise InputError(f"{what} has {len(out)} values for {n} cells")
     return out
@@ -210,6 +210,7 @@ def evaluate_run(run_dir: str | Path, truth: str, *, mapping: str | Path | None 
     finally:
         adata.file.close()
     settings = {
+        "run_fingerprint": run_fingerprint(run),
         "truth": truth,
         "mapping": str(mapping) if mapping is not None else None,
         "level": level,
@@ -226,6 +227,18 @@ def evaluate_run(run_dir: str | Path, truth: str, *, mapping: str | Path | None 
     if (run / REPORT_NAME).is_file():
         written.append(write_report(run))
     return result, written
+
+
+def run_fingerprint(run_dir: str | Path) -> str:
+    """A digest of the run's decisions and parameters: an evaluation written for an earlier run in
+    the same directory (``ctr annotate --force``) no longer matches, and the report says so."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("cluster_annotations.csv", "params.json"):
+        path = Path(run_dir) / name
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:16]
 
 
 def _prefix(adata) -> str:

@@ -198,3 +198,24 @@ def test_python_api_on_a_result_and_on_anndata(pbmc_h5ad):
     assert from_result.overall["accuracy"] == pytest.approx(0.917, abs=0.01)
     with pytest.raises(ParameterError):
         ctr.evaluate(result, "reference_labels")
+
+
+def test_cells_without_a_reference_label_are_left_out():
+    ev = evaluate_labels(["B", None, float("nan"), "", "B"], ["B"] * 5, ["B"] * 5, ["0"] * 5, NODES)
+    assert ev.overall["n_cells"] == 2 and ev.overall["n_excluded"] == 3 and ev.overall["accuracy"] == 1
+    assert ev.unmatched_truth == [] and list(ev.per_class["name"]) == ["B"]
+
+
+def test_report_hides_an_evaluation_of_an_earlier_run(pbmc_run, tmp_path):
+    import shutil
+
+    from ctr.report import load_run, render_report
+
+    run = shutil.copytree(pbmc_run, tmp_path / "run")
+    assert main(["evaluate", str(run), "--truth", "reference_labels"]) == 0
+    assert "Confusion matrix" in render_report(load_run(run))
+    # the run is annotated again into the same directory: the old evaluation must not be shown as its
+    params = run / "params.json"
+    params.write_text(params.read_text().replace("{", '{"rerun": 1, ', 1))
+    html = render_report(load_run(run))
+    assert "Confusion matrix" not in html and "earlier run" in html

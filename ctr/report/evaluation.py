@@ -28,7 +28,7 @@ def summary_text(overall: dict, per_class: pd.DataFrame, *, truth: str = "", unm
     level = overall.get("level")
     depth = "" if level is None or (isinstance(level, float) and math.isnan(level)) else f", at depth {int(level)}"
     lines = [f"evaluated {n} cells against {truth or 'the reference labels'}{depth}"
-             + (f" ({int(overall['n_excluded'])} left out by the mapping)" if overall.get("n_excluded") else "")]
+             + (f" ({int(overall['n_excluded'])} left out: no reference label, or null in the mapping)" if overall.get("n_excluded") else "")]
     lines.append("  " + "   ".join(f"{name} {_pct(overall.get(key, float('nan')))}" for key, name in HEADLINE))
     lines.append(f"  cells: correct {_pct(overall.get('accuracy'))}, correct ancestor {_pct(overall.get('ancestor_share'))}, "
                  f"wrong {_pct(overall.get('wrong_share'))}, unassigned {_pct(overall.get('unassigned_share'))}, "
@@ -72,6 +72,13 @@ def evaluation_section(table: pd.DataFrame, confusion: pd.DataFrame, settings: d
             f"<div class=\"panel scroll\"><h3>Confusion matrix (cells; rows: reference, columns: label)</h3>"
             f"{_confusion_table(confusion, list(per_class['name']))}</div>"
             f"<div class=\"panel\"><h3>Per class</h3>{_class_table(per_class)}</div></section>")
+
+
+def stale_section() -> str:
+    """In place of the figures when evaluation.csv belongs to an earlier run in the directory."""
+    return ("<section id=\"accuracy\"><h2>Accuracy</h2><p class=\"warning\">The evaluation files in this "
+            "directory were written for an earlier run (the run was annotated again since); their figures are not "
+            "shown. Run <code>ctr evaluate</code> again to measure this run.</p></section>")
 
 
 def _confusion_table(confusion: pd.DataFrame, rows: list[str]) -> str:

@@ -173,11 +173,15 @@ def _accuracy(run: RunDir) -> str:
     """The "Accuracy" section, when `ctr evaluate` has written an evaluation into the run."""
     if not _has_evaluation(run):
         return ""
-    from ctr.evaluation_io import read_evaluation
-    from ctr.report.evaluation import evaluation_section
+    from ctr.evaluation_io import read_evaluation, run_fingerprint
+    from ctr.report.evaluation import evaluation_section, stale_section
 
     evaluation = read_evaluation(run.path)
-    return evaluation_section(*evaluation) if evaluation is not None else ""
+    if evaluation is None:
+        return ""
+    if evaluation[2].get("run_fingerprint") not in (None, run_fingerprint(run.path)):
+        return stale_section()
+    return evaluation_section(*evaluation)
 
 
 def _plausibility(run: RunDir, cells: pd.Series) -> str:

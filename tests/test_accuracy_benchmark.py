@@ -1,0 +1,76 @@
+"""benchmarks/accuracy.py: its rulesets and mappings stay consistent, and its figures are ctr.evaluate's."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctr.evaluation import ruleset_nodes, targets_for
+from ctr.evaluation_io import load_mapping
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def pairs(accuracy):
+    return [(s, r) for s, spec in accuracy.SETS.items() for names in spec.rulesets.values() for r in names]
+
+
+def test_every_pair_has_a_mapping_that_names_real_cell_types(accuracy):
+    for set_name, rs_name in pairs(accuracy):
+        path = BENCH / "mappings" / f"{set_name}__{rs_name}.yaml"
+        assert path.is_file(), path
+        mapping = load_mapping(path)
+        # raises (CTR712) when a mapping names a cell type the ruleset does not have
+        targets, _ = targets_for(list(mapping.targets), ruleset_nodes(accuracy.ruleset(rs_name)), mapping)
+        assert any(t is not None and t.matched for t in targets.values()), path
+
+
+def test_mappings_cover_every_reference_label(accuracy):
+    import anndata as ad
+
+    from conftest import SHARED_DATA
+
+    for set_name, rs_name in pairs(accuracy):
+        if set_name == "pbmc68k":
+            import scanpy as sc
+
+            labels = set(sc.datasets.pbmc68k_reduced().obs["bulk_labels"].astype(str))
+        else:
+            path = SHARED_DATA / f"{set_name}.h5ad"
+            if not path.is_file():
+                continue
+            labels = set(ad.read_h5ad(path, backed="r").obs[accuracy.SETS[set_name].truth].astype(str))
+        mapping = load_mapping(BENCH / "mappings" / f"{set_name}__{rs_name}.yaml")
+        # a label left out of a mapping would be matched by name and silently counted wrong
+        unlisted = labels - set(mapping.targets)
+        # types the ruleset lacks, on purpose counted wrong (each mapping's header says so)
+        allowed = {("celesta_codex_crc", "codex_immune"): {"nerves"},
+                   ("celesta_codex_crc", "celesta_crc"): {"nerves", "stroma"},
+                   ("scimap_cycif", "codex_immune"): {"Follicular Dendritic cells"}}
+        assert unlisted <= allowed.get((set_name, rs_name), set()), (set_name, rs_name, unlisted)
+
+
+def test_pbmc68k_row_is_the_evaluation_of_the_annotation(accuracy):
+    table = accuracy.run(sets=["pbmc68k"], rulesets=["builtin"])
+    assert list(table["ruleset"]) == ["pbmc"]
+    _, ev = accuracy.evaluate_one("pbmc68k", "pbmc")
+    row = table.iloc[0]
+    assert row["accuracy"] == pytest.approx(ev.overall["accuracy"])
+    assert row["gap"] == pytest.approx(row["oracle"] - row["accuracy"])
+    assert row["n_cells"] == 700 and row["accuracy"] >= 0.90
+    with pytest.raises(ValueError):
+        accuracy.run({"scorng": {}}, sets=["pbmc68k"])
