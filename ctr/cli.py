@@ -57,7 +57,9 @@ def _add_annotate(sub) -> None:
     p.add_argument("--key-added", default="ctr", metavar="PREFIX", help="prefix of the obs/uns keys written (default ctr)")
     p.add_argument("--unit", choices=["cluster", "cell"], default="cluster", help="label clusters (default) or single cells")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
-    p.add_argument("--force", action="store_true", help="allow writing into a non-empty output directory")
+    p.add_argument("--force", action="store_true",
+                   help="allow writing into a non-empty output directory, and run even when the panel check finds "
+                        "lint errors or no assignable cell type")
     p.set_defaults(func=_cmd_annotate)
 
 
@@ -78,9 +80,17 @@ def _cmd_lint(args) -> int:
     return report.exit_code(strict=args.strict)
 
 
+DEFAULT_EXPORT = "fallopian_tube"
+
+
 def _cmd_export(args) -> int:
     from ctr.lang import export_ruleset, load_ruleset
 
+    if args.ruleset is None:
+        # the tuning guide's `ctr export-markers --output FILE` exports the default map; never silently
+        print(f"ctr: no --ruleset given: exporting the default ruleset '{DEFAULT_EXPORT}'; pass --ruleset NAME|PATH "
+              "for another (`ctr rulesets` lists the built-ins)", file=sys.stderr)
+        args.ruleset = DEFAULT_EXPORT
     if args.to:
         from ctr.interop_commands import export_markers
 
@@ -95,7 +105,7 @@ def _cmd_export(args) -> int:
     _refuse_overwrite(Path(args.output), args.force)
     ruleset = load_ruleset(args.ruleset)
     path = export_ruleset(ruleset, args.output, args.format)
-    print(f"wrote {path} ({ruleset.cell_type_count} cell types from {ruleset.source_file or args.ruleset})")
+    print(f"wrote {path} ({ruleset.cell_type_count} cell types from ruleset '{ruleset.name}')")
     return 0
 
 
@@ -193,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-markers", help="write a ruleset as .ctr, .yaml or .json, or in another tool's format (--to)",
                        description="Write a ruleset in one of our spellings, or with --to in another tool's marker "
                        "format; what that format cannot express is listed in a loss report.")
-    p.add_argument("--ruleset", default="fallopian_tube", metavar="NAME|PATH", help="ruleset to export (default fallopian_tube)")
+    p.add_argument("--ruleset", metavar="NAME|PATH",
+                   help="ruleset to export: a built-in name or a file (without it: the default, fallopian_tube, and a note saying so)")
     p.add_argument("--output", required=True, metavar="FILE")
     p.add_argument("--format", choices=["json", "yaml", "ctr"], help="default: from the output file's extension")
     p.add_argument("--to", choices=list(EXPORT_TARGETS),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctr.errors import InputError, UsageError
+from ctr.errors import InputError, RulesetError, UsageError
 from ctr.progress import Progress
 from ctr.rules.model import Ruleset
 
@@ -159,13 +159,75 @@ def _refuse_to_replace_input(opts: AnnotateOptions) -> None:
         )
 
 
-def _check_before_clustering(adata, layer: str | None) -> None:
-    """Stop on unusable data (no cells, duplicate marker names, no signal) before any expensive step."""
+def _check_before_clustering(adata, layer: str | None, progress: Progress, *, transforming: bool = False) -> set[str]:
+    """Stop on unusable data (no cells, duplicate marker names, no signal) before any expensive step;
+    say now what looks wrong with the values (raw counts, untransformed intensities), not after the
+    run. Returns the codes said."""
     from ctr.data.anndata_io import expression
-    from ctr.data.checks import check_matrix, stop_on_errors
+    from ctr.data.checks import RAW_COUNTS, RAW_INTENSITIES, check_matrix, stop_on_errors
 
     matrix, var_names, name = expression(adata, layer)
-    stop_on_errors(check_matrix(matrix, var_names, layer_name=name))
+    diags = check_matrix(matrix, var_names, layer_name=name)
+    stop_on_errors(diags)
+    if transforming:  # --transform answers "looks like raw counts / untransformed"
+        diags = [d for d in diags if d.code not in (RAW_COUNTS, RAW_INTENSITIES)]
+    for diag in diags:
+        if diag.level == "warning":
+            progress.note(_note(diag))
+    return {d.code for d in diags if d.level == "warning"}
+
+
+def _ruleset_to_check(adata, opts: AnnotateOptions, ruleset: Ruleset | None) -> Ruleset | None:
+    """The ruleset the run will use, when it can be known before clustering (None: a rerun's own)."""
+    from ctr import api
+
+    if ruleset is not None:
+        return ruleset
+    if opts.tissue and opts.tissue != "none":
+        from ctr.lang import load_ruleset
+        from ctr.rules.tissues import load_tissue
+
+        return load_ruleset(load_tissue(opts.tissue).ruleset)
+    info = adata.uns.get(opts.key_added)
+    if isinstance(info, dict) and "ruleset" in info:
+        return None  # a rerun on an output.h5ad uses that run's ruleset
+    return api.choose_builtin([str(v) for v in adata.var_names])[0]
+
+
+def check_panel(adata, layer: str | None, opts: AnnotateOptions, ruleset: Ruleset | None, progress: Progress) -> None:
+    """Before any clustering: lint the ruleset against the panel and say in one line which cell
+    types the panel can support. Lint errors (a marker typo) and a panel on which no type can be
+    assigned stop the run unless ``--force``."""
+    from ctr.data.anndata_io import expression
+    from ctr.rules.lint import lint, panel_verdict
+
+    rs = _ruleset_to_check(adata, opts, ruleset)
+    if rs is None:
+        return
+    _, var_names, layer_name = expression(adata, layer)
+    panel = [str(v) for v in var_names]
+    verdict = panel_verdict(rs, panel)
+    progress.note(f"panel check (ruleset '{rs.name}', layer '{layer_name}'): {verdict.summary()}")
+    errors = [d for d in lint(rs, panel) if d.level == "error"]
+    if errors and not opts.force:
+        exc = RulesetError(
+            f"ruleset '{rs.name}' has {len(errors)} error{'s' * (len(errors) != 1)} against the panel of {opts.input}",
+            hint=f"fix the ruleset (`ctr lint-ruleset {rs.source_file or rs.name} --panel {opts.input}` lists every "
+            "problem), or pass --force to run anyway",
+            diagnostics=errors,
+        )
+        exc.sources = {rs.source_file: rs.source_text} if rs.source_file and rs.source_text else {}
+        raise exc
+    if verdict.n_assignable == 0 and not opts.force:
+        reasons = [f"  {path}: {why.split('can never be assigned: ', 1)[-1]}"
+                   for path, why in verdict.never.items() if path in {r.path_str for r in rs.roots}]
+        raise InputError(
+            f"no cell type of ruleset '{rs.name}' can be assigned on the panel of {opts.input}, so every cell "
+            "would be Unassigned:\n" + "\n".join(reasons[:8])
+            + (f"\n  (+{len(reasons) - 8} more)" if len(reasons) > 8 else ""),
+            hint="choose a ruleset written for this panel (`ctr rulesets`; protein vs gene names?), add `alias` "
+            "lines, or pass --force to run anyway",
+        )
 
 
 def _note(diag) -> str:
@@ -185,8 +247,10 @@ def annotate_adata(
     notes: list[str] = [_note(d) for d in ruleset_warnings or []]
     api.check_keys_free(adata, opts.key_added)  # before any work: the user's own obs/uns keys stay
     layer = opts.layer or _previous_layer(adata, opts.key_added)
+    said: set[str] = set()
     if not opts.annotation_only:
-        _check_before_clustering(adata, layer)
+        said = _check_before_clustering(adata, layer, progress, transforming=bool(opts.transform))
+    check_panel(adata, layer, opts, ruleset, progress)
     if opts.transform:
         layer = _transform(adata, layer, opts.transform, progress)
     cluster_key = opts.cluster_key
@@ -225,7 +289,7 @@ def annotate_adata(
             f"no ruleset given: chose built-in '{result.ruleset.name}', whose markers the panel covers best "
             f"({result.provenance['ruleset_panel_share']:.0%}); pass --ruleset to choose"
         )
-    notes += [_note(diag) for diag in result.diagnostics]
+    notes += [_note(diag) for diag in result.diagnostics if diag.code not in said]
     adata.uns[opts.key_added]["layer"] = layer or ""
     with progress.stage("write"):
         write_run(result, run_dir, adata=adata, extra=extra, prepared=True)

@@ -11,7 +11,7 @@ from ctr.data.panel import read_panel
 from ctr.errors import CtrError
 from ctr.lang import builtin_rulesets, compile_ruleset, load_ruleset
 from ctr.lang.loader import EMPTY_TYPE
-from ctr.rules.lint import NO_MARKERS, LintReport, lint
+from ctr.rules.lint import NO_MARKERS, LintReport, lint, panel_verdict
 from ctr.rules.markers import resolve_markers
 from ctr.rules.tissues import list_tissues
 
@@ -37,6 +37,7 @@ def lint_target(source: str, panel_path: str | None = None) -> LintReport:
         ]
         if panel is not None:
             report.resolution = resolve_markers(result.ruleset, panel).table()
+            report.verdict = panel_verdict(result.ruleset, panel)
     return report
 
 

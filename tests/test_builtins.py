@@ -104,7 +104,10 @@ def test_lint_target_reports_a_mismatched_panel(tmp_path):
     report = lint_target("pbmc", str(panel))
     assert [d.code for d in report.diagnostics] == ["CTR304"]
     assert report.exit_code(strict=False) == 1
-    assert report.format_text().splitlines()[-1].endswith("1 error, 0 warnings")
+    *_, counts, verdict = report.format_text().splitlines()
+    assert counts.endswith("1 error, 0 warnings")
+    assert verdict.endswith("13 of 13 cell types can never be assigned on this panel; 53 of 53 ruleset markers "
+                            "missing: CD3D, CD3E, CD3G, CD2, LCK, IL32, CD247, IL7R (+45 more)")
 
 
 # --- presets ---------------------------------------------------------------------------------

@@ -149,8 +149,11 @@ def test_export_markers_round_trip(tmp_path, capsys):
     from ctr.lang import load_ruleset
 
     out = tmp_path / "my_tissue_markers.json"
-    code, _, err = run(capsys, "export-markers", "--output", out)
+    code, out_text, err = run(capsys, "export-markers", "--output", out)
     assert code == 0, err
+    # the default is said, never silently chosen
+    assert "no --ruleset given: exporting the default ruleset 'fallopian_tube'" in err
+    assert "from ruleset 'fallopian_tube'" in out_text and "site-packages" not in out_text
     assert load_ruleset(str(out)).canonical()["roots"] == load_ruleset("fallopian_tube").canonical()["roots"]
 
 

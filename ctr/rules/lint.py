@@ -30,6 +30,7 @@ THRESHOLD_UNUSED = register("CTR256", "warning", "absolute threshold on a marker
 THRESHOLD_DUPLICATE = register("CTR257", "error", "two absolute thresholds for one marker")
 CONDITION_UNLISTED = register("CTR258", "info", "condition uses a marker the cell type does not list")
 MARKER_REPEATED = register("CTR259", "warning", "marker listed twice on one cell type")
+SINGLE_CHILD = register("CTR260", "warning", "cell type has a single subtype")
 
 PANEL_MISSING = register("CTR300", "warning", "marker not found in the panel")
 NEVER_COVERED = register("CTR301", "warning", "cell type can never pass its coverage gate with this panel")
@@ -38,6 +39,7 @@ REQUIRE_MISSING = register("CTR303", "warning", "required marker is missing from
 NO_OVERLAP = register("CTR304", "error", "no ruleset marker is present in the panel")
 ALIAS_SHADOWS = register("CTR305", "warning", "alias joins names the panel has as separate markers")
 SAME_PANEL_MARKER = register("CTR306", "warning", "two markers of one cell type resolve to the same panel marker")
+CONDITION_MISSING = register("CTR307", "warning", "condition reads a marker missing from the panel")
 
 
 SUGGESTION_BUDGET = 200_000  # names compared by "did you mean" searches in one lint, all together
@@ -97,6 +99,19 @@ def _check_node(node: CellType, suggest: _Suggest, coverage_free: bool = False) 
                 node.loc,
                 severity="error" if leaf else "warning",
                 hint="add a `markers` line with the markers that define this type",
+            )
+        )
+    if len(node.children) == 1:
+        child = node.children[0]
+        out.append(
+            Diagnostic(
+                SINGLE_CHILD,
+                f"{where} has a single subtype, '{child.name}': a cluster that reaches '{node.name}' "
+                f"has no alternative to '{child.name}', so it is labelled '{child.name}' whenever it passes "
+                "the gates (as 'uncontested')",
+                child.loc or node.loc,
+                hint=f"add the sibling types '{child.name}' should be told apart from (e.g. the rest of "
+                f"'{node.name}'), or merge '{child.name}' into '{node.name}'",
             )
         )
     for kind, refs in (("markers", node.markers), ("anti", node.anti)):
@@ -268,12 +283,15 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
         return out
     first_loc = _first_locs(ruleset)
     for marker in res.missing:
+        suggestion = suggest(marker, panel)
         out.append(
             Diagnostic(
                 PANEL_MISSING,
-                f"marker '{marker}' is not in the panel" + suggest(marker, panel)
+                f"marker '{marker}' is not in the panel" + suggestion
                 + (f"; {marker} is {note_for(marker)}" if note_for(marker) else ""),
                 first_loc.get(marker),
+                # a near-identical panel name is a typo, not an absent marker: the type would silently lose it
+                severity="error" if suggestion else None,
                 hint="fix the name, add an `alias` to the panel's name, or drop the marker if the panel lacks it",
             )
         )
@@ -299,7 +317,8 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
     return out
 
 
-def _check_node_panel(ruleset: Ruleset, node: CellType, mapping: dict[str, str], missing: set[str]) -> list[Diagnostic]:
+def _node_blockers(ruleset: Ruleset, node: CellType, mapping: dict[str, str], missing: set[str]) -> list[Diagnostic]:
+    """Why ``node`` can never be assigned on this panel (empty when it can)."""
     out: list[Diagnostic] = []
     where = f"cell type '{node.path_str}'"
     positives = list(dict.fromkeys(node.marker_names))
@@ -319,8 +338,37 @@ def _check_node_panel(ruleset: Ruleset, node: CellType, mapping: dict[str, str],
                     hint="replace the missing markers with ones the panel measures, or lower `min_coverage` on this type",
                 )
             )
+    for req in node.requires:
+        if req.marker in missing:
+            out.append(
+                Diagnostic(
+                    REQUIRE_MISSING,
+                    f"{where} can never be assigned: it requires '{req.marker}', which is not in the panel",
+                    req.loc or node.loc,
+                    hint="require a marker the panel measures (or add an `alias`), or drop the requirement",
+                )
+            )
+    for cond in node.conditions:
+        absent = [m for m in dict.fromkeys(markers_in(cond.expr)) if m in missing]
+        if absent:
+            out.append(
+                Diagnostic(
+                    CONDITION_MISSING,
+                    f"{where} can never be assigned: its condition `{cond.render()}` reads "
+                    f"{', '.join(repr(m) for m in absent)}, which the panel lacks (a missing value makes every "
+                    "comparison false, so the condition fails for every cluster)",
+                    cond.loc or node.loc,
+                    hint="rewrite the condition over markers the panel measures (or add an `alias`), or drop it",
+                )
+            )
+    return out
+
+
+def _check_node_panel(ruleset: Ruleset, node: CellType, mapping: dict[str, str], missing: set[str]) -> list[Diagnostic]:
+    out = _node_blockers(ruleset, node, mapping, missing)
+    where = f"cell type '{node.path_str}'"
     by_panel: dict[str, str] = {}
-    for marker in resolved:
+    for marker in (m for m in dict.fromkeys(node.marker_names) if m in mapping):
         panel_name = mapping[marker]
         if panel_name in by_panel:
             out.append(
@@ -334,17 +382,63 @@ def _check_node_panel(ruleset: Ruleset, node: CellType, mapping: dict[str, str],
             )
         else:
             by_panel[panel_name] = marker
-    for req in node.requires:
-        if req.marker in missing:
-            out.append(
-                Diagnostic(
-                    REQUIRE_MISSING,
-                    f"{where} can never be assigned: it requires '{req.marker}', which is not in the panel",
-                    req.loc or node.loc,
-                    hint="require a marker the panel measures (or add an `alias`), or drop the requirement",
-                )
-            )
     return out
+
+
+@dataclass
+class PanelVerdict:
+    """Which cell types a panel can support: the one-line answer before any clustering."""
+
+    n_types: int
+    never: dict[str, str]  # cell type path -> why it can never be assigned (first reason)
+    missing: list[str]  # ruleset markers the panel lacks
+    n_markers: int
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # the reasons, located
+
+    @property
+    def n_assignable(self) -> int:
+        return self.n_types - len(self.never)
+
+    def summary(self) -> str:
+        """'18 of 22 cell types can never be assigned on this panel; 40 of 61 markers missing: ...'."""
+        if not self.never:
+            head = f"all {self.n_types} cell types can be assigned on this panel"
+        else:
+            head = f"{len(self.never)} of {self.n_types} cell types can never be assigned on this panel"
+        if self.missing:
+            shown = ", ".join(self.missing[:8]) + (f" (+{len(self.missing) - 8} more)" if len(self.missing) > 8 else "")
+            head += f"; {len(self.missing)} of {self.n_markers} ruleset markers missing: {shown}"
+        return head
+
+
+def panel_verdict(ruleset: Ruleset, panel: Sequence[str]) -> PanelVerdict:
+    """How many cell types of ``ruleset`` the panel can support, and why the others cannot.
+
+    A type can never be assigned when its coverage cannot reach ``min_coverage``, it requires or
+    reads (in a `when`) a missing marker, or its parent can never be assigned.
+    """
+    res = resolve_markers(ruleset, list(panel))
+    missing = set(res.missing)
+    never: dict[str, str] = {}
+    diagnostics: list[Diagnostic] = []
+
+    def visit(node: CellType, blocked_by: str | None) -> None:
+        if blocked_by is not None:
+            never[node.path_str] = f"its parent '{blocked_by}' can never be assigned"
+        else:
+            reasons = _node_blockers(ruleset, node, res.mapping, missing) if res.mapping else []
+            if not res.mapping:
+                never[node.path_str] = "no ruleset marker is in the panel"
+            elif reasons:
+                never[node.path_str] = reasons[0].message
+                diagnostics.extend(reasons)
+        for child in node.children:
+            visit(child, node.path_str if node.path_str in never else None)
+
+    for root in ruleset.roots:
+        visit(root, None)
+    return PanelVerdict(n_types=sum(1 for _ in ruleset.walk()), never=never, missing=list(res.missing),
+                        n_markers=len(res.mapping) + len(res.missing), diagnostics=diagnostics)
 
 
 def _check_siblings(siblings: list[CellType], mapping: dict[str, str]) -> list[Diagnostic]:
@@ -384,6 +478,7 @@ class LintReport:
     ruleset: Ruleset | None = None
     panel_path: str | None = None
     resolution: list[dict] | None = None
+    verdict: PanelVerdict | None = None  # with a panel: which types it can support
 
     def count(self, severity: str) -> int:
         return sum(1 for d in self.diagnostics if d.level == severity)
@@ -414,6 +509,8 @@ class LintReport:
         name = self.ruleset.name if self.ruleset is not None else self.target
         panel = f" against panel {self.panel_path}" if self.panel_path else ""
         blocks.append(f"{name}{panel}: {self.summary()}")
+        if self.verdict is not None:
+            blocks.append(f"{name}{panel}: {self.verdict.summary()}")
         return "\n".join(blocks)
 
     def format_json(self) -> str:
@@ -425,6 +522,12 @@ class LintReport:
                 "summary": {s: self.count(s) for s in ("error", "warning", "info")},
                 "diagnostics": [d.to_dict() for d in self.sorted_diagnostics()],
                 "resolution": self.resolution,
+                "panel_verdict": None if self.verdict is None else {
+                    "cell_types": self.verdict.n_types,
+                    "assignable": self.verdict.n_assignable,
+                    "never_assignable": self.verdict.never,
+                    "missing_markers": self.verdict.missing,
+                },
             },
             indent=2,
         )

@@ -108,8 +108,9 @@ def _tokens(name: str) -> list[str | int]:
     return [int(t) if t.isdigit() else t for t in _TOKENS.findall(normalize(name))]
 
 
-def _typo_of(a: str, b: str) -> bool:
-    """Whether letter runs ``a`` and ``b`` differ by a swap of two neighbours or a doubled letter.
+def _typo_of(a: str, b: str, min_doubled: int = 3) -> bool:
+    """Whether letter runs ``a`` and ``b`` differ by a swap of two neighbours or a doubled letter
+    (the shorter run at least ``min_doubled`` letters).
 
     Substitutions and other insertions are left out on purpose: in gene symbols they give another
     gene (FOXJ/FOXP, CDH/CD, TNFRSF/TNFSF).
@@ -118,7 +119,7 @@ def _typo_of(a: str, b: str) -> bool:
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
     short, long_ = sorted((a, b), key=len)
-    if len(long_) != len(short) + 1 or len(short) < 3:
+    if len(long_) != len(short) + 1 or len(short) < min_doubled:
         return False
     for i, ch in enumerate(long_):
         if long_[:i] + long_[i + 1 :] == short:
@@ -135,7 +136,9 @@ def _same_marker_shape(name: str, other: str) -> bool:
     if len(different) != 1:
         return False
     x, y = different[0]
-    return isinstance(x, str) and isinstance(y, str) and x.isalpha() and y.isalpha() and _typo_of(x, y)
+    # a doubled letter in a short symbol is often another gene (SEL/SELL); in a longer one (MS4AA1) a typo
+    min_doubled = 1 if min(len(normalize(name)), len(normalize(other))) >= 4 else 3
+    return isinstance(x, str) and isinstance(y, str) and x.isalpha() and y.isalpha() and _typo_of(x, y, min_doubled)
 
 
 def suggest_markers(name: str, candidates: Iterable[str], n: int = 1) -> list[str]:
