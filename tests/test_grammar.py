@@ -117,10 +117,14 @@ def test_ruleset_statement_is_optional_and_defaults_to_the_file_stem():
         # a misspelled keyword: reported at the word itself, with the statements that may start there
         ("ruleset a\ntype A {\n  markrs EPCAM, KRT8\n}\n", 3, 3, "CTR101",
          ["unexpected name 'markrs'", "'markers'", "'anti'", "'}'", "did you mean 'markers'"]),
-        # a missing closing brace: reported at the end of the file
-        ("ruleset a\ntype A {\n  markers EPCAM\n  type B { markers X }\n", 4, 23, "CTR101",
-         ["unexpected end of file", "'}'"]),
-        # a missing comma between markers
+        # a missing closing brace: reported at the '{' left open, not at the end of the file
+        ("ruleset a\ntype A {\n  markers EPCAM\n  type B { markers X }\n", 2, 8, "CTR112",
+         ["'{' of type A is never closed", "the file ends at line 4"]),
+        # ... also when a later '}' closes it by mistake: the one indented less than its '{'
+        ('ruleset a\ntype "T" {\n  markers CD3\n  type "CD4 T" {\n    markers CD4\n  type "CD8 T" {\n'
+         '    markers CD8\n  }\n}\ntype "B" {\n  markers CD19 # {\n}\n', 4, 16, "CTR112",
+         ["'{' of type \"CD4 T\" is never closed"]),
+        # a missing comma between markers: the expected list holds only what may follow a marker name
         ("type A {\n  markers CD3E CD4\n}\n", 2, 16, "CTR101", ["unexpected name 'CD4'", "','"]),
         # a name with spaces must be quoted
         ("type T cells { markers CD3E }\n", 1, 8, "CTR101", ["unexpected name 'cells'", "'{'"]),
@@ -142,6 +146,13 @@ def test_rejections_are_located_exactly(text, line, col, code, words):
     assert (diag.loc.file, diag.loc.line, diag.loc.column) == ("t.ctr", line, col), diag.header()
     for word in words:
         assert word in diag.message, diag.message
+
+
+def test_expected_lists_only_what_can_follow():
+    diag = compiled("ruleset a\ntype A {\n  markers CD3 CD2\n}\n").diagnostics[0]
+    for wrong in ("')'", "'='", "'include'", "'ruleset'", "'{'", "a quoted string"):
+        assert wrong not in diag.message, diag.message
+    assert "','" in diag.message and "separate names with commas" in diag.hint
 
 
 def test_syntax_error_makes_the_graph_none_and_load_raises_with_location(tmp_path):

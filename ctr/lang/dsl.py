@@ -32,6 +32,7 @@ TYPES_TOO_DEEP = register("CTR108", "error", "cell types nested too deeply")
 BAD_OPERATOR = register("CTR109", "error", "comparison operator not allowed here")
 KIND_MISMATCH = register("CTR110", "error", "number where a condition is needed, or the reverse")
 BAD_NUMBER = register("CTR111", "error", "invalid number")
+UNCLOSED_BRACE = register("CTR112", "error", "'{' never closed")
 
 START_RULES = ("start", "condition", "require_spec", "veto_spec", "threshold_spec")
 
@@ -107,8 +108,23 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, offset: Offset) -> Diagno
         return Diagnostic(UNEXPECTED_CHAR, f"unexpected character {char!r}", loc, hint=hint)
     if isinstance(exc, (UnexpectedToken, UnexpectedEOF)):
         token = getattr(exc, "token", None)
-        expected = sorted({words.get(t, t) for t in exc.expected})
-        if token is None or token.type == "$END":
+        # `accepts` (what the parser takes after its pending reductions) is the short, true list;
+        # `expected` also holds tokens of states the parser has already left
+        accepted = getattr(exc, "accepts", None) or exc.expected
+        at_end = token is None or token.type == "$END"
+        if at_end and "RBRACE" in accepted:
+            unclosed = unclosed_brace(text)
+            if unclosed is not None:
+                line, col, opener = unclosed
+                end_line, _ = _end_position(text)
+                return Diagnostic(
+                    UNCLOSED_BRACE,
+                    f"'{{' of {opener} is never closed: a '}}' is missing (the file ends at line {end_line})",
+                    _loc(offset, line, col, line, col),
+                    hint="add the '}' where the block should end",
+                )
+        expected = sorted({words.get(t, t) for t in accepted})
+        if at_end:
             line, col = _end_position(text)
             loc = _loc(offset, line, col, line, col)
             msg = "unexpected end of file"
@@ -128,6 +144,8 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, offset: Offset) -> Diagno
                 "MARKER_FUNC" in exc.expected or "NODE_VAR" in exc.expected
             ):
                 hint = "markers are named inside a statistic, e.g. pos_frac(CD3E) > 0.3"
+            elif token.type == "NAME" and "COMMA" in accepted:
+                hint = "separate names with commas: markers CD3E, CD2"
             elif token.type == "NAME" and "'type'" in expected:
                 hint = "names that are keywords or contain spaces must be quoted"
         return Diagnostic(UNEXPECTED_TOKEN, msg, loc, hint=hint)
@@ -148,6 +166,37 @@ def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+def unclosed_brace(text: str) -> tuple[int, int, str] | None:
+    """Where the '{' that lacks its '}' opens: (line, column, what it opens), or None.
+
+    Braces are matched as written (outside strings and comments). A '}' indented less than the
+    line of the '{' it closes belonged to an outer block, so that '{' is the one whose '}' is
+    missing; otherwise the innermost brace left open at the end of the file is.
+    """
+    lines = text.splitlines()
+    stack: list[tuple[int, int]] = []  # (line index, column index) of open braces
+    suspects: list[tuple[int, int]] = []
+    for li, raw in enumerate(lines):
+        for ci, ch, quoted in _code(raw):
+            if quoted:
+                continue
+            if ch == "{":
+                stack.append((li, ci))
+            elif ch == "}" and stack:
+                oli, oci = stack.pop()
+                if _indent(raw) < _indent(lines[oli]) and oli != li:
+                    suspects.append((oli, oci))
+    if not stack:
+        return None
+    li, ci = suspects[0] if suspects else stack[-1]
+    opener = " ".join(_strip_comment(lines[li])[:ci].split()) or "a block"
+    return li + 1, ci + 1, opener
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
 def _end_position(text: str) -> tuple[int, int]:
     """The position just after the last character that is not whitespace or a comment."""
     lines = text.splitlines() or [""]
@@ -158,9 +207,13 @@ def _end_position(text: str) -> tuple[int, int]:
     return 1, 1
 
 
-def _strip_comment(line: str) -> str:
+def _code(line: str):
+    """(column index, character, whether inside a string) for each character before a comment."""
     in_string = escaped = False
     for i, ch in enumerate(line):
+        if ch == "#" and not in_string:
+            return
+        yield i, ch, in_string
         if in_string:
             if escaped:
                 escaped = False
@@ -170,9 +223,13 @@ def _strip_comment(line: str) -> str:
                 in_string = False
         elif ch == '"':
             in_string = True
-        elif ch == "#":
-            return line[:i]
-    return line
+
+
+def _strip_comment(line: str) -> str:
+    end = 0
+    for i, _, _ in _code(line):
+        end = i + 1
+    return line[:end]
 
 
 # ---------------------------------------------------------------------------------------------
