@@ -46,6 +46,9 @@ def _add_annotate(sub) -> None:
     p.add_argument("--refinement-plan", metavar="YAML", help="manual refinement plan (override, merge, subcluster, relabel)")
     p.add_argument("--skip-refinement", action="store_true", help="annotate only; no relabelling or subclustering")
     p.add_argument("--transform", metavar="SPEC", help="transform values first: arcsinh:COFACTOR or log1p")
+    p.add_argument("--normalize", metavar="total[:TARGET]",
+                   help="count data (RNA): scale each cell to TARGET counts (default 10000), then log1p; "
+                        "recorded in params.json")
     p.add_argument("--technical-markers", metavar="NAMES",
                    help="comma-separated channels left out of clustering and copied to obs as tech_NAME "
                         "(default: DAPI, Hoechst, DNA1/2, histone, blank and background channels; 'none': keep all)")

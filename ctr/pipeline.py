@@ -39,6 +39,7 @@ class AnnotateOptions:
     refinement_plan: str | None = None
     skip_refinement: bool = False
     transform: str | None = None
+    normalize: str | None = None
     technical_markers: str | None = None
     no_gpu: bool = False
     random_seed: int = 0
@@ -143,6 +144,13 @@ def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Rul
         from ctr.data.preprocess import apply_transform
 
         apply_transform(np.zeros((1, 1)), opts.transform)  # raises on an unknown spec
+    if opts.normalize:
+        from ctr.data.preprocess import normalize_target
+
+        normalize_target(opts.normalize)  # raises on an unknown spec
+        if opts.transform:
+            raise UsageError("--normalize and --transform are alternatives: --normalize already applies log1p",
+                             hint="count data: --normalize total; intensities: --transform arcsinh:COFACTOR")
     return ruleset
 
 
@@ -249,12 +257,17 @@ def annotate_adata(
     layer = opts.layer or _previous_layer(adata, opts.key_added)
     said: set[str] = set()
     if not opts.annotation_only:
-        said = _check_before_clustering(adata, layer, progress, transforming=bool(opts.transform))
+        said = _check_before_clustering(adata, layer, progress, transforming=bool(opts.transform or opts.normalize))
     check_panel(adata, layer, opts, ruleset, progress)
-    if opts.transform:
-        layer = _transform(adata, layer, opts.transform, progress)
+    if opts.transform or opts.normalize:
+        layer = _transform(adata, layer, opts, progress)
     cluster_key = opts.cluster_key
     extra: dict = {"pipeline": dict(vars(opts))}
+    if opts.normalize:
+        from ctr.data.preprocess import normalize_target
+
+        extra["normalization"] = {"method": "total", "target_sum": normalize_target(opts.normalize), "then": "log1p",
+                                  "layer": TRANSFORMED_LAYER}
     if opts.annotation_only:
         if opts.cluster_key is None and CLUSTER_KEY in adata.obs:
             notes.append(f"reusing the clusters in obs['{CLUSTER_KEY}']")
@@ -312,18 +325,21 @@ def _previous_layer(adata, key_added: str) -> str | None:
     return None
 
 
-def _transform(adata, layer: str | None, spec: str, progress: Progress) -> str:
-    """Transform the chosen values into ``layers['ctr_transformed']``; the input values stay."""
+def _transform(adata, layer: str | None, opts: AnnotateOptions, progress: Progress) -> str:
+    """``--transform`` or ``--normalize`` the chosen values into ``layers['ctr_transformed']``; the
+    input values stay."""
     from ctr.data.anndata_io import select_layer
-    from ctr.data.preprocess import apply_transform
+    from ctr.data.preprocess import apply_transform, normalize_log1p
 
+    option = "--normalize" if opts.normalize else "--transform"
     if layer == "raw":
         # adata.raw has its own variables, so its transformed values cannot become a layer of adata
-        raise UsageError("--transform cannot be combined with --layer raw",
+        raise UsageError(f"{option} cannot be combined with --layer raw",
                          hint="transform the values before saving them as .raw, or pick a layer of adata.layers")
-    with progress.stage("transform", spec):
+    spec = opts.normalize or opts.transform
+    with progress.stage("normalize" if opts.normalize else "transform", f"{spec}, then log1p" if opts.normalize else spec):
         matrix, _ = select_layer(adata, layer)
-        adata.layers[TRANSFORMED_LAYER] = apply_transform(matrix, spec)
+        adata.layers[TRANSFORMED_LAYER] = normalize_log1p(matrix, spec) if opts.normalize else apply_transform(matrix, spec)
     return TRANSFORMED_LAYER
 
 

@@ -171,7 +171,7 @@ def test_raw_counts_suggest_transform():
     x = np.random.default_rng(2).poisson(3, size=(40, 3)).astype(np.float32)
     x[0, 0] = 50
     d = _codes(check_matrix(x, ["a", "b", "c"], layer_name="counts"))["CTR505"]
-    assert d.level == "warning" and "50" in d.message and "--transform log1p" in d.hint
+    assert d.level == "warning" and "50" in d.message and "--normalize total" in d.hint
     small = np.random.default_rng(2).poisson(3, size=(40, 3)).astype(np.float32)  # max <= 20: could be anything
     assert "CTR505" not in _codes(check_matrix(small, ["a", "b", "c"], layer_name="X"))
 

@@ -232,7 +232,7 @@ def test_raw_counts_suggest_a_transform(tmp_path, ruleset, capsys):
     adata.X = np.round(adata.X * 50)
     code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", ruleset=ruleset)
     assert code == 0
-    assert "CTR505 warning" in out and "raw counts" in out and "--transform log1p" in out
+    assert "CTR505 warning" in out and "raw counts" in out and "--normalize total" in out
 
 
 @pytest.mark.parametrize("annotation_only", [True, False])
@@ -830,3 +830,25 @@ def test_10000_gating_level_keys_resolve_linearly(ok_h5ad, tmp_path, ruleset, ca
     assert code == 0, err
     written = json.loads((tmp_path / "run" / "params.json").read_text())["gating"]["level_defaults"]
     assert len(written) == 10_000 and written["9999"]["min_coverage"] == 0.49995
+
+
+def test_normalize_counts_is_recorded_in_params(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.X = np.round(adata.X * 50)
+    h5ad = write(adata, tmp_path / "in.h5ad")
+    code, out, err = annotate(capsys, h5ad, tmp_path / "run", "--normalize", "total:1000", ruleset=ruleset,
+                              annotation_only=False)
+    assert code == 0, err
+    assert "CTR505" not in out + err  # the counts are normalised: no "looks like raw counts"
+    params = json.loads((tmp_path / "run" / "params.json").read_text())
+    assert params["normalization"] == {"method": "total", "target_sum": 1000.0, "then": "log1p", "layer": "ctr_transformed"}
+    assert params["pipeline"]["normalize"] == "total:1000"
+    written = ad.read_h5ad(tmp_path / "run" / "output.h5ad")
+    np.testing.assert_allclose(np.expm1(written.layers["ctr_transformed"]).sum(axis=1), 1000, rtol=1e-4)
+    np.testing.assert_array_equal(written.X, adata.X)  # the input values stay
+
+
+def test_normalize_and_transform_are_alternatives(tmp_path, ruleset, capsys):
+    code, _, err = annotate(capsys, write(tiny(), tmp_path / "in.h5ad"), tmp_path / "run", "--normalize", "total",
+                            "--transform", "log1p", ruleset=ruleset)
+    assert code == 2 and "--normalize already applies log1p" in err

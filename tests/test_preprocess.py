@@ -113,3 +113,25 @@ def test_technical_markers_option():
     assert split_technical_markers(names, technical_patterns(None))[1] == ["DAPI", "Ir191"]
     assert split_technical_markers(names, technical_patterns("nucleardye, cd8"))[1] == ["NuclearDye", "CD8"]
     assert split_technical_markers(names, technical_patterns("none"))[1] == []
+
+
+def test_normalize_total_then_log1p_scales_every_cell_to_the_target():
+    import scipy.sparse as sp
+
+    from ctr.data.preprocess import normalize_log1p
+
+    counts = np.array([[1, 3, 0], [10, 0, 30], [0, 0, 0]], dtype=np.int64)
+    for matrix in (counts, sp.csr_matrix(counts)):
+        out = normalize_log1p(matrix, "total:100")
+        dense = out.toarray() if sp.issparse(out) else out
+        assert sp.issparse(out) == sp.issparse(matrix)
+        np.testing.assert_allclose(np.expm1(dense).sum(axis=1), [100, 100, 0], rtol=1e-5)
+    np.testing.assert_allclose(np.expm1(normalize_log1p(counts, "total"))[0], [2500, 7500, 0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["totl", "total:-5", "total:abc", "cpm"])
+def test_normalize_rejects_unknown_forms(spec):
+    from ctr.data.preprocess import normalize_target
+
+    with pytest.raises(ParameterError, match="total:TARGET"):
+        normalize_target(spec)

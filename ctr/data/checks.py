@@ -160,7 +160,8 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
     elif hi_all > RAW_COUNT_MAX and np.all(finite == np.round(finite)):
         diags.append(Diagnostic(
             RAW_COUNTS, f"{where} looks like raw counts (non-negative integers up to {hi_all:.6g})",
-            hint="transform first: --transform log1p (RNA, after normalising) or --transform arcsinh:5 (CyTOF)"))
+            hint="normalise first: --normalize total (RNA counts: each cell scaled to 10,000, then log1p), "
+                 "or --transform arcsinh:5 (CyTOF)"))
     elif hi_all > RAW_INTENSITY_MAX:
         diags.append(Diagnostic(
             RAW_INTENSITIES, f"{where} looks untransformed (values up to {hi_all:.6g})",

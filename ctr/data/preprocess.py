@@ -23,6 +23,8 @@ NO_CLUSTERING_MARKERS = register("CTR513", "error", "no marker left to cluster o
 IMPUTED_FOR_CLUSTERING = register("CTR514", "warning", "NaN/infinite values filled for clustering")
 
 TRANSFORM_FORMS = "'arcsinh:COFACTOR' (e.g. arcsinh:5 for CyTOF, arcsinh:150 for imaging) or 'log1p'"
+NORMALIZE_FORMS = "'total' (each cell scaled to 10,000 counts) or 'total:TARGET' (e.g. total:1e6 for CPM)"
+DEFAULT_TARGET_SUM = 10_000.0
 
 # Regular expressions searched case-insensitively in marker names: nuclear/DNA stains, histone H3,
 # empty/blank/background channels, viability and bead channels (mass cytometry).
@@ -72,6 +74,34 @@ def apply_transform(matrix, spec: str):
     dense = np.asarray(matrix)
     dtype = dense.dtype if dense.dtype.kind == "f" else np.float32
     return func(dense.astype(dtype, copy=False)).astype(dtype, copy=False)
+
+
+def normalize_target(spec: str) -> float:
+    """The per-cell total of ``--normalize total[:TARGET]`` (10,000 when not given)."""
+    match = re.fullmatch(r"total(?::\s*([0-9.eE+-]+))?", (spec or "").strip().lower())
+    target = (_positive_float(match.group(1)) if match.group(1) else DEFAULT_TARGET_SUM) if match else None
+    if target is None:
+        raise ParameterError(f"--normalize {spec!r} is not a normalisation; valid forms: {NORMALIZE_FORMS}")
+    return target
+
+
+def normalize_log1p(matrix, spec: str):
+    """Count data made comparable between cells: each cell scaled to the same total (scanpy's
+    ``normalize_total``), then ``log1p``; a new matrix, sparse stays sparse."""
+    import anndata
+    import scanpy as sc
+
+    target = normalize_target(spec)
+    minimum = _min_value(matrix)
+    if minimum < 0:
+        raise InputError(f"--normalize needs counts (values >= 0), but the layer has values down to {minimum:.4g}",
+                         hint="these values are not counts; drop --normalize (use --transform for intensities)")
+    if matrix.dtype.kind != "f":
+        matrix = matrix.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scanpy's notes on cells with zero counts (left at zero)
+        scaled = sc.pp.normalize_total(anndata.AnnData(X=matrix), target_sum=target, inplace=False)["X"]
+    return apply_transform(scaled, "log1p")
 
 
 def _positive_float(text: str) -> float | None:
