@@ -6,7 +6,8 @@ then annotated (annotation only: seconds per set) by
 
 - the built-in ruleset for its tissue (``builtin``), and
 - a ruleset written by others, not against this data (``by_others``): the files of
-  ../shared/data/rulesets-by-others/ translated by hand into benchmarks/rulesets_by_others/.
+  ../shared/data/rulesets-by-others/ translated by hand into benchmarks/rulesets_by_others/;
+- on request (``--rulesets imported``), the same files read by ctr's own importers.
 
 Every figure is per cell against the set's reference labels, mapped to each ruleset's lineages
 by benchmarks/mappings/SET__RULESET.yaml (see docs/accuracy.md). No preset and no per-set
@@ -14,7 +15,7 @@ parameter is used; ``params`` overrides apply to every set alike.
 
 Usage::
 
-    python benchmarks/accuracy.py [--params JSON|@file.json] [--sets a,b] [--rulesets builtin,by_others]
+    python benchmarks/accuracy.py [--params JSON|@file.json] [--sets a,b] [--rulesets builtin,by_others,imported]
                                   [--refine] [--recluster] [--csv OUT.csv]
 
 From Python (what the cross-validation of defaults calls, many times)::
@@ -129,6 +130,17 @@ SETS: dict[str, LabelledSet] = {s.name: s for s in (
                 "cell_type", {"builtin": ("codex_immune",), "by_others": ("scimap_cycif",)}),
 )}
 
+# kind "imported": the same source files read by ctr's own importers (`--ruleset FILE`), scored
+# with the hand translation's mapping; run on request (--rulesets imported), not by default
+IMPORTED = {
+    "garnett_pbmc": "garnett_pbmc_test.txt",
+    "celesta_crc": "celesta_prior_marker_info.csv",
+    "scyan_aml": "scyan_aml_default.csv",
+    "scimap_cycif": "scimap_phenotype_workflow.csv",
+}
+IMPORT_PREFIX = "import:"
+DEFAULT_KINDS = ("builtin", "by_others")
+
 _PREPARED: dict[str, object] = {}  # set name -> AnnData with clusters (one process loads each set once)
 _RULESETS: dict[str, object] = {}
 
@@ -174,13 +186,29 @@ def prepared(name: str, *, recluster: bool = False):
 
 
 def ruleset(name: str):
-    """A built-in ruleset by name, or one of benchmarks/rulesets_by_others/NAME.ctr; compiled once."""
+    """A built-in ruleset by name, one of benchmarks/rulesets_by_others/NAME.ctr, or
+    ``import:FILE`` (a file of ../shared/data/rulesets-by-others/ read by ctr's importer); compiled once."""
     if name not in _RULESETS:
         from ctr.lang import load_ruleset
 
         path = RULESETS_BY_OTHERS / f"{name}.ctr"
+        if name.startswith(IMPORT_PREFIX):
+            path = DATA / "rulesets-by-others" / name[len(IMPORT_PREFIX):]
         _RULESETS[name] = load_ruleset(str(path) if path.is_file() else name)
     return _RULESETS[name]
+
+
+def mapping_file(set_name: str, ruleset_name: str) -> Path:
+    """benchmarks/mappings/SET__RULESET.yaml; an imported ruleset shares its hand translation's."""
+    hand = {f"{IMPORT_PREFIX}{file}": stem for stem, file in IMPORTED.items()}.get(ruleset_name, ruleset_name)
+    return MAPPINGS / f"{set_name}__{hand}.yaml"
+
+
+def rulesets_of(spec: LabelledSet) -> dict[str, tuple[str, ...]]:
+    """The set's rulesets by kind, with the imported counterparts of its by-others rulesets."""
+    kinds = dict(spec.rulesets)
+    kinds["imported"] = tuple(f"{IMPORT_PREFIX}{IMPORTED[n]}" for n in spec.rulesets.get("by_others", ()) if n in IMPORTED)
+    return kinds
 
 
 # --- the benchmark -------------------------------------------------------------------------------
@@ -198,7 +226,7 @@ def evaluate_one(set_name: str, ruleset_name: str, *, params: dict | None = None
         scoring_params=params.get("scoring"), gating_params=params.get("gating"),
         refinement_params=params.get("refinement"), skip_refinement=not refine, write_obs=False,
     )
-    mapping = MAPPINGS / f"{set_name}__{ruleset_name}.yaml"
+    mapping = mapping_file(set_name, ruleset_name)
     evaluation = ctr.evaluate(result, adata.obs[spec.truth].astype(str).to_numpy(),
                               mapping=mapping if mapping.is_file() else None,
                               clusters=adata.obs[CLUSTER_KEY].astype(str).to_numpy())
@@ -211,8 +239,9 @@ def run(params: dict | None = None, sets: Iterable[str] | None = None, rulesets:
 
     ``params``: ``{"scoring": {...}, "gating": {...}, "refinement": {...}}`` overrides, the JSON
     shape of ``--scoring-params`` etc., applied to every set. ``sets``: names from :data:`SETS`
-    (default all whose data are present). ``rulesets``: kinds (``builtin``, ``by_others``) and/or
-    ruleset names to keep (default all). ``refine``: run ctr's refinement too (default annotation only).
+    (default all whose data are present). ``rulesets``: kinds (``builtin``, ``by_others``,
+    ``imported``) and/or ruleset names to keep (default ``builtin`` and ``by_others``).
+    ``refine``: run ctr's refinement too (default annotation only).
     """
     unknown = set(params or {}) - {"scoring", "gating", "refinement"}
     if unknown:
@@ -221,12 +250,12 @@ def run(params: dict | None = None, sets: Iterable[str] | None = None, rulesets:
     missing = [s for s in chosen if s not in SETS]
     if missing:
         raise ValueError(f"unknown sets {missing}; known: {', '.join(SETS)}")
-    wanted = set(rulesets) if rulesets is not None else None
+    wanted = set(rulesets) if rulesets is not None else set(DEFAULT_KINDS)
     rows = []
     for set_name in chosen:
-        for kind, names in SETS[set_name].rulesets.items():
+        for kind, names in rulesets_of(SETS[set_name]).items():
             for rs_name in names:
-                if wanted is not None and kind not in wanted and rs_name not in wanted:
+                if kind not in wanted and rs_name not in wanted:
                     continue
                 t0 = time.perf_counter()
                 _, ev = evaluate_one(set_name, rs_name, params=params, refine=refine)
@@ -255,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--params", metavar="JSON", help='overrides for every set: {"scoring": {...}, "gating": {...}, '
                     '"refinement": {...}} inline or @file.json')
     ap.add_argument("--sets", metavar="A,B", help=f"sets to run (default all): {', '.join(SETS)}")
-    ap.add_argument("--rulesets", metavar="A,B", help="builtin, by_others, or ruleset names (default all)")
+    ap.add_argument("--rulesets", metavar="A,B", help="kinds (builtin, by_others, imported) or ruleset names "
+                    "(default builtin,by_others)")
     ap.add_argument("--refine", action="store_true", help="run ctr's refinement as well (default: annotation only)")
     ap.add_argument("--recluster", action="store_true", help="cluster again instead of using benchmarks/.cache/")
     ap.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV")

@@ -26,12 +26,14 @@ def accuracy():
 
 
 def pairs(accuracy):
-    return [(s, r) for s, spec in accuracy.SETS.items() for names in spec.rulesets.values() for r in names]
+    return [(s, r) for s, spec in accuracy.SETS.items() for names in accuracy.rulesets_of(spec).values() for r in names]
 
 
 def test_every_pair_has_a_mapping_that_names_real_cell_types(accuracy):
     for set_name, rs_name in pairs(accuracy):
-        path = BENCH / "mappings" / f"{set_name}__{rs_name}.yaml"
+        if rs_name.startswith(accuracy.IMPORT_PREFIX) and not (accuracy.DATA / "rulesets-by-others").is_dir():
+            continue
+        path = accuracy.mapping_file(set_name, rs_name)
         assert path.is_file(), path
         mapping = load_mapping(path)
         # raises (CTR712) when a mapping names a cell type the ruleset does not have
@@ -54,7 +56,7 @@ def test_mappings_cover_every_reference_label(accuracy):
             if not path.is_file():
                 continue
             labels = set(ad.read_h5ad(path, backed="r").obs[accuracy.SETS[set_name].truth].astype(str))
-        mapping = load_mapping(BENCH / "mappings" / f"{set_name}__{rs_name}.yaml")
+        mapping = load_mapping(accuracy.mapping_file(set_name, rs_name))
         # a label left out of a mapping would be matched by name and silently counted wrong
         unlisted = labels - set(mapping.targets)
         # types the ruleset lacks, on purpose counted wrong (each mapping's header says so)
