@@ -300,7 +300,7 @@ def annotate(
         from ctr.engine.cells import cell_level_labels
 
         cell_labels = cell_level_labels(cell_labels, rs, resolution.mapping, pd.DataFrame(stats.global_.to_dict(as_series=False)), sub,
-                                        panel_names, params.scoring.per_cell_gap)
+                                        panel_names, params.scoring.per_cell_gap, params=params)
     elif unit != "cluster":
         raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
     result = AnnotationResult(

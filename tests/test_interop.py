@@ -343,3 +343,28 @@ def test_marker_map_metadata_is_kept_with_the_run_and_shown_in_the_report(tmp_pa
     assert params["ruleset"]["metadata"] == {"version": "2.1", "tissue": "blood", "description": "PBMC panel"}
     html = (out / "report.html").read_text()
     assert "version 2.1, tissue blood" in html and "PBMC panel" in html
+
+
+def test_unit_cell_never_moves_a_cell_into_a_type_whose_conditions_fail_on_it(tmp_path):
+    """One cluster stopped at 'Immune'; each cell may only descend where the child's condition holds."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    from ctr import api
+
+    text = ('threshold CD45 >= 0.5\nthreshold CD3 >= 0.5\nthreshold CD20 >= 0.5\nlevel 1 { min_coverage 0 min_enrichment -10 }\n'
+            'type Immune { markers CD45\n  type T { markers CD3 when mean(CD3) >= 0.5 }\n'
+            '  type B { markers CD20 when mean(CD20) >= 0.5 } }\n')
+    rng = np.random.default_rng(0)
+    n = 300
+    x = np.column_stack([rng.uniform(0.8, 1.0, n), rng.uniform(0, 1, n), rng.uniform(0, 1, n)])
+    adata = ad.AnnData(x, var=pd.DataFrame(index=["CD45", "CD3", "CD20"]))
+    adata.obs["cluster"] = pd.Categorical(["0"] * n)
+    result = api.annotate(adata, _write(tmp_path, "r.ctr", text), cluster_key="cluster", unit="cell", skip_refinement=True)
+    labels = result.cell_labels["label"].to_numpy()
+    moved_t, moved_b = labels == "T", labels == "B"
+    assert moved_t.any() and moved_b.any()
+    assert (x[moved_t, 1] >= 0.5).all() and (x[moved_b, 2] >= 0.5).all()
+    neither = (x[:, 1] < 0.5) & (x[:, 2] < 0.5)
+    assert set(labels[neither]) <= {"Immune"}

@@ -6,6 +6,10 @@ the candidates (the parent's children, or the tied roots) with the per-cell scor
 semantics §7.5; a cell that leads by ``per_cell_gap`` takes that candidate and keeps descending.
 A cell that does not lead keeps the cluster's label. Unassigned clusters stay unassigned: the
 cluster-level gates rejected every root, and one cell's values do not overturn that.
+
+A cell votes only among the candidates whose hard rules hold on its own values (requirements,
+vetoes and ``when`` conditions, evaluated by the gate functions on the cell as a cluster of one):
+a rule that forbids a type forbids it for a single cell too.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ctr.engine.cell_evidence import cell_evidence
 from ctr.engine.decide import AMBIGUITY_SEP
+from ctr.engine.gates import condition_gates, node_passed, requirement_gates, veto_gates
+from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
 from ctr.engine.votes import UNCERTAIN, cell_scores, vote
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
 
@@ -21,10 +28,11 @@ CELL_STOP = "cell_vote"
 
 
 def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, str], global_: pd.DataFrame,
-                      matrix, markers: list[str], per_cell_gap: float) -> pd.DataFrame:
+                      matrix, markers: list[str], per_cell_gap: float, params=None) -> pd.DataFrame:
     """Refine the per-cell table (columns label, root, path, confidence, stop_reason; one row per
     cell, in matrix row order) by per-cell votes. Returns a new table; ``stop_reason`` is
-    ``cell_vote`` for cells that moved below their cluster's label."""
+    ``cell_vote`` for cells that moved below their cluster's label. With ``params`` (the resolved
+    parameters), candidates whose hard rules fail on a cell's values are out of its vote."""
     out = cells.copy()
     column = {m: i for i, m in enumerate(markers)}
     g = global_.set_index("marker")
@@ -54,6 +62,9 @@ def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, 
             if len(rows) == 0:
                 continue
             scores = cell_scores(matrix[rows], [columns(c) for c in candidates], median, std)
+            if params is not None and any(c.requires or c.vetoes or c.conditions for c in candidates):
+                allowed = hard_rules_hold(cell_evidence(matrix, markers, global_, rows), candidates, ruleset, mapping, params)
+                scores = np.where(allowed, scores, np.nan)
             votes = vote(scores, [c.name for c in candidates], per_cell_gap)
             for node in candidates:
                 moved = rows[votes == node.name]
@@ -74,4 +85,20 @@ def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, 
     return out
 
 
-__all__ = ["cell_level_labels", "CELL_STOP", "UNCERTAIN"]
+def hard_rules_hold(ev: ClusterEvidence, candidates: list[CellType], ruleset: Ruleset, mapping: dict[str, str],
+                    params) -> np.ndarray:
+    """(rows of ``ev`` x candidates): whether each candidate's requirements, vetoes and conditions pass."""
+    doc_freq = document_frequency(ruleset, mapping)
+    n_types = ruleset.cell_type_count
+    out = np.ones((len(ev.clusters), len(candidates)), bool)
+    for k, node in enumerate(candidates):
+        if not (node.requires or node.vetoes or node.conditions):
+            continue
+        ns = score_node(ev, node, mapping, params, doc_freq, n_types)
+        gates = [*requirement_gates(ev, ns, mapping, params, ruleset), *veto_gates(ev, ns, mapping),
+                 *condition_gates(ev, ns, mapping)]
+        out[:, k] = node_passed(gates, len(ev.clusters))
+    return out
+
+
+__all__ = ["cell_level_labels", "hard_rules_hold", "CELL_STOP", "UNCERTAIN"]
