@@ -59,18 +59,31 @@ class RunSummary:
     n_cells: int
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cell_labels: pd.Series | None = None  # each cell's final label (differs from its cluster's with --unit cell)
+    agreement: list[str] = field(default_factory=list)  # lines comparing with reference labels (the demo)
+    unit: str = "cluster"
+
+    SHOWN_LABELS = 12
 
     def describe(self) -> str:
         c = self.clusters
         unassigned = c["final_annotation"].eq("Unassigned")
-        cells_unassigned = int(c.loc[unassigned, "n_cells"].sum())
-        top = (
-            c.groupby("final_annotation")["n_cells"].sum().sort_values(ascending=False).head(12)
-        )
-        lines = [f"annotated {len(c)} clusters ({self.n_cells} cells) into {c['final_annotation'].nunique()} labels"]
-        lines += [f"  {label:<40} {n:>8} cells" for label, n in top.items()]
+        if self.cell_labels is not None:
+            per_label = self.cell_labels.astype(str).value_counts()
+            cells_unassigned = int(per_label.get("Unassigned", 0))
+        else:
+            per_label = c.groupby("final_annotation")["n_cells"].sum()
+            cells_unassigned = int(c.loc[unassigned, "n_cells"].sum())
+        per_label = per_label.sort_values(ascending=False, kind="stable")
+        unit = " (each cell's own label: --unit cell)" if self.unit == "cell" else ""
+        lines = [f"annotated {len(c)} clusters ({self.n_cells} cells) into {len(per_label)} labels{unit}"]
+        lines += [f"  {label:<40} {int(n):>8} cells" for label, n in per_label.head(self.SHOWN_LABELS).items()]
+        if len(per_label) > self.SHOWN_LABELS:
+            rest = per_label.iloc[self.SHOWN_LABELS:]
+            lines.append(f"  (+{len(rest)} more labels, {int(rest.sum())} cells: see cluster_annotations.csv)")
         lines.append(f"  unassigned: {int(unassigned.sum())} clusters, {cells_unassigned} cells "
                      f"({cells_unassigned / max(self.n_cells, 1):.1%})")
+        lines += self.agreement
         lines += [f"note: {n}" for n in self.notes]
         lines.append(f"run directory: {self.run_dir}")
         lines += [f"  {p}" for p in self.files]
@@ -313,7 +326,8 @@ def annotate_adata(
 
             files.append(write_report(run_dir))
     write_json_atomic(run_dir / "timings.json", progress.summary())
-    return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes)
+    return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes,
+                      cell_labels=result.cell_labels["label"], unit=opts.unit)
 
 
 def _previous_layer(adata, key_added: str) -> str | None:
@@ -424,5 +438,37 @@ def run_demo(output_dir: str = "ctr-demo", force: bool = False) -> RunSummary:
         with progress.stage("load demo data", "scanpy pbmc68k_reduced, 700 cells x 765 genes"):
             adata = demo_adata()
         summary = annotate_adata(adata, opts, run_dir, progress)
+    with progress.stage("evaluate", f"against obs['{DEMO_TRUTH}']"):
+        summary.agreement = demo_agreement(adata, run_dir)
     summary.notes.append("demo data: scanpy's pbmc68k_reduced (log-normalised genes); obs['reference_labels'] are its FACS-based bulk labels")
     return summary
+
+
+DEMO_TRUTH = "reference_labels"
+DEMO_MAPPING = Path(__file__).resolve().parent / "data" / "pbmc68k_reference.yaml"
+
+
+def demo_agreement(adata, run_dir: Path) -> list[str]:
+    """How well the demo's labels agree with its reference labels, next to the cluster oracle (the
+    best any per-cluster labelling of these clusters could do), at lineage and at fine level.
+
+    The fine-level evaluation goes through ``ctr evaluate`` (evaluation.csv and the report's
+    Accuracy section); the lineage level is the same comparison cut at the root types.
+    """
+    from ctr.evaluation_io import evaluate, evaluate_run
+
+    lineage = evaluate(adata, DEMO_TRUTH, mapping=DEMO_MAPPING, level=0)
+    fine, _ = evaluate_run(run_dir, DEMO_TRUTH, mapping=DEMO_MAPPING)
+
+    def line(what: str, ev) -> str:
+        o = ev.overall
+        return (f"  {what:<50} accuracy {o['accuracy']:.3f}   cluster oracle {o['cluster_oracle']:.3f}   "
+                f"unassigned {o['unassigned_share']:.3f}")
+
+    return [
+        f"agreement with the demo's reference labels (obs['{DEMO_TRUTH}'], FACS-sorted populations):",
+        line("lineage (T, B, NK, myeloid, HSPC)", lineage),
+        line("fine (CD4 T, CD8 T, NK, B, CD14 mono, DC, HSPC)", fine),
+        f"  per class and confusion matrix: report.html (Accuracy); again with: ctr evaluate {run_dir} "
+        f"--truth {DEMO_TRUTH} --mapping {DEMO_MAPPING} [--level 0]",
+    ]
