@@ -87,7 +87,8 @@ DEFAULT_EXPORT = "fallopian_tube"
 
 
 def _cmd_export(args) -> int:
-    from ctr.lang import export_ruleset, load_ruleset
+    from ctr.io.rundir import check_output_file
+    from ctr.lang import export_ruleset, load_ruleset, ruleset_files
 
     if args.ruleset is None:
         # the tuning guide's `ctr export-markers --output FILE` exports the default map; never silently
@@ -103,10 +104,8 @@ def _cmd_export(args) -> int:
         print(done.format_report(), file=sys.stderr)
         print(f"wrote {done.output} ({done.ruleset.cell_type_count} cell types as {args.to})")
         return 0
-    from ctr.interop_commands import _refuse_overwrite
-
-    _refuse_overwrite(Path(args.output), args.force)
     ruleset = load_ruleset(args.ruleset)
+    check_output_file(args.output, force=args.force, inputs=ruleset_files(args.ruleset))  # never the ruleset's own files
     path = export_ruleset(ruleset, args.output, args.format)
     print(f"wrote {path} ({ruleset.cell_type_count} cell types from ruleset '{ruleset.name}')")
     return 0
@@ -212,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["json", "yaml", "ctr"], help="default: from the output file's extension")
     p.add_argument("--to", choices=list(EXPORT_TARGETS),
                    help="another tool's format: garnett (.txt), scimap, celesta, scyan (.csv), ct-ref (the reference tool's JSON map)")
-    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file (never the ruleset's own files, "
+                   "a symbolic link or a device)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("import-markers", help="translate another tool's marker file into a ruleset (.ctr, .yaml or .json)",
@@ -302,7 +302,7 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 
 def _interrupted() -> int:
-    print("ctr: interrupted; no partial output was left under a final name", file=sys.stderr)
+    print("ctr: interrupted; the output is as it was before (nothing half-written)", file=sys.stderr)
     return 130
 
 

@@ -191,7 +191,7 @@ def evaluate_run(run_dir: str | Path, truth: str, *, mapping: str | Path | None 
     import anndata as ad
 
     from ctr.io.atomic import write_csv_atomic, write_json_atomic
-    from ctr.io.rundir import run_guard
+    from ctr.io.rundir import require_finished_run, updating_run_dir
 
     run = Path(run_dir)
     h5ad = run / "output.h5ad"
@@ -199,6 +199,7 @@ def evaluate_run(run_dir: str | Path, truth: str, *, mapping: str | Path | None 
         raise InputError(f"{run}: not a directory; expected a ctr run directory (made by `ctr annotate`)")
     if not h5ad.is_file():
         raise InputError(f"{run}: no output.h5ad; evaluation needs the per-cell labels of a finished `ctr annotate` run")
+    require_finished_run(run)
     label_mapping = as_mapping(mapping)  # a bad mapping file fails before the data are read
     try:
         adata = ad.read_h5ad(h5ad, backed="r")  # obs and uns only; the matrix stays on disk
@@ -218,7 +219,7 @@ def evaluate_run(run_dir: str | Path, truth: str, *, mapping: str | Path | None 
         "unmatched_truth": result.unmatched_truth,
         "unused_mapping_keys": result.unused_mapping_keys,
     }
-    with run_guard(run):
+    with updating_run_dir(run, [EVALUATION_CSV, CONFUSION_CSV, EVALUATION_JSON]):
         written = [write_csv_atomic(run / EVALUATION_CSV, result.table()),
                    write_csv_atomic(run / CONFUSION_CSV, result.confusion),
                    write_json_atomic(run / EVALUATION_JSON, settings)]

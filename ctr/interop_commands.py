@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc
-from ctr.errors import OutputError, RulesetError, UsageError
-from ctr.lang import compile_ruleset, export_text, load_ruleset
+from ctr.errors import RulesetError, UsageError
+from ctr.lang import compile_ruleset, export_text, load_ruleset, ruleset_files
 from ctr.lang.exporters import WRITERS
 from ctr.lang.importers import PARSERS, detect
 from ctr.lang.importers.common import IMPORT_LOSS
@@ -37,11 +37,11 @@ class Translation:
         return "\n".join(lines)
 
 
-def _refuse_overwrite(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise OutputError(f"{path} already exists; refusing to overwrite it", hint="pass --force to replace it, or choose another --output")
-    if path.exists() and path.is_dir():
-        raise OutputError(f"{path} is a directory", hint="give a file name for --output")
+def _refuse_overwrite(path: Path, force: bool, inputs=()) -> None:
+    """Consent before writing ``--output`` (see :func:`ctr.io.rundir.check_output_file`)."""
+    from ctr.io.rundir import check_output_file
+
+    check_output_file(path, force=force, inputs=inputs)
 
 
 def import_markers(source: str, tool: str, output: str, *, force: bool = False) -> Translation:
@@ -54,7 +54,7 @@ def import_markers(source: str, tool: str, output: str, *, force: bool = False) 
     kind = OUTPUT_FORMATS.get(out.suffix.lower())
     if kind is None:
         raise UsageError(f"cannot tell the output format of '{output}'", hint="use a .ctr, .yaml or .json file name")
-    _refuse_overwrite(out, force)
+    _refuse_overwrite(out, force, inputs=[source])
     path = Path(source)
     if tool == "auto":
         try:
@@ -86,8 +86,8 @@ def export_markers(source: str, target: str, output: str, *, force: bool = False
     if target not in WRITERS:
         raise UsageError(f"unknown target '{target}'", hint=f"use one of: {', '.join(WRITERS)}")
     out = Path(output)
-    _refuse_overwrite(out, force)
     ruleset = load_ruleset(source)
+    _refuse_overwrite(out, force, inputs=ruleset_files(source))
     text, losses = WRITERS[target](ruleset)
     write_text_atomic(out, text)
     where = SourceLoc(file=ruleset.source_file) if ruleset.source_file else None

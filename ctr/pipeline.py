@@ -98,28 +98,50 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
     progress = progress or Progress()
     warnings: list = []
     ruleset = validate_options(opts, warnings)  # cheap checks first: a typo must not cost a clustering run
-    _refuse_to_replace_input(opts)
-    with _run_directory(opts.output_dir, opts.force) as run_dir:
+    with _run_directory(opts.output_dir, opts.force, progress, inputs=input_files(opts)) as run:
         with progress.stage("read", opts.input):
             adata = read_input(opts.input)
-        return annotate_adata(adata, opts, run_dir, progress, ruleset=ruleset, ruleset_warnings=warnings)
+        run.summary = annotate_adata(adata, opts, run.staging, progress, ruleset=ruleset, ruleset_warnings=warnings)
+    return run.finished()
+
+
+@dataclass
+class _StagedRun:
+    """A run being written into ``staging``; it becomes ``target`` when the block ends without error."""
+
+    staging: Path
+    target: Path
+    summary: RunSummary | None = None
+
+    def finished(self) -> RunSummary:
+        """The summary with the paths where the files now are."""
+        summary = self.summary
+        summary.run_dir = self.target
+        summary.files = [self.target / p.relative_to(self.staging) for p in summary.files]
+        return summary
 
 
 @contextmanager
-def _run_directory(output_dir: str, force: bool) -> Iterator[Path]:
-    """Create the run directory and guard the block writing into it: on failure no temporary file
-    stays, and a directory this run created is removed again when nothing was written to it."""
-    from ctr.io.rundir import prepare_run_dir, run_guard
+def _run_directory(output_dir: str, force: bool, progress: Progress, inputs: list[Path] = ()) -> Iterator[_StagedRun]:
+    """A staging directory for the run: moved into place whole at the end, removed on any failure
+    (see :mod:`ctr.io.rundir`)."""
+    from ctr.io.rundir import staged_run_dir
 
-    created = not Path(output_dir).exists()
-    run_dir = prepare_run_dir(output_dir, force=force)
-    try:
-        with run_guard(run_dir):
-            yield run_dir
-    except BaseException:
-        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        raise
+    def finish() -> None:
+        with progress.stage("finish", str(output_dir)):  # a stage boundary like the others (and for Ctrl-C tests)
+            pass
+
+    with staged_run_dir(output_dir, force=force, inputs=inputs, before_commit=finish) as staging:
+        yield _StagedRun(staging=staging, target=Path(output_dir))
+
+
+def input_files(opts: AnnotateOptions) -> list[Path]:
+    """Every file the run reads, which it must never replace: the data, the ruleset or marker map,
+    ``@file`` parameters and the refinement plan."""
+    named = [opts.input, opts.ruleset, opts.marker_map, opts.refinement_plan]
+    named += [v[1:] for v in (opts.scoring_params, opts.gating_params, opts.refinement_params)
+              if isinstance(v, str) and v.startswith("@")]
+    return [Path(v) for v in named if v and Path(v).is_file()]
 
 
 def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Ruleset | None:
@@ -165,19 +187,6 @@ def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Rul
             raise UsageError("--normalize and --transform are alternatives: --normalize already applies log1p",
                              hint="count data: --normalize total; intensities: --transform arcsinh:COFACTOR")
     return ruleset
-
-
-def _refuse_to_replace_input(opts: AnnotateOptions) -> None:
-    """With --force the run's output.h5ad replaces an older one; never when that one is the input."""
-    from ctr.errors import OutputError
-
-    target = Path(opts.output_dir) / "output.h5ad"
-    if target.exists() and Path(opts.input).exists() and target.resolve() == Path(opts.input).resolve():
-        raise OutputError(
-            f"the input {opts.input!r} is the output.h5ad this run would write into {opts.output_dir!r}; "
-            "refusing to replace the input",
-            hint="choose another --output-dir (e.g. a new run folder beside it)",
-        )
 
 
 def _check_before_clustering(adata, layer: str | None, progress: Progress, *, transforming: bool = False) -> set[str]:
@@ -322,9 +331,9 @@ def annotate_adata(
     files = [run_dir / name for name in ("output.h5ad", "cluster_annotations.csv", "decision_steps.csv")]
     if not opts.no_report:
         with progress.stage("report"):
-            from ctr.report import write_report
+            from ctr.report.html import write_report
 
-            files.append(write_report(run_dir))
+            files.append(write_report(run_dir, staged_as=Path(opts.output_dir).name))
     write_json_atomic(run_dir / "timings.json", progress.summary())
     return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes,
                       cell_labels=result.cell_labels["label"], unit=opts.unit)
@@ -434,12 +443,13 @@ def run_demo(output_dir: str = "ctr-demo", force: bool = False) -> RunSummary:
     """The ``ctr demo`` command: the full pipeline on data that ships with scanpy."""
     progress = Progress()
     opts = AnnotateOptions(input="scanpy:pbmc68k_reduced", output_dir=output_dir, ruleset="pbmc", force=force)
-    with _run_directory(output_dir, force) as run_dir:
+    with _run_directory(output_dir, force, progress) as run:
         with progress.stage("load demo data", "scanpy pbmc68k_reduced, 700 cells x 765 genes"):
             adata = demo_adata()
-        summary = annotate_adata(adata, opts, run_dir, progress)
+        run.summary = annotate_adata(adata, opts, run.staging, progress)
+    summary = run.finished()
     with progress.stage("evaluate", f"against obs['{DEMO_TRUTH}']"):
-        summary.agreement = demo_agreement(adata, run_dir)
+        summary.agreement = demo_agreement(adata, summary.run_dir)  # ctr evaluate on the finished run
     summary.notes.append("demo data: scanpy's pbmc68k_reduced (log-normalised genes); obs['reference_labels'] are its FACS-based bulk labels")
     return summary
 

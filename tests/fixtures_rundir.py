@@ -261,6 +261,9 @@ def write_rundir(out: Path, *, min_coverage_l0: float = 0.5, with_h5ad: bool = T
                            var=pd.DataFrame(index=PANEL))
         adata.obsm["X_umap"] = umap.astype(np.float32)
         adata.write_h5ad(out / "output.h5ad")
+    from ctr.io.rundir import write_manifest
+
+    write_manifest(out)  # a finished run: explain, report and diff accept it
     return out
 
 

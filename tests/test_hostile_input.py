@@ -78,6 +78,10 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def snapshot(folder: Path) -> dict[str, str]:
+    return {p.name: digest(p) for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
 def files_in(run_dir: Path) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
 
@@ -522,15 +526,15 @@ def test_failure_while_writing_leaves_no_partial_file(exc, exit_code, message, t
     _break_h5ad_writer(monkeypatch, exc)
     code, _, err = annotate(capsys, path, run, ruleset=ruleset)
     assert code == exit_code and message in err
-    assert "output.h5ad" not in files_in(run)
-    assert_only_complete_files(run)
+    assert not run.exists()  # whole or nothing: no run directory at all
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "tiny.ctr"]
 
 
 def test_failed_rerun_keeps_the_previous_complete_output(tmp_path, ruleset, capsys, monkeypatch):
     path = write(tiny(), tmp_path / "in.h5ad")
     run = tmp_path / "run"
     assert annotate(capsys, path, run, ruleset=ruleset)[0] == 0
-    before = digest(run / "output.h5ad")
+    before = snapshot(run)
 
     calls = []
     real_to_csv = pd.DataFrame.to_csv
@@ -545,9 +549,7 @@ def test_failed_rerun_keeps_the_previous_complete_output(tmp_path, ruleset, caps
     monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv_then_fail)
     code, _, err = annotate(capsys, path, run, "--force", "--scoring-params", '{"anti_weight": 0.9}', ruleset=ruleset)
     assert code == 130 and "interrupted" in err
-    assert digest(run / "output.h5ad") == before
-    assert_only_complete_files(run)
-    assert pd.read_csv(run / "decision_steps.csv").shape[0] > 1  # the old complete table, not the half one
+    assert snapshot(run) == before  # the old complete run, every file
 
 
 def _run_cli(args, **kwargs) -> subprocess.Popen:
@@ -555,25 +557,90 @@ def _run_cli(args, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
+STAGES = ["read", "preprocess", "cluster", "annotate", "write", "report", "finish"]
+
+
+def _interrupt_at(monkeypatch, stage: str, when: str, interrupt) -> None:
+    """Call ``interrupt()`` when the pipeline enters (or has just left) ``stage``: a deterministic Ctrl-C."""
+    from contextlib import contextmanager
+
+    from ctr.progress import Progress
+
+    real = Progress.stage
+
+    @contextmanager
+    def stage_hook(self, name, detail=""):
+        if name == stage and when == "enter":
+            interrupt()
+        with real(self, name, detail):
+            yield
+        if name == stage and when == "exit":
+            interrupt()
+
+    monkeypatch.setattr(Progress, "stage", stage_hook)
+
+
+def _ctrl_c():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("when", ["enter", "exit"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_ctrl_c_at_every_stage_leaves_nothing(stage, when, tmp_path, ruleset, capsys, monkeypatch):
+    path = write(tiny(), tmp_path / "in.h5ad")
+    run = tmp_path / "a" / "b" / "run"
+    _interrupt_at(monkeypatch, stage, when, _ctrl_c)
+    code = main(["annotate", str(path), "--output-dir", str(run), "--ruleset", str(ruleset)])  # clusters, writes a report
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "tiny.ctr"]  # no run, no staging, no empty a/b
+
+
+@pytest.mark.parametrize("stage", ["read", "annotate", "write", "finish"])
+def test_ctrl_c_during_a_forced_rerun_keeps_the_earlier_run_whole(stage, tmp_path, ruleset, capsys, monkeypatch):
+    path = write(tiny(), tmp_path / "in.h5ad")
+    run = tmp_path / "run"
+    assert main(["annotate", str(path), "--output-dir", str(run), "--ruleset", str(ruleset),
+                 "--annotation-only", "--cluster-key", "cluster"]) == 0  # with report.html
+    before = snapshot(run)
+    _interrupt_at(monkeypatch, stage, "enter", _ctrl_c)
+    code, _, err = annotate(capsys, path, run, "--force", "--scoring-params", '{"anti_weight": 0.9}', ruleset=ruleset)
+    assert code == 130
+    assert snapshot(run) == before  # every file of the earlier run, byte for byte, and nothing new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "run", "tiny.ctr"]
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_mid_run_exits_130_without_partial_files(signum, tmp_path, ruleset):
-    path = write(tiny(n=7000), tmp_path / "big.h5ad")  # 21,000 cells: clustering takes seconds
-    run = tmp_path / "run"
-    proc = _run_cli(["annotate", path, "--ruleset", ruleset, "--output-dir", run, "--no-report"])
-    seen = []
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        seen.append(line)
-        if "] cluster" in line or time.monotonic() > deadline:
-            break
-    time.sleep(0.3)
-    proc.send_signal(signum)
-    out, rest = proc.communicate(timeout=60)
-    err = "".join(seen) + rest
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    assert not run.exists()  # interrupted before anything was written: the new directory is gone
+def test_a_real_signal_exits_130_and_leaves_nothing(signum, tmp_path, ruleset, capsys, monkeypatch):
+    path = write(tiny(), tmp_path / "in.h5ad")
+    _interrupt_at(monkeypatch, "write", "enter", lambda: os.kill(os.getpid(), signum))
+    code, _, err = annotate(capsys, path, tmp_path / "run", ruleset=ruleset)
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("stage", ["write", "report"])
+def test_an_interrupt_a_library_swallows_still_stops_the_run(stage, tmp_path, ruleset, capsys, monkeypatch):
+    """Ctrl-C inside a finaliser prints 'Exception ignored ... KeyboardInterrupt' and is lost; the run
+    must not then finish with exit 0."""
+
+    def swallowed():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # the handler runs here, raising into this try
+                pass
+        except KeyboardInterrupt:
+            pass
+
+    path = write(tiny(), tmp_path / "in.h5ad")
+    _interrupt_at(monkeypatch, stage, "enter", swallowed)
+    code = main(["annotate", str(path), "--output-dir", str(tmp_path / "run"), "--ruleset", str(ruleset),
+                 "--annotation-only", "--cluster-key", "cluster"])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -832,6 +899,7 @@ def test_10000_gating_level_keys_resolve_linearly(ok_h5ad, tmp_path, ruleset, ca
     assert len(written) == 10_000 and written["9999"]["min_coverage"] == 0.49995
 
 
+<<<<<<< HEAD
 def test_normalize_counts_is_recorded_in_params(tmp_path, ruleset, capsys):
     adata = tiny()
     adata.X = np.round(adata.X * 50)
@@ -852,3 +920,132 @@ def test_normalize_and_transform_are_alternatives(tmp_path, ruleset, capsys):
     code, _, err = annotate(capsys, write(tiny(), tmp_path / "in.h5ad"), tmp_path / "run", "--normalize", "total",
                             "--transform", "log1p", ruleset=ruleset)
     assert code == 2 and "--normalize already applies log1p" in err
+=======
+# ---------------------------------------------------------------------------------------------
+# consent before overwriting: run directories
+
+
+def test_force_never_replaces_files_no_ctr_run_wrote(ok_h5ad, tmp_path, ruleset, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "cluster_annotations.csv").write_text("my,own\n1,2\n")
+    (mine / "params.json").write_text('{"mine": true}\n')
+    before = snapshot(mine)
+    code, _, err = annotate(capsys, ok_h5ad, mine, "--force", ruleset=ruleset)
+    assert code == 1 and "cluster_annotations.csv, params.json, which no finished ctr run wrote there" in err
+    assert "even with --force" in err and snapshot(mine) == before
+
+
+def test_force_replaces_only_the_earlier_runs_files(ok_h5ad, tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    assert annotate(capsys, ok_h5ad, run, ruleset=ruleset)[0] == 0
+    (run / "notes.txt").write_text("my notes")
+    (run / "timings.json").unlink()  # a file of the earlier run the user deleted: fine
+    code, _, _ = annotate(capsys, ok_h5ad, run, "--force", ruleset=ruleset)
+    assert code == 0 and (run / "notes.txt").read_text() == "my notes"
+    manifest = json.loads((run / "ctr_run.json").read_text())
+    assert "notes.txt" not in manifest["files"] and "output.h5ad" in manifest["files"]
+    assert_only_complete_files(run)
+
+
+@pytest.mark.parametrize("how", ["copied over a run file", "hard link elsewhere"])
+def test_force_never_replaces_an_input_under_another_name(how, tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    source = write(tiny(), tmp_path / "in.h5ad")
+    assert annotate(capsys, source, run, ruleset=ruleset)[0] == 0
+    if how == "copied over a run file":
+        data = run / "params.json"  # the user's data, saved under the name of a file ctr wrote
+        data.write_bytes(source.read_bytes())
+    else:
+        data = tmp_path / "elsewhere.h5ad"
+        os.link(run / "output.h5ad", data)  # one file, two names
+    before = digest(data)
+    code, _, err = annotate(capsys, data, run, "--force", ruleset=ruleset)
+    assert code == 1 and "refusing to replace the input" in err and "--output-dir" in err
+    assert digest(data) == before
+
+
+def test_a_second_run_into_the_same_directory_is_refused(ok_h5ad, tmp_path, ruleset, capsys):
+    from ctr.io.rundir import staged_run_dir
+
+    run = tmp_path / "run"
+    with staged_run_dir(run) as staging:  # a first run, still writing
+        write_text = staging / "params.json"
+        write_text.write_text("{}\n")
+        code, _, err = annotate(capsys, ok_h5ad, run, ruleset=ruleset)
+        assert code == 1 and "another ctr run (pid" in err and "is writing" in err
+    assert sorted(p.name for p in run.iterdir()) == ["ctr_run.json", "params.json"]  # the first run, whole
+
+
+def test_failed_run_leaves_no_folders_it_made(tmp_path, ruleset, capsys):
+    adata = tiny()
+    adata.var_names = ["G1", "G2", "G3", "G4", "G5"]  # no ruleset marker: fails after the data is read
+    code, _, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "a" / "b" / "c", ruleset=ruleset)
+    assert code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "tiny.ctr"]
+
+
+def test_readers_refuse_an_unfinished_run(ok_h5ad, tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    assert annotate(capsys, ok_h5ad, run, ruleset=ruleset)[0] == 0
+    (run / "ctr_run.json").unlink()  # as an interrupted run of an older ctr left it
+    for command in (["explain", run], ["report", run], ["diff", run, run], ["evaluate", run, "--truth", "cluster"]):
+        code, err = _cli(capsys, *command)
+        assert code == 1 and f"{run}: not a finished ctr run directory (no ctr_run.json" in err, command
+        assert "--output-dir" in err
+    assert not (run / "report.html").exists()
+
+
+def test_report_never_replaces_a_report_ctr_did_not_write(ok_h5ad, tmp_path, ruleset, capsys):
+    run = tmp_path / "run"
+    assert annotate(capsys, ok_h5ad, run, ruleset=ruleset)[0] == 0  # --no-report
+    (run / "report.html").write_text("<p>my own report</p>")
+    code, err = _cli(capsys, "report", run)
+    assert code == 1 and "report.html was not written by ctr; refusing to replace it" in err
+    assert (run / "report.html").read_text() == "<p>my own report</p>"
+    (run / "report.html").unlink()
+    assert _cli(capsys, "report", run)[0] == 0
+    assert "report.html" in json.loads((run / "ctr_run.json").read_text())["files"]
+    assert _cli(capsys, "report", run)[0] == 0  # its own report: regenerated
+
+
+# ---------------------------------------------------------------------------------------------
+# consent before overwriting: export-markers
+
+
+@pytest.mark.parametrize("target", ["data", "ruleset", "hard link to the ruleset", "symlink", "dangling symlink", "device"])
+def test_export_never_destroys_what_it_should_not(target, tmp_path, ruleset, capsys):
+    data = tmp_path / "victim.h5ad"
+    data.write_bytes(b"\x89HDF precious")
+    if target == "data":
+        out, force = data, False
+    elif target == "ruleset":
+        out, force = ruleset, True
+    elif target == "hard link to the ruleset":
+        out, force = tmp_path / "copy.ctr", True
+        os.link(ruleset, out)
+    elif target in ("symlink", "dangling symlink"):
+        out, force = tmp_path / "link.json", True
+        out.symlink_to(data if target == "symlink" else tmp_path / "nowhere.json")
+    else:
+        if not Path("/dev/null").exists():
+            pytest.skip("no /dev/null")
+        out, force = Path("/dev/null"), True
+    before = (digest(data), digest(ruleset))
+    args = ["export-markers", "--ruleset", ruleset, "--output", out, "--format", "json"] + (["--force"] if force else [])
+    code, err = _cli(capsys, *args)
+    assert code == 1 and "refusing to" in err
+    assert (digest(data), digest(ruleset)) == before
+    if "symlink" in target:
+        assert out.is_symlink()
+    if target == "device":
+        assert Path("/dev/null").is_char_device()
+
+
+def test_export_replaces_its_own_earlier_export_with_force(tmp_path, ruleset, capsys):
+    out = tmp_path / "rules.json"
+    assert _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out)[0] == 0
+    code, err = _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out)
+    assert code == 1 and "already exists" in err and "--force" in err
+    assert _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out, "--force")[0] == 0
+>>>>>>> 1e259c0 (Whole-or-nothing run directories: staged beside the target, moved into place with a manifest (ctr_run.json), a lock, --force replaces only ctr's files and never an input; readers refuse unfinished runs; export-markers asks consent; deterministic Ctrl-C tests at every stage)

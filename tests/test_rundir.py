@@ -24,35 +24,47 @@ from ctr.io.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
-from ctr.io.rundir import prepare_run_dir, run_guard
+from ctr.io.rundir import run_guard, staged_run_dir
 
 
-def test_prepare_creates_nested_directory(tmp_path):
-    run = prepare_run_dir(tmp_path / "a" / "b", force=False)
-    assert run.is_dir()
-    assert prepare_run_dir(run, force=False) == run  # empty: fine without --force
+def _stage(target, force=False, files=("params.json",)):
+    with staged_run_dir(target, force=force) as staging:
+        assert staging.parent == target.parent and staging.name.startswith(f".{target.name}.ctr-staging-")
+        for name in files:
+            write_text_atomic(staging / name, "{}\n")
+    return target
 
 
-def test_prepare_refuses_non_empty_without_force(tmp_path):
+def test_staged_run_creates_nested_directory_with_a_manifest(tmp_path):
+    run = _stage(tmp_path / "a" / "b")
+    assert sorted(p.name for p in run.iterdir()) == ["ctr_run.json", "params.json"]
+    assert json.loads((run / "ctr_run.json").read_text())["files"] == ["params.json"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]  # no staging dir or lock left beside it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (_stage(empty) / "ctr_run.json").is_file()  # an empty folder: fine without --force
+
+
+def test_staged_run_refuses_non_empty_without_force(tmp_path):
     (tmp_path / "old.csv").write_text("x\n")
     with pytest.raises(OutputError) as err:
-        prepare_run_dir(tmp_path, force=False)
+        _stage(tmp_path)
     assert str(tmp_path) in str(err.value) and "not empty" in str(err.value) and "--force" in str(err.value)
-    assert prepare_run_dir(tmp_path, force=True) == tmp_path
-    assert (tmp_path / "old.csv").read_text() == "x\n"  # --force replaces files as they are written
+    _stage(tmp_path, force=True)
+    assert (tmp_path / "old.csv").read_text() == "x\n"  # --force keeps files ctr did not write
 
 
-def test_prepare_refuses_a_file(tmp_path):
+def test_staged_run_refuses_a_file(tmp_path):
     target = tmp_path / "run"
     target.write_text("not a dir")
     with pytest.raises(OutputError, match="is an existing file"):
-        prepare_run_dir(target, force=True)
+        _stage(target, force=True)
 
 
-def test_prepare_under_a_file_is_an_output_error(tmp_path):
+def test_staged_run_under_a_file_is_an_output_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="cannot create output directory"):
-        prepare_run_dir(tmp_path / "file" / "run", force=False)
+        _stage(tmp_path / "file" / "run")
 
 
 def test_csv_is_byte_identical_and_formatted(tmp_path):

@@ -6,11 +6,13 @@ from ctr.io.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
-from ctr.io.rundir import prepare_run_dir, run_guard
+from ctr.io.rundir import check_output_file, run_guard, staged_run_dir, updating_run_dir
 
 __all__ = [
-    "prepare_run_dir",
+    "check_output_file",
     "run_guard",
+    "staged_run_dir",
+    "updating_run_dir",
     "write_csv_atomic",
     "write_h5ad_atomic",
     "write_json_atomic",

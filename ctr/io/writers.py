@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.io.atomic import write_csv_atomic, write_h5ad_atomic, write_json_atomic
-from ctr.io.rundir import prepare_run_dir
+from ctr.io.rundir import staged_run_dir
 
 TABLES = {
     "cluster_annotations.csv": "clusters",
@@ -22,12 +22,20 @@ TABLES = {
 
 def write_run(result, run_dir: str | Path, *, adata=None, force: bool = False, extra: dict | None = None,
               prepared: bool = False) -> Path:
-    """Write ``result`` (an :class:`~ctr.api.AnnotationResult`) into ``run_dir``.
+    """Write ``result`` (an :class:`~ctr.api.AnnotationResult`) into ``run_dir``, whole or not at all
+    (see :func:`ctr.io.rundir.staged_run_dir`; ``force`` replaces an earlier run there).
 
-    ``prepared=True`` when the caller already created/validated the directory (the pipeline
-    does so before the expensive steps, so a bad --output-dir fails fast).
+    ``prepared=True`` when the caller is already writing into a staging directory (the pipeline
+    stages the whole run, report included) and ``run_dir`` is that directory.
     """
-    run = Path(run_dir) if prepared else prepare_run_dir(run_dir, force=force)
+    if prepared:
+        return _write_files(result, Path(run_dir), adata, extra)
+    with staged_run_dir(run_dir, force=force) as staging:
+        _write_files(result, staging, adata, extra)
+    return Path(run_dir)
+
+
+def _write_files(result, run: Path, adata, extra: dict | None) -> Path:
     for filename, attr in TABLES.items():
         table = getattr(result, attr)
         if isinstance(table, pd.DataFrame):

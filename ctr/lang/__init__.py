@@ -10,7 +10,7 @@ Public API (used by the CLI and the engine)::
 """
 
 from ctr.lang.export import export_ruleset, export_text
-from ctr.lang.loader import CompileResult, builtin_rulesets, compile_ruleset, format_of, load_ruleset
+from ctr.lang.loader import CompileResult, builtin_rulesets, compile_ruleset, format_of, load_ruleset, ruleset_files
 
 __all__ = [
     "CompileResult",
@@ -20,4 +20,5 @@ __all__ = [
     "export_text",
     "format_of",
     "load_ruleset",
+    "ruleset_files",
 ]

@@ -116,6 +116,11 @@ def compile_ruleset(source: str | Path, *, text: str | None = None, fmt: str | N
     return result
 
 
+def ruleset_files(source: str | Path) -> list[str]:
+    """The files compiling ``source`` reads (the file itself and its includes): outputs never replace them."""
+    return list(compile_ruleset(source).sources or {})
+
+
 def load_ruleset(source: str | Path, warnings: list[Diagnostic] | None = None) -> Ruleset:
     """Compile and return the graph; raise :class:`RulesetError` if there is any error.
     ``warnings``, when given, receives the warnings (an imported file's loss report among them)."""

@@ -6,6 +6,7 @@ Everything shown is read from the run directory; the per-cluster cards reuse ``e
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 import json
 import math
 from html import escape
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ctr.io.atomic import write_text_atomic
+from ctr.io.rundir import updating_run_dir
 from ctr.report import plots
 from ctr.report.explain import (
     STOP_REASONS,
@@ -34,10 +36,17 @@ REPORT_NAME = "report.html"
 OPEN_CARDS_UP_TO = 8  # small runs open every card; larger ones start collapsed
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` atomically and return its path."""
-    run = load_run(run_dir)
-    return write_text_atomic(run.path / REPORT_NAME, render_report(run))
+def write_report(run_dir: str | Path, *, staged_as: str | None = None) -> Path:
+    """Write ``run_dir/report.html`` atomically and return its path.
+
+    A finished run gets the report added to its manifest (a report.html ctr did not write is never
+    replaced); ``staged_as`` is the final name of a run still being written in a staging directory."""
+    if staged_as is not None:
+        run = replace(load_run(run_dir, finished=False), display_name=staged_as)
+        return write_text_atomic(run.path / REPORT_NAME, render_report(run))
+    run = load_run(run_dir)  # names what is missing when the folder is not a run at all
+    with updating_run_dir(run_dir, [REPORT_NAME]) as root:
+        return write_text_atomic(root / REPORT_NAME, render_report(run))
 
 
 def render_report(run: RunDir) -> str:
@@ -55,7 +64,7 @@ def render_report(run: RunDir) -> str:
     accuracy = _accuracy(run)
     if accuracy:
         sections.insert(1, accuracy)
-    title = f"ctr report: {run.path.name}"
+    title = f"ctr report: {run.name}"
     css = files("ctr.report").joinpath("report.css").read_text(encoding="utf-8")
     js = files("ctr.report").joinpath("report.js").read_text(encoding="utf-8")
     return (
@@ -101,7 +110,7 @@ def _toc(run: RunDir, explanations: list[ClusterExplanation]) -> str:
     )
     options = lambda values: "".join(f"<option value=\"{escape(v)}\">{escape(v)}</option>" for v in values)  # noqa: E731
     return (
-        "<nav class=\"toc\"><div class=\"brand\">ctr report<small>" + escape(run.path.name) + "</small></div>"
+        "<nav class=\"toc\"><div class=\"brand\">ctr report<small>" + escape(run.name) + "</small></div>"
         "<h2>Contents</h2><ul><li><a href=\"#summary\">Summary</a></li>"
         + ("<li><a href=\"#accuracy\">Accuracy</a></li>" if _has_evaluation(run) else "") + "<li><a href=\"#hierarchy\">Hierarchy</a></li>"
         "<li><a href=\"#evidence\">Marker evidence</a></li><li><a href=\"#embedding\">Embedding</a></li>"

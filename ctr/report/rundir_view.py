@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ctr.errors import InputError
+from ctr.io.rundir import require_finished_run
 from ctr.textfile import ENCODING, decode_error, read_text
 
 REQUIRED = ("cluster_annotations.csv", "params.json")
@@ -38,6 +39,11 @@ class RunDir:
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
     refinement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    display_name: str = ""  # the run's name while it is still written under a staging name
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.path.name
 
     @property
     def cluster_ids(self) -> list[str]:
@@ -57,8 +63,9 @@ class RunDir:
         return rows.sort_values("step", kind="stable") if "step" in rows else rows
 
 
-def load_run(run_dir: str | Path) -> RunDir:
-    """Read ``run_dir``; an ``InputError`` names the missing files when it is not a run directory."""
+def load_run(run_dir: str | Path, *, finished: bool = True) -> RunDir:
+    """Read ``run_dir``; an ``InputError`` names the missing files when it is not a run directory, or
+    says it is unfinished when it has no manifest (``finished=False``: a run still being staged)."""
     path = Path(run_dir)
     if not path.is_dir():
         raise InputError(f"{path}: not a directory; expected a ctr run directory (made by `ctr annotate`)")
@@ -71,6 +78,8 @@ def load_run(run_dir: str | Path) -> RunDir:
             f"{path}: not a ctr run directory; missing {', '.join(missing)}",
             hint="pass the --output-dir of a finished `ctr annotate` run",
         )
+    if finished:
+        require_finished_run(path)
     try:
         params = json.loads(read_text(path / "params.json", "run's params.json"))
     except json.JSONDecodeError as exc:
