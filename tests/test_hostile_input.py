@@ -899,7 +899,6 @@ def test_10000_gating_level_keys_resolve_linearly(ok_h5ad, tmp_path, ruleset, ca
     assert len(written) == 10_000 and written["9999"]["min_coverage"] == 0.49995
 
 
-<<<<<<< HEAD
 def test_normalize_counts_is_recorded_in_params(tmp_path, ruleset, capsys):
     adata = tiny()
     adata.X = np.round(adata.X * 50)
@@ -920,7 +919,8 @@ def test_normalize_and_transform_are_alternatives(tmp_path, ruleset, capsys):
     code, _, err = annotate(capsys, write(tiny(), tmp_path / "in.h5ad"), tmp_path / "run", "--normalize", "total",
                             "--transform", "log1p", ruleset=ruleset)
     assert code == 2 and "--normalize already applies log1p" in err
-=======
+
+
 # ---------------------------------------------------------------------------------------------
 # consent before overwriting: run directories
 
@@ -1048,4 +1048,3 @@ def test_export_replaces_its_own_earlier_export_with_force(tmp_path, ruleset, ca
     code, err = _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out)
     assert code == 1 and "already exists" in err and "--force" in err
     assert _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out, "--force")[0] == 0
->>>>>>> 1e259c0 (Whole-or-nothing run directories: staged beside the target, moved into place with a manifest (ctr_run.json), a lock, --force replaces only ctr's files and never an input; readers refuse unfinished runs; export-markers asks consent; deterministic Ctrl-C tests at every stage)
