@@ -16,7 +16,7 @@ parameter is used; ``params`` overrides apply to every set alike.
 Usage::
 
     python benchmarks/accuracy.py [--params JSON|@file.json] [--sets a,b] [--rulesets builtin,by_others,imported]
-                                  [--refine] [--recluster] [--csv OUT.csv]
+                                  [--refine] [--recluster] [--csv OUT.csv] [--against [BASE.csv]]
 
 From Python (what the cross-validation of defaults calls, many times)::
 
@@ -45,6 +45,7 @@ CACHE = HERE / ".cache"
 RULESETS_BY_OTHERS = HERE / "rulesets_by_others"
 MAPPINGS = HERE / "mappings"
 CLUSTER_KEY = "bench_cluster"
+BASELINE = HERE / "accuracy_baseline.csv"  # the table with the defaults before the cross-validation
 
 # fixed clustering settings (ctr annotate's defaults); part of the cache key
 CLUSTERING = {"resolution": 1.0, "n_pcs": 30, "neighbors_k": 15, "random_seed": 0, "use_gpu": False}
@@ -270,6 +271,15 @@ def run(params: dict | None = None, sets: Iterable[str] | None = None, rulesets:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def compare(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``baseline`` (an earlier table, e.g. benchmarks/accuracy_baseline.csv) beside
+    it: ``delta`` = accuracy - baseline accuracy, per (set, ruleset); NaN where the baseline has no row."""
+    before = baseline.set_index(["set", "ruleset"])["accuracy"].rename("baseline")
+    out = table.join(before, on=["set", "ruleset"])
+    out["delta"] = out["accuracy"] - out["baseline"]
+    return out
+
+
 def _params(text: str | None) -> dict | None:
     if not text:
         return None
@@ -289,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--refine", action="store_true", help="run ctr's refinement as well (default: annotation only)")
     ap.add_argument("--recluster", action="store_true", help="cluster again instead of using benchmarks/.cache/")
     ap.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV")
+    ap.add_argument("--against", metavar="BASE.csv", nargs="?", const=str(BASELINE),
+                    help="add the accuracy of an earlier table and the change (default file: "
+                         "benchmarks/accuracy_baseline.csv, the defaults before the cross-validation)")
     args = ap.parse_args(argv)
     sets = args.sets.split(",") if args.sets else None
     if args.recluster:
@@ -297,10 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     table = run(_params(args.params), sets=sets, rulesets=args.rulesets.split(",") if args.rulesets else None,
                 refine=args.refine)
+    shown = compare(table, pd.read_csv(args.against)) if args.against else table
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"mean accuracy {table['accuracy'].mean():.3f}, mean gap {table['gap'].mean():.3f}, "
           f"worst gap {table['gap'].max():.3f}; {time.perf_counter() - t0:.1f} s")
+    if args.against:
+        worst = shown.loc[shown["delta"].idxmin()] if shown["delta"].notna().any() else None
+        if worst is not None:
+            print(f"largest loss against {args.against}: {worst['delta']:+.3f} ({worst['set']}, {worst['ruleset']})")
     if args.csv:
         table.to_csv(args.csv, index=False, float_format="%.4f")
     return 0

@@ -76,3 +76,14 @@ def test_pbmc68k_row_is_the_evaluation_of_the_annotation(accuracy):
     assert row["n_cells"] == 700 and row["accuracy"] >= 0.90
     with pytest.raises(ValueError):
         accuracy.run({"scorng": {}}, sets=["pbmc68k"])
+
+
+def test_compare_reports_the_change_per_set_and_ruleset(accuracy):
+    import pandas as pd
+
+    now = pd.DataFrame({"set": ["a", "a", "b"], "ruleset": ["x", "y", "x"], "accuracy": [0.9, 0.5, 0.7]})
+    before = pd.DataFrame({"set": ["a", "b"], "ruleset": ["x", "x"], "accuracy": [0.8, 0.75]})
+    out = accuracy.compare(now, before)
+    assert out["delta"].round(6).tolist()[0::2] == [0.1, -0.05] and pd.isna(out["delta"].iloc[1])
+    baseline = pd.read_csv(accuracy.BASELINE)
+    assert {"set", "ruleset", "accuracy", "oracle"} <= set(baseline.columns)
