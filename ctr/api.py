@@ -235,6 +235,7 @@ def annotate(
     from ctr.data.checks import check_clusters, check_matrix, check_var_names, stop_on_errors
     from ctr.engine import annotate_clusters
     from ctr.options import parameter_blocks
+    from ctr.report.sentences import gating_with_reasons, with_reasons
     from ctr.rules.markers import resolve_markers
     from ctr.rules.tissues import load_tissue
     from ctr.stats import absolute_thresholds, compute_statistics
@@ -305,10 +306,10 @@ def annotate(
         raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
     result = AnnotationResult(
         clusters=clusters_table,
-        gating=annotation.gating,
+        gating=gating_with_reasons(annotation.gating, annotation.trace),
         scores=annotation.scores,
         evidence=annotation.evidence,
-        trace=annotation.trace,
+        trace=with_reasons(annotation.trace),
         refinement_log=refinement_log,
         markers=pd.DataFrame(
             [{"marker": m, "panel_name": resolution.mapping.get(m, ""), "how": resolution.how.get(m, "missing")} for m in rs.all_markers()]

@@ -32,3 +32,20 @@ def pbmc_h5ad(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pbmc") / "pbmc.h5ad"
     adata.write_h5ad(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory) -> Path:
+    """A run directory of the real engine on ``real_run.real_adata()`` (tissue profile fallopian_tube)."""
+    from real_run import write_real_run
+
+    return write_real_run(tmp_path_factory.mktemp("real") / "run", tissue="fallopian_tube")
+
+
+@pytest.fixture(scope="session")
+def real_run_lower_coverage(tmp_path_factory) -> Path:
+    """``real_run`` with level-0 min_coverage 0.4 given on the command line (0.6 in the ruleset)."""
+    from real_run import write_real_run
+
+    return write_real_run(tmp_path_factory.mktemp("real_v2") / "run", tissue="fallopian_tube",
+                          gating_params={"level_defaults": {"0": {"min_coverage": 0.4}}})

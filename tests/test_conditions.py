@@ -6,8 +6,15 @@ import math
 
 import pytest
 
-from ctr.engine.conditions import Context, evaluate, explain
+from ctr.engine.conditions import Context, evaluate, evaluation_tree
+from ctr.report.sentences import condition_words
 from ctr.rules import expr as E
+
+
+def explain(result) -> str:
+    """The evaluation as the trace records it, in the words the report uses."""
+    return condition_words(evaluation_tree(result))
+
 
 STATS = {("pos_frac", "PAX8"): 0.5, ("pos_frac", "FOXJ1"): 0.2, ("enrichment", "OVGP1"): 0.7, ("median", "PAX8"): 2.5}
 CTX = Context(lambda func, marker: STATS.get((func, marker), math.nan), {"coverage": 0.6, "n_cells": 120.0})

@@ -10,6 +10,7 @@ from test_scoring import make_stats, node, ruleset
 
 from ctr.engine import annotate_clusters
 from ctr.engine.votes import cell_scores, composition, composition_text, vote
+from ctr.report.sentences import with_reasons
 from ctr.rules.model import LevelParams
 from ctr.rules.params import GatingParams, ResolvedParams, resolve_params
 from ctr.stats import compute_statistics
@@ -49,7 +50,8 @@ def test_no_root_passed(ann):
     r = row(ann, "none")
     assert (r.final_annotation, r.stop_reason, r.confidence, r.level) == ("Unassigned", "no_root_passed", 0.0, -1)
     assert math.isnan(r.score)
-    select = ann.trace[(ann.trace.cluster == "none") & (ann.trace.kind == "select")]
+    trace = with_reasons(ann.trace)
+    select = trace[(trace.cluster == "none") & (trace.kind == "select")]
     assert select.gate.tolist() == ["none_passed"]
     assert select.reason.iloc[0].startswith("no root passed its gates (Immune failed coverage; Epi failed coverage;")
 
@@ -62,7 +64,8 @@ def test_leaf_reached_and_confidence_is_the_smallest_margin(ann):
     assert r.confidence == pytest.approx(min(root_margin, child_margin))
     assert not r.uncontested
     assert r.score == pytest.approx(score(ann, "leaf", "Epi / Sec"))
-    steps = ann.trace[(ann.trace.cluster == "leaf") & (ann.trace.kind == "select")]
+    trace = with_reasons(ann.trace)
+    steps = trace[(trace.cluster == "leaf") & (trace.kind == "select")]
     assert steps.gate.tolist() == ["winner", "winner", "leaf"]
     a = f"{root_margin:.2f}"
     assert steps.reason.iloc[0] == f"Epi beat Immune by {a} (min_gap 0.25)"
@@ -158,7 +161,8 @@ def test_votes_on_an_ambiguous_root_feed_vote_composition():
     assert r.vote_composition == "Immune:0.40;Stroma:0.40;Uncertain:0.20"
     assert ann.votes.cell.tolist() == list(range(10))
     assert ann.votes.vote.tolist()[:4] == ["Immune"] * 4
-    vote_step = ann.trace[(ann.trace.cluster == "x") & (ann.trace.kind == "vote")]
+    trace = with_reasons(ann.trace)
+    vote_step = trace[(trace.cluster == "x") & (trace.kind == "vote")]
     assert vote_step.reason.iloc[0] == "per-cell votes among Immune, Stroma: Immune 0.40, Stroma 0.40, Uncertain 0.20 (evidence only; the label is unchanged)"
 
 

@@ -1,71 +1,97 @@
-"""ctr explain: every claim is read from the trace, with the rule location that decided."""
+"""ctr explain: every claim is read from the trace, with the rule location that decided.
+
+The run is the real engine's on a small synthetic input (tests/real_run.py); the numbers a test
+expects are read from that run's own tables, the locations from its ruleset file."""
 
 from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
+from real_run import REAL_REQUIRE_LINE, REAL_VETO_LINE
 
+from ctr.engine.trace import Step
 from ctr.errors import InputError
 from ctr.report.explain import explain_run
-from fixtures_rundir import LEVEL0, REQUIRE_PTPRC, VETO_PTPRC, write_rundir
+from ctr.report.rundir_view import load_run
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_rundir(tmp_path_factory.mktemp("explain") / "run", with_h5ad=False)
+def rows(run_dir, cluster: str, **where) -> list[Step]:
+    """The trace rows of ``cluster`` whose columns equal ``where``."""
+    trace = load_run(run_dir).trace_of(cluster)
+    for column, value in where.items():
+        trace = trace[trace[column] == value]
+    return [Step.from_record(r) for r in trace.to_dict("records")]
 
 
-def test_unassigned_cluster_names_closest_root_and_its_failed_gate(run_dir):
-    text = explain_run(run_dir, ["2"])
-    assert "Cluster 2 (30 cells) is Unassigned" in text
+def ruleset_file(run_dir) -> str:
+    return str(run_dir.parent / "tiny.ctr")
+
+
+def test_unassigned_cluster_names_closest_root_and_its_failed_gate(real_run):
+    # cluster 5 expresses 2 of Epithelium's 4 markers: coverage 0.50 against the ruleset's 0.6
+    (cov,) = rows(real_run, "5", cell_type="Epithelium", gate="coverage")
+    assert not cov.passed and cov.param_key == "gating.level_defaults.0.min_coverage" and cov.layer == "ruleset"
+    text = explain_run(real_run, ["5"])
+    assert "Cluster 5 (60 cells) is Unassigned" in text
     assert "Closest top-level type: Epithelium, failed coverage" in text
-    assert f"coverage: 0.40 >= 0.50 FAILED (rule {LEVEL0}" in text
-    # the closest root only lacks coverage: lowering min_coverage to the observed value would pass it
-    assert "needs coverage >= 0.50 (is 0.40), i.e. min_coverage <= 0.40 at level 0" in text
+    assert f"coverage: {cov.observed:.2f} >= {cov.threshold:.2f} FAILED (rule {ruleset_file(real_run)}:2:" in text
+    # lowering min_coverage to the observed value would pass it
+    assert f"needs coverage >= 0.60 (is {cov.observed:.2f}), i.e. min_coverage <= {cov.observed:.2f} at level 0" in text
 
 
-def test_vetoed_root_cites_the_veto_line(run_dir):
-    text = explain_run(run_dir, ["3"])
-    assert f"veto PTPRC pos_frac: 0.60 <= 0.25 FAILED (rule {VETO_PTPRC}" in text
-    assert "path: Immune > T cell" in text
+def test_failed_requirement_cites_the_require_line(real_run):
+    text = explain_run(real_run, ["1"])  # epithelial cluster without EPCAM
+    assert "is Unassigned" in text and "Closest top-level type: Epithelium" in text
+    (req,) = rows(real_run, "1", gate="requirement", statistic="pos_frac")
+    assert (req.marker, req.scope, req.line) == ("EPCAM", "marker", REAL_REQUIRE_LINE)
+    assert (f"requirement EPCAM pos_frac: {req.observed:.2f} >= 0.50 FAILED "
+            f"(rule {ruleset_file(real_run)}:{REAL_REQUIRE_LINE}:") in text
+    assert f"{ruleset_file(real_run)}:{REAL_VETO_LINE}:" not in text  # its veto passed
 
 
-def test_failed_requirement_cites_the_require_line(run_dir):
-    text = explain_run(run_dir, ["2"])
-    assert f"requirement PTPRC pos_frac: 0.21 >= 0.40 FAILED (rule {REQUIRE_PTPRC}" in text
+def test_vetoed_type_cites_the_veto_line_and_the_near_miss_names_it(real_run):
+    text = explain_run(real_run, ["2"])  # epithelial markers plus PTPRC
+    assert "Cluster 2 (60 cells) is Immune" in text and "path: Immune" in text
+    (veto,) = rows(real_run, "2", gate="veto", cell_type="Epithelium")
+    assert f"veto PTPRC pos_frac: {veto.observed:.2f} <= 0.25 FAILED (rule {ruleset_file(real_run)}:{REAL_VETO_LINE}:" in text
+    assert f"Epithelium lost to Immune" in text and f"set at {ruleset_file(real_run)}:{REAL_VETO_LINE}:" in text
 
 
-def test_ambiguous_stop_gives_margin_gap_votes_and_refinement(run_dir):
-    text = explain_run(run_dir, ["1"])
-    assert "too close to call: Secretory Epithelium 1.14, Ciliated Epithelium 1.10; margin 0.04 < min_gap 0.30" in text
-    assert "Ciliated Epithelium lost to Secretory Epithelium by 0.04 at level 1; needs min_gap <= 0.04 at level 1" in text
-    # to win outright Ciliated needs the 0.04 deficit plus the 0.30 gap
-    assert "a score 0.34 higher (1.10 vs 1.14)" in text
-    assert "per-cell votes: Secretory Epithelium 42%, Ciliated Epithelium 38%, Uncertain 20%" in text
-    assert "iteration 1: relabel" in text
+def test_ambiguous_stop_gives_margin_gap_and_votes(real_run):
+    (sel,) = rows(real_run, "4", kind="select", gate="ambiguous")
+    leader, second = sel.candidates.split(";")
+    text = explain_run(real_run, ["4"])
+    assert "two or more subtypes scored too close to call" in text
+    assert f"margin {sel.observed:.2f} < min_gap {sel.threshold:.2f}" in text
+    assert (f"{second} lost to {leader} by {sel.observed:.2f} at level 1; needs min_gap <= {sel.observed:.2f} "
+            f"at level 1 (now {sel.threshold:.2f};") in text
+    composition = load_run(real_run).cluster_row("4")["vote_composition"]
+    shares = dict(part.rsplit(":", 1) for part in composition.split(";"))
+    assert "per-cell votes: " + ", ".join(f"{k} {float(v):.0%}" for k, v in shares.items()) in text
 
 
-def test_runner_up_that_failed_a_gate_needs_that_gate(run_dir):
-    text = explain_run(run_dir, ["3"])
-    assert "B cell lost to T cell by 1.70 at level 1; needs coverage >= 0.40 (is 0.00)" in text
-
-
-def test_all_clusters_by_default_and_formats(run_dir):
-    text = explain_run(run_dir)
-    assert [line.split()[1] for line in text.splitlines() if line.startswith("Cluster ")] == ["0", "1", "2", "3", "4"]
-    md = explain_run(run_dir, ["1"], fmt="markdown")
-    assert md.startswith("## Cluster 1: Epithelium")
-    assert "| Ciliated Epithelium | 1.10 | passed |" in md
-    data = json.loads(explain_run(run_dir, ["3"], fmt="json"))
-    assert data[0]["label"] == "T cell" and data[0]["confidence"] == "inf"
+def test_all_clusters_by_default_and_formats(real_run):
+    text = explain_run(real_run)
+    ids = [line.split()[1] for line in text.splitlines() if line.startswith("Cluster ")]
+    assert ids == load_run(real_run).cluster_ids == ["0", "1", "2", "3", "4", "5", "6"]
+    md = explain_run(real_run, ["4"], fmt="markdown")
+    assert md.startswith("## Cluster 4: Epithelium")
+    scores = pd.read_csv(real_run / "gating_details.csv", dtype={"cluster": str}).query("cluster == '4'")
+    ciliated = scores.set_index("cell_type").loc["Ciliated", "score"]
+    assert f"| Ciliated | {ciliated:.2f} | passed |" in md
+    data = json.loads(explain_run(real_run, ["2"], fmt="json"))
+    assert data[0]["label"] == "Immune" and data[0]["confidence"] == "inf"
     vetoed = [c for c in data[0]["levels"][0]["candidates"] if c["cell_type"] == "Epithelium"][0]
-    assert [g["rule_loc"] for g in vetoed["gates"] if not g["passed"]] == [VETO_PTPRC]
+    failed = [g for g in vetoed["gates"] if not g["passed"]]
+    assert [(g["gate"], g["marker"], g["file"], g["line"]) for g in failed] == [
+        ("veto", "PTPRC", ruleset_file(real_run), REAL_VETO_LINE)]
 
 
-def test_unknown_cluster_lists_valid_ids(run_dir):
-    with pytest.raises(InputError, match=r"unknown cluster id\(s\) '7'; valid ids: 0, 1, 2, 3, 4"):
-        explain_run(run_dir, ["7"])
+def test_unknown_cluster_lists_valid_ids(real_run):
+    with pytest.raises(InputError, match=r"unknown cluster id\(s\) '7'; valid ids: 0, 1, 2, 3, 4, 5, 6"):
+        explain_run(real_run, ["7"])
 
 
 def test_not_a_run_directory_names_missing_files(tmp_path):
@@ -74,48 +100,24 @@ def test_not_a_run_directory_names_missing_files(tmp_path):
         explain_run(tmp_path)
 
 
-# --- a real run of the engine ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    from fixtures_rundir import write_real_run
-
-    return write_real_run(tmp_path_factory.mktemp("real") / "run")
-
-
-def test_real_run_cites_the_require_line_for_a_failed_requirement(real_run):
-    from fixtures_rundir import REAL_REQUIRE_LINE, REAL_VETO_LINE
-
-    ruleset = real_run.parent / "tiny.ctr"
-    text = explain_run(real_run, ["1"])  # epithelial cluster without EPCAM
-    assert "is Unassigned" in text and "Closest top-level type: Epithelium" in text
-    assert f"requirement EPCAM pos_frac: 0.00 >= 0.50 FAILED (rule {ruleset}:{REAL_REQUIRE_LINE}:" in text
-    assert f"{ruleset}:{REAL_VETO_LINE}:" not in text  # its veto passed
-
-
-def test_real_run_cites_the_veto_line_for_a_vetoed_type(real_run):
-    from fixtures_rundir import REAL_VETO_LINE
-
-    ruleset = real_run.parent / "tiny.ctr"
-    text = explain_run(real_run, ["2"])  # epithelial markers plus PTPRC
-    assert "Cluster 2 (60 cells) is Immune" in text
-    assert f"veto PTPRC pos_frac: 1.00 <= 0.25 FAILED (rule {ruleset}:{REAL_VETO_LINE}:" in text
-    assert f"set at {ruleset}:{REAL_VETO_LINE}:" in text  # the near miss: Epithelium needs the veto lifted
-
-
-def test_real_run_ambiguous_cluster_has_gap_and_votes(real_run):
-    text = explain_run(real_run, ["4"])
-    assert "two or more subtypes scored too close to call" in text
-    assert "needs min_gap <= " in text and "at level 1 (now 0.30;" in text
-    assert "per-cell votes: " in text and "Uncertain" in text
-
-
 def test_in_memory_result_explains_like_the_run_directory(real_run):
+    from real_run import real_adata
+
     from ctr.api import annotate
     from ctr.lang import load_ruleset
-    from fixtures_rundir import real_adata
 
-    result = annotate(real_adata(), load_ruleset(str(real_run.parent / "tiny.ctr")), cluster_key="cluster",
+    result = annotate(real_adata(), load_ruleset(ruleset_file(real_run)), cluster_key="cluster", tissue="fallopian_tube",
                       scoring_params={"positive_quantile": 0.1}, skip_refinement=True)
     assert result.explain("2") == explain_run(real_run, ["2"])
+
+
+def test_reason_column_is_the_rows_in_words(real_run):
+    """decision_steps.csv keeps a reason per row, rendered from the row's own values."""
+    from ctr.report.sentences import reasons
+
+    trace = load_run(real_run).trace
+    assert trace["reason"].tolist() == reasons(trace)
+    (cov,) = rows(real_run, "5", cell_type="Epithelium", gate="coverage")
+    written = trace[(trace.cluster == "5") & (trace.cell_type == "Epithelium") & (trace.gate == "coverage")].reason.iloc[0]
+    assert written.startswith(f"coverage {cov.observed:.2f} < {cov.threshold:.2f}: 2 of 4 markers on (EPCAM, KRT8)")
+    assert written.endswith(f"(rule {cov.location})")

@@ -8,8 +8,10 @@ from test_scoring import MAPPING, make_stats, node, ruleset
 
 from ctr.diagnostics import SourceLoc
 from ctr.engine import annotate_clusters
+from ctr.engine.annotate import gate_step
 from ctr.engine.gates import gate_node
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
+from ctr.report.sentences import gate_reason, gating_with_reasons
 from ctr.rules import expr as E
 from ctr.rules.model import Condition, Requirement, Veto
 from ctr.rules.params import GatingParams, LevelParams, ResolvedParams, resolve_params
@@ -22,13 +24,31 @@ EVIDENCE = {
 }
 
 
-def gates(n, params=None, rs=None):
+class Worded:
+    """A gate outcome with its trace rows in words (``reasons``, one per cluster), as the trace shows them."""
+
+    def __init__(self, gate, node, clusters):
+        self.gate_outcome = gate
+        self.reasons = [gate_reason(gate_step(c, i, node, gate)) for i, c in enumerate(clusters)]
+
+    def __getattr__(self, name):
+        return getattr(self.gate_outcome, name)
+
+
+def subject(g) -> str:
+    """What a gate row is about: pos_frac(A), the marker alone when it is not in the panel, the condition, the statistic."""
+    if g.marker and g.statistic:
+        return f"{g.statistic}({g.marker})"
+    return g.marker or g.expression or g.statistic
+
+
+def gates(n, params=None, rs=None, evidence=EVIDENCE):
     rs = rs or ruleset(n)
     params = params or ResolvedParams()
-    ev = ClusterEvidence.from_statistics(make_stats(EVIDENCE))
+    ev = ClusterEvidence.from_statistics(make_stats(evidence))
     cell_type = rs.roots[0]
     ns = score_node(ev, cell_type, MAPPING, params, document_frequency(rs, MAPPING), rs.cell_type_count)
-    return {(g.gate, g.subject): g for g in gate_node(ev, ns, MAPPING, params, rs)}
+    return {(g.gate, subject(g)): Worded(g, cell_type, ev.clusters) for g in gate_node(ev, ns, MAPPING, params, rs)}
 
 
 def test_gate_order_and_every_gate_recorded():
@@ -57,7 +77,7 @@ def test_requirement_defaults_to_level_thresholds():
     assert pf.threshold[0] == 0.30  # level 0 min_pos_frac
     assert pf.passed.tolist() == [True, False]
     assert pf.provenance.source == "default"
-    assert "(level 0 min_pos_frac, default)" in pf.reasons[0]
+    assert "(gating.level_defaults.0.min_pos_frac, default)" in pf.reasons[0]
 
 
 def test_requirement_on_missing_marker_fails():
@@ -90,7 +110,7 @@ def test_coverage_gate_lists_markers_on():
     # c1: A and B on (>= 0.30) -> 2/4 = 0.50 >= 0.50; c2: C only -> 0.25
     assert g.observed.tolist() == [0.5, 0.25]
     assert g.passed.tolist() == [True, False]
-    assert g.reasons[0].startswith("coverage 0.50 >= 0.50: 2 of 4 markers on (A, B) at pos_frac >= 0.30; not in the panel: X")
+    assert g.reasons[0].startswith("coverage 0.50 >= 0.50: 2 of 4 markers on (A, B); not in the panel: X")
 
 
 def test_enrichment_gate():
@@ -154,6 +174,7 @@ def test_all_gates_recorded_after_a_failure_in_the_trace():
     assert not c2.passed.any()
     row = ann.gating[ann.gating.cluster == "c2"].iloc[0]
     assert row.failed_gates == "requirement;coverage;enrichment;anti_conflict"
+    row = gating_with_reasons(ann.gating, ann.trace).set_index("cluster").loc["c2"]
     assert row.reason.startswith("A pos_frac 0.10 < 0.50 required (rule tube.ctr:14:3); ")
     assert ann.clusters.set_index("cluster").loc["c2", "n_gates_failed"] == 5
 
@@ -166,7 +187,7 @@ def test_marker_without_values_in_a_cluster_is_missing_for_gates():
     ns = score_node(ev, rs.roots[0], MAPPING, ResolvedParams(), document_frequency(rs, MAPPING), 1)
     assert ns.coverage[0] == 0.5  # A is not on
     assert ns.mean_enrichment[0] == 1.0  # the mean skips A
-    g = {(x.gate, x.subject): x for x in gate_node(ev, ns, MAPPING, ResolvedParams(), rs)}
+    g = gates(n, evidence=evidence)
     req = g[("requirement", "pos_frac(A)")]
     assert not req.passed[0] and "every value missing" in req.reasons[0]
     assert g[("veto", "pos_frac(A)")].passed[0]

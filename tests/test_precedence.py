@@ -145,6 +145,13 @@ def _coverage_rows(result, cell_type):
     return t[(t.kind == "gate") & (t.gate == "coverage") & (t.cell_type == cell_type)]
 
 
+def _cited(rows) -> set[str]:
+    """file:line:col of every row (the trace's file, line and col columns)."""
+    from ctr.engine.trace import Step
+
+    return {Step.from_record(r).location for r in rows.to_dict("records")}
+
+
 def test_lymphatics_keeps_its_own_min_coverage_and_cites_its_line():
     from ctr import api
 
@@ -153,13 +160,14 @@ def test_lymphatics_keeps_its_own_min_coverage_and_cites_its_line():
     result = api.annotate(adata, "codex_immune", cluster_key="leiden", gating_params=gating, skip_refinement=True)
     lymph = _coverage_rows(result, "Lymphatics")
     assert set(lymph.threshold) == {1.0}
-    assert set(lymph.rule_loc) == {"rulesets/codex_immune.ctr:89:3"}
-    assert set(lymph.param_source) == {"ruleset"} and set(lymph.scope) == {"node"}
+    assert _cited(lymph) == {"rulesets/codex_immune.ctr:89:3"}
+    assert set(lymph.layer) == {"ruleset"} and set(lymph.scope) == {"node"}
     assert set(lymph.shadowed_layer) == {"cli"} and set(lymph.shadowed_value) == {0.35}
     assert set(lymph.shadowed_key) == {LEVEL_KEY}
     # a root without its own value takes the command line's
     vasc = _coverage_rows(result, "Vasculature")
-    assert set(vasc.threshold) == {0.35} and set(vasc.rule_loc) == {"cli"} and set(vasc.param_key) == {LEVEL_KEY}
+    assert set(vasc.threshold) == {0.35} and set(vasc.layer) == {"cli"} and set(vasc.param_key) == {LEVEL_KEY}
+    assert _cited(vasc) == {""}
 
     text = result.explain("1")
     assert ("Lymphatics' own rule kept 1.00 over gating.level_defaults.0.min_coverage = 0.35 from the command line"
@@ -168,14 +176,14 @@ def test_lymphatics_keeps_its_own_min_coverage_and_cites_its_line():
     # an --annotation-only rerun reads the ruleset stored in the file and still cites the user's line
     again = api.annotate(adata, None, cluster_key="leiden", gating_params=gating, skip_refinement=True)
     assert again.ruleset.stored_sha256 == result.ruleset.digest
-    assert set(_coverage_rows(again, "Lymphatics").rule_loc) == {"rulesets/codex_immune.ctr:89:3"}
+    assert _cited(_coverage_rows(again, "Lymphatics")) == {"rulesets/codex_immune.ctr:89:3"}
     assert again.labels == result.labels
 
     # the command line reaches one node by naming it
     one = api.annotate(adata, "codex_immune", cluster_key="leiden", write_obs=False, skip_refinement=True,
                        gating_params='{"nodes": {"Lymphatics": {"min_coverage": 0.5}}}')
     lymph = _coverage_rows(one, "Lymphatics")
-    assert set(lymph.threshold) == {0.5} and set(lymph.param_source) == {"cli"}
+    assert set(lymph.threshold) == {0.5} and set(lymph.layer) == {"cli"}
     assert set(lymph.param_key) == {"gating.nodes.Lymphatics.min_coverage"}
     assert set(_coverage_rows(one, "Vasculature").threshold) == {0.5}  # the level-0 default, unchanged
     with pytest.raises(ParameterError, match="did you mean 'Lymphatics'"):

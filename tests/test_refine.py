@@ -176,11 +176,13 @@ def test_other_clusters_and_cells_are_untouched(default_run):
 def test_refinement_steps_are_in_the_trace_with_parameter_provenance(default_run):
     trace = default_run.annotation.trace
     ref = trace[(trace.kind == "refine") & (trace.cluster == "2")]
-    h = ref[(ref.gate == "subcluster") & (ref.subject == "heterogeneity")].iloc[0]
-    assert (h.observed, h.threshold, h.passed, h.param_source, h.rule_loc) == (pytest.approx(1.0), 1.0, True, "default", "default")
-    n = ref[(ref.gate == "subcluster") & (ref.subject == "n_cells")].iloc[0]
-    assert (n.observed, n.threshold, n.param_source) == (600, 350, "cli")
-    share = trace[(trace.kind == "refine") & (trace.cluster == "1") & (trace.subject == "vote_share(CilA)")].iloc[0]
+    h = ref[(ref.gate == "subcluster") & (ref.statistic == "heterogeneity")].iloc[0]
+    assert (h.observed, h.threshold, h.passed, h.layer, h.param_key) == (
+        pytest.approx(1.0), 1.0, True, "default", "refinement.score_threshold")
+    n = ref[(ref.gate == "subcluster") & (ref.statistic == "n_cells")].iloc[0]
+    assert (n.observed, n.threshold, n.layer, n.param_key) == (600, 350, "cli", "refinement.min_cells")
+    share = trace[(trace.kind == "refine") & (trace.cluster == "1") & (trace.statistic == "vote_share")].iloc[0]
+    assert share.cell_type == "CilA"
     assert (share.observed, share.threshold, share.passed) == (pytest.approx(0.9), pytest.approx(0.7), True)
     for _, steps in trace.groupby("cluster"):
         assert steps.step.tolist() == list(range(1, len(steps) + 1))
@@ -189,7 +191,7 @@ def test_refinement_steps_are_in_the_trace_with_parameter_provenance(default_run
 def test_higher_score_threshold_flags_fewer_clusters():
     def flagged(result):
         t = result.annotation.trace
-        return set(t[(t.kind == "refine") & (t.subject == "heterogeneity") & t.passed].cluster)
+        return set(t[(t.kind == "refine") & (t.statistic == "heterogeneity") & t.passed].cluster)
 
     # heterogeneity_gap 0.2: cluster 3 (75/25) is not relabelled, so its H 0.75 is tested
     low, high = run(params(score_threshold=0.7, heterogeneity_gap=0.2)), run(params(score_threshold=1.5, heterogeneity_gap=0.2))
@@ -306,9 +308,9 @@ def test_plan_rows_in_the_trace_cite_the_plan():
     result = run(plan={"override": [{"cluster": "0", "label": "Doublets"}], "subcluster": [{"cluster": "2"}]})
     t = result.annotation.trace
     rows = t[(t.kind == "refine") & t.cluster.isin(["0", "2"])]
-    assert set(rows.param_source) == {"plan"} and set(rows.rule_loc) == {"plan"}
+    assert set(rows.layer) == {"plan"} and set(rows.file) == {""}
     assert rows[rows.cluster == "0"].gate.tolist() == ["override"]
-    assert "Doublets" in rows[rows.cluster == "0"].reason.iloc[0]
+    assert "Doublets" in log_of(result, "0").reason.iloc[0]
 
 
 # ---- pooling the pieces of a split by outcome --------------------------------------------
@@ -332,11 +334,11 @@ def test_split_pieces_that_reach_the_same_label_are_pooled_into_one_piece_per_ou
     leiden = [x for o in origins for x in o.split(", ")]
     assert sorted(leiden, key=natural_key) == [f"2.{k}" for k in range(n_leiden)]
     t = default_run.annotation.trace
-    out = t[(t.kind == "refine") & (t.cluster == "2") & (t.subject == "distinct_outcomes")].iloc[0]
-    assert (out.observed, out.threshold, out.passed, out.param_source) == (2, 2, True, "default")
-    assert f"Leiden's {n_leiden} pieces reached 2 distinct labels (CilA, SecB)" in out.reason
-    action = t[(t.kind == "refine") & (t.cluster == "2") & (t.subject == "action")].iloc[0]
-    assert action.reason == rec.reason
+    out = t[(t.kind == "refine") & (t.cluster == "2") & (t.statistic == "distinct_outcomes")].iloc[0]
+    assert (out.observed, out.threshold, out.passed, out.layer) == (2, 2, True, "default")
+    assert out.param_key == "refinement.resolution"
+    action = t[(t.kind == "refine") & (t.cluster == "2") & (t.statistic == "action")].iloc[0]
+    assert (action.gate, action.observed) == ("subcluster", pytest.approx(rec.heterogeneity))
 
 
 def test_pooled_pieces_are_numbered_by_size():
@@ -385,9 +387,9 @@ def test_split_whose_pieces_all_reach_the_same_label_is_skipped(noisy_run):
     assert not any(c.startswith("4.") for c in result.annotation.clusters.cluster)
     t = result.annotation.trace
     steps = t[(t.kind == "refine") & (t.cluster == "4")]
-    out = steps[steps.subject == "distinct_outcomes"].iloc[0]
+    out = steps[steps.statistic == "distinct_outcomes"].iloc[0]
     assert (out.observed, out.threshold, out.passed) == (1, 2, False)
-    assert steps.gate.tolist()[-1] == "skip" and "subcluster" not in set(steps[steps.subject == "action"].gate)
+    assert steps.gate.tolist()[-1] == "skip" and "subcluster" not in set(steps[steps.statistic == "action"].gate)
     # the rest of the run is that of the synthetic cells alone
     assert sorted({c for c in result.cell_clusters if c.startswith("2.")}) == ["2.0", "2.1"]
 

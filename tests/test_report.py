@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import pandas as pd
+from real_run import REAL_VETO_LINE, write_real_run
+
 from ctr.errors import InputError
 from ctr.report.html import write_report
-from fixtures_rundir import VETO_PTPRC, write_rundir
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -22,8 +24,11 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    return write_report(write_rundir(tmp_path_factory.mktemp("report") / "run"))
+def report(real_run, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(real_run, run)
+    shutil.copy(real_run.parent / "tiny.ctr", run.parent / "tiny.ctr")
+    return write_report(run)
 
 
 def test_report_is_one_self_contained_file(report):
@@ -37,18 +42,23 @@ def test_report_is_one_self_contained_file(report):
 
 def test_report_has_summary_hierarchy_cards_and_warnings(report):
     html = report.read_text()
-    assert html.count('<details class="card"') == 5
-    assert "15.0%" in html  # 30 of 200 cells unassigned
-    # Stromal holds 20 of 200 cells, below the tissue profile's 30-60 %
-    assert "Plausibility: Stromal: 10.0% of cells, expected 30%–60% for this tissue." in html
-    assert "gating.level_defaults.0.min_coverage" in html  # provenance of the non-default parameter
-    assert "2 cluster(s), 100 cells reached; 1 labelled here" in html  # Epithelium in the hierarchy
-    assert VETO_PTPRC in html and "Near miss." in html
-    assert "Secretory Epithelium 42%" in html  # the vote composition of the ambiguous cluster
+    clusters = pd.read_csv(report.parent / "cluster_annotations.csv", dtype={"cluster": str})
+    assert html.count('<details class="card"') == len(clusters) == 7
+    unassigned = clusters.loc[clusters.final_annotation == "Unassigned", "n_cells"].sum()
+    assert f"{unassigned / clusters.n_cells.sum():.1%}" in html
+    # the tiny ruleset has no Fibroblasts, which the fallopian tube profile expects at 5-60 % of cells
+    assert "Plausibility: Fibroblasts: 0.0% of cells, expected 5%–60% for this tissue." in html
+    assert "gating.level_defaults.0.min_coverage" in html  # provenance of the ruleset's own level block
+    epithelium = clusters[clusters.annotation_path.str.startswith("Epithelium")]
+    labelled = int((clusters.final_annotation == "Epithelium").sum())
+    assert f"{len(epithelium)} cluster(s), {epithelium.n_cells.sum()} cells reached; {labelled} labelled here" in html
+    assert f"tiny.ctr:{REAL_VETO_LINE}:" in html and "Near miss." in html
+    shares = clusters.set_index("cluster").loc["4", "vote_composition"].split(";")
+    assert all(f"{name} {float(share):.0%}" in html for name, share in (s.rsplit(":", 1) for s in shares))
 
 
 def test_report_without_embedding_or_tissue_profile(tmp_path):
-    html = write_report(write_rundir(tmp_path / "run", with_h5ad=False, with_tissue=False)).read_text()
+    html = write_report(write_real_run(tmp_path / "run", with_h5ad=False)).read_text()
     assert "No UMAP in output.h5ad" in html
     assert "No tissue profile with expected composition" in html
     assert html.count("data:image/png;base64,") == 2
@@ -79,15 +89,4 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
         shutil.copy(shot, os.environ["CTR_KEEP_SCREENSHOT"])
     # the inline script ran: it fills in the filter count
     dom = _chromium(["--dump-dom", url], tmp_path).stdout
-    assert "5 of 5 clusters shown" in dom
-
-
-def test_report_of_a_real_run(tmp_path):
-    from fixtures_rundir import write_real_run
-
-    run = write_real_run(tmp_path / "run")
-    html = write_report(run).read_text()
-    assert html.count('<details class="card"') == 7
-    assert html.count("data:image/png;base64,") == 3  # the real output.h5ad carries X_umap
-    assert f"{run.parent / 'tiny.ctr'}:7:" in html  # the veto that stopped Epithelium in cluster 2
-    assert "Per-cell votes" in html  # cluster 4 is ambiguous between Ciliated and Secretory
+    assert "7 of 7 clusters shown" in dom

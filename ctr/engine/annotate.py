@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ctr.engine.decide import AMBIGUITY_SEP, Decision, NodeEvaluation, Selection, decide_cluster
-from ctr.engine.gates import gate_node, node_passed
+from ctr.engine.gates import GateOutcome, gate_node, node_passed
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
-from ctr.engine.trace import Step, fmt, fmt_pair, param_provenance, trace_frame
+from ctr.engine.trace import Step, param_provenance, trace_frame
 from ctr.engine.votes import cell_scores, composition, composition_text, vote
 from ctr.rules.expr import markers_in
 from ctr.rules.model import CellType, Ruleset
@@ -25,7 +26,7 @@ CLUSTER_COLUMNS = [
 ]
 GATING_COLUMNS = [
     "cluster", "cell_type", "path", "level", "parent", "root_type", "coverage", "panel_coverage", "pos_frac",
-    "enrichment", "de_component", "anti_penalty", "score", "passed", "failed_gates", "reason",
+    "enrichment", "de_component", "anti_penalty", "score", "passed", "failed_gates",
 ]
 SCORE_COLUMNS = [
     "cluster", "cell_type", "path", "level", "mean_enrichment", "mean_positive", "de_component", "coverage",
@@ -126,73 +127,47 @@ def annotate_clusters(
 
 
 def _decision_steps(d: Decision, evaluations, ruleset: Ruleset, params: ResolvedParams) -> list[Step]:
-    i, steps = d.index, []
+    steps = []
     for sel in d.selections:
         for cand in sel.candidates:
-            for g in evaluations[cand.path].gates:
-                steps.append(Step(
-                    d.cluster, cand.level, cand.path_str, cand.name, "gate", g.gate, g.subject,
-                    float(g.observed[i]), g.operator, float(g.threshold[i]), bool(g.passed[i]),
-                    g.provenance.rule_loc, g.provenance.source, g.reasons[i],
-                    **Step.provenance_columns(g.provenance),
-                ))
-        steps.append(_select_step(d, sel, evaluations))
+            steps += [gate_step(d.cluster, d.index, cand, g) for g in evaluations[cand.path].gates]
+        steps.append(_select_step(d, sel))
         if sel.outcome == "winner" and not sel.ranked[0].children:
             leaf = sel.ranked[0]
-            steps.append(Step(d.cluster, leaf.level, leaf.path_str, leaf.name, "select", "leaf", leaf.name, np.nan, "",
-                              np.nan, True, "", "", f"{leaf.name} has no subtypes: the descent ends here"))
+            steps.append(Step(d.cluster, leaf.level, leaf.path_str, leaf.name, "select", "leaf"))
     return steps
 
 
-def _select_step(d: Decision, sel: Selection, evaluations) -> Step:
-    i = d.index
+def gate_step(cluster: str, i: int, node: CellType, g: GateOutcome) -> Step:
+    """The trace row of gate ``g`` of ``node`` in cluster ``cluster`` (row ``i`` of its arrays)."""
+    return Step(
+        cluster, node.level, node.path_str, node.name, "gate", g.gate, marker=g.marker, statistic=g.statistic,
+        observed=float(g.observed[i]), comparison=g.comparison, threshold=float(g.threshold[i]),
+        passed=bool(g.passed[i]), expression=g.expression, markers=g.markers[i] if g.markers is not None else "",
+        absent=";".join(g.absent), n_markers=float(g.n_markers) if g.n_markers is not None else np.nan,
+        values=g.values[i] if g.values is not None else "",
+    ).locate(g.provenance)
+
+
+def _select_step(d: Decision, sel: Selection) -> Step:
     parent_path = sel.parent.path_str if sel.parent is not None else ""
-    subject = "; ".join(f"{c.name} {fmt(s)}" for c, s in zip(sel.ranked, sel.scores))
-    loc = sel.provenance.rule_loc if sel.provenance else ""
-    source = sel.provenance.source if sel.provenance else ""
-    what = "root" if sel.parent is None else f"subtype of {sel.parent.name}"
     if sel.outcome == "none_passed":
-        failed = "; ".join(
-            f"{c.name} failed {', '.join(_failed_gate_names(evaluations[c.path], i))}" for c in sel.candidates
-        ) or "no candidates"
-        result = "the cluster is Unassigned" if sel.parent is None else f"the label stays {sel.parent.name}"
-        return Step(d.cluster, sel.level, parent_path, "", "select", "none_passed",
-                    "; ".join(c.name for c in sel.candidates), np.nan, ">=", np.nan, False, "", "",
-                    f"no {what} passed its gates ({failed}): {result}")
-    best = sel.ranked[0]
-    if sel.outcome == "winner":
-        if len(sel.ranked) == 1:
-            others = [c.name for c in sel.candidates if c is not best]
-            tail = f" ({', '.join(others)} failed)" if others else ""
-            reason = f"{best.name} was the only {what} that passed{tail}: uncontested"
-        else:
-            a, b = fmt_pair(sel.margin, sel.min_gap)
-            reason = f"{best.name} beat {sel.ranked[1].name} by {a} (min_gap {b})"
-        return Step(d.cluster, sel.level, parent_path, best.name, "select", "winner", subject, sel.margin, ">=",
-                    sel.min_gap, True, loc, source, reason, **Step.provenance_columns(sel.provenance))
-    names = [c.name for c in sel.ambiguous]
-    a, b = fmt_pair(sel.margin, sel.min_gap)
-    result = f"label {AMBIGUITY_SEP.join(names)}" if sel.parent is None else f"the label stays {sel.parent.name}"
-    reason = f"{best.name} led {sel.ranked[1].name} by only {a} < min_gap {b}: {' and '.join(names)} are ambiguous, {result}"
-    return Step(d.cluster, sel.level, parent_path, AMBIGUITY_SEP.join(names), "select", "ambiguous", subject, sel.margin, ">=",
-                sel.min_gap, False, loc, source, reason, **Step.provenance_columns(sel.provenance))
-
-
-def _failed_gate_names(evaluation: NodeEvaluation, i: int) -> list[str]:
-    return list(dict.fromkeys(g.gate for g in evaluation.gates if not g.passed[i]))
+        return Step(d.cluster, sel.level, parent_path, "", "select", "none_passed", passed=False,
+                    candidates=";".join(c.name for c in sel.candidates))
+    label = sel.ranked[0].name if sel.outcome == "winner" else AMBIGUITY_SEP.join(c.name for c in sel.ambiguous)
+    return Step(d.cluster, sel.level, parent_path, label, "select", sel.outcome, statistic="margin",
+                observed=sel.margin, comparison=">=", threshold=sel.min_gap, passed=sel.outcome == "winner",
+                candidates=";".join(c.name for c in sel.ranked)).locate(sel.provenance)
 
 
 def _vote_step(d: Decision, shares: list[tuple[str, float]], params: ResolvedParams, ruleset: Ruleset) -> Step:
     sel = d.selections[-1]
-    prov = param_provenance("scoring.per_cell_gap", params, ruleset)
     names = [c.name for c in sel.ambiguous]
-    text = ", ".join(f"{name} {share:.2f}" for name, share in shares)
-    top = shares[0][1] if shares else np.nan
     path = sel.parent.path_str if sel.parent is not None else ""
-    return Step(d.cluster, sel.level, path, AMBIGUITY_SEP.join(names), "vote", "vote", ";".join(names), top, ">=",
-                params.scoring.per_cell_gap, True, prov.rule_loc, prov.source,
-                f"per-cell votes among {', '.join(names)}: {text} (evidence only; the label is unchanged)",
-                **Step.provenance_columns(prov))
+    return Step(d.cluster, sel.level, path, AMBIGUITY_SEP.join(names), "vote", "vote", statistic="vote_share",
+                observed=shares[0][1] if shares else np.nan, comparison=">=", threshold=params.scoring.per_cell_gap,
+                candidates=";".join(names), values=json.dumps(dict(shares)),
+                ).locate(param_provenance("scoring.per_cell_gap", params, ruleset))
 
 
 # ---- votes --------------------------------------------------------------------------------
@@ -262,18 +237,14 @@ def _gating_table(reached: dict[tuple, np.ndarray], evaluations, ev: ClusterEvid
         if rows.size == 0:
             continue
         ns, node = e.scores, e.scores.node
-        reasons, failed = [], []
-        for i in rows:
-            bad = [g for g in e.gates if not g.passed[i]]
-            failed.append(";".join(dict.fromkeys(g.gate for g in bad)))
-            reasons.append("; ".join(g.reasons[i] for g in bad) if bad else f"passed all {len(e.gates)} gates")
+        failed = [";".join(dict.fromkeys(g.gate for g in e.gates if not g.passed[i])) for i in rows]
         frames.append(pd.DataFrame({
             "_c": rows, "_o": e.order, "cluster": [ev.clusters[i] for i in rows], **_node_columns(node),
             "parent": node.path[-2] if len(node.path) > 1 else "", "root_type": node.path[0],
             "coverage": ns.coverage[rows], "panel_coverage": ns.panel_coverage[rows], "pos_frac": ns.mean_positive[rows],
             "enrichment": ns.mean_enrichment[rows], "de_component": ns.de_component[rows],
             "anti_penalty": ns.anti_penalty[rows], "score": ns.score[rows], "passed": e.passed[rows],
-            "failed_gates": failed, "reason": reasons,
+            "failed_gates": failed,
         }))
     return _ordered(frames, GATING_COLUMNS)
 

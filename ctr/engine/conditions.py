@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ctr.engine.trace import fmt
 from ctr.rules import expr as E
 
 # (func, marker) -> value, NaN when missing; var name -> value
@@ -107,39 +106,27 @@ def _compare(op: str, a: float, b: float) -> bool:
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
 
 
-def _number(value: float) -> str:
-    """A number as the trace writes it (:func:`ctr.engine.trace.fmt`), integers plain."""
-    if not isinstance(value, bool) and math.isfinite(value) and float(value).is_integer() and abs(value) < 1e9:
-        return str(int(value))
-    return fmt(value)
-
-
-def _show(ev: Evaluated) -> str:
-    """A numeric sub-expression with its value: ``pos_frac(PAX8)=0.41``; numbers as themselves."""
-    if isinstance(ev.node, E.Num):
-        return ev.text
-    return f"{ev.text}={_number(ev.value)}"
-
-
-def explain(ev: Evaluated) -> str:
-    """Why ``ev`` has its truth value, naming the parts that decided it."""
+def evaluation_tree(ev: Evaluated) -> dict:
+    """The evaluation as plain data (JSON-ready), for the trace: each part's text, value, kind
+    (``compare``, ``not``, ``all``/``any``/``and``/``or``, ``at_least`` with ``k``, ``value``), the
+    markers missing below it, and its parts. ``ctr.report`` turns it into words."""
     node = ev.node
+    value = ev.value if isinstance(ev.value, bool) else (None if math.isnan(ev.value) else float(ev.value))
+    out: dict = {"text": ev.text, "value": value}
     if isinstance(node, E.Compare):
-        left, right = ev.children
-        text = f"{_show(left)} {node.op} {_show(right)} is {'true' if ev.value else 'false'}"
-        if ev.missing:
-            names = ", ".join(dict.fromkeys(ev.missing))
-            text += f" (marker {names} missing: comparisons with a missing marker are false)"
-        return text
-    if isinstance(node, E.Not):
-        return f"not ({explain(ev.children[0])})"
-    if isinstance(node, (E.BoolOp, E.Combinator)):
-        # the parts with the same truth value as the whole are the ones that decided it
-        decisive = [c for c in ev.children if bool(c.value) == bool(ev.value)]
-        parts = "; ".join(explain(c) for c in decisive)
-        if isinstance(node, E.Combinator) and node.func == "at_least":
-            n_true = sum(bool(c.value) for c in ev.children)
-            return f"{n_true} of {len(ev.children)} true, at least {node.k} needed: {parts}"
-        return parts
-    return _show(ev)
-
+        out["kind"], out["op"] = "compare", node.op
+    elif isinstance(node, E.Not):
+        out["kind"] = "not"
+    elif isinstance(node, E.Combinator):
+        out["kind"] = node.func
+        if node.func == "at_least":
+            out["k"] = node.k
+    elif isinstance(node, E.BoolOp):
+        out["kind"] = node.op
+    else:
+        out["kind"] = "number" if isinstance(node, E.Num) else "value"
+    if ev.missing:
+        out["missing"] = list(dict.fromkeys(ev.missing))
+    if ev.children and out["kind"] not in ("number", "value"):
+        out["parts"] = [evaluation_tree(c) for c in ev.children]
+    return out

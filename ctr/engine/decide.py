@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ctr.engine.gates import GateResult
+from ctr.engine.gates import GateOutcome
 from ctr.engine.scoring import NodeScores
 from ctr.engine.trace import Provenance, threshold_provenance
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
@@ -27,7 +27,7 @@ class NodeEvaluation:
     """A cell type scored and gated over all clusters."""
 
     scores: NodeScores
-    gates: list[GateResult]
+    gates: list[GateOutcome]
     passed: np.ndarray
     order: int  # declaration order (depth-first walk index)
 

@@ -1,18 +1,20 @@
 """The six gates of semantics §6, each evaluated for one cell type over all clusters at once.
 
 Every gate is evaluated even after another failed, so an explanation can list all failures.
-Order: requirement, veto, coverage, enrichment, condition, anti_conflict.
+Order: requirement, veto, coverage, enrichment, condition, anti_conflict. A gate records values
+(what was measured, the threshold and where it came from); ``ctr.report`` puts them in words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ctr.engine.conditions import Context, evaluate, explain
+from ctr.engine.conditions import Context, evaluate, evaluation_tree
 from ctr.engine.scoring import ClusterEvidence, NodeScores
-from ctr.engine.trace import Provenance, fmt, fmt_pair, param_provenance, rule_provenance, threshold_provenance
+from ctr.engine.trace import Provenance, param_provenance, rule_provenance, threshold_provenance
 from ctr.rules.expr import Compare
 from ctr.rules.model import Ruleset
 from ctr.rules.params import ResolvedParams
@@ -22,21 +24,27 @@ _STAT_ARRAYS = {"pos_frac": "pos_frac", "enrichment": "enrichment", "median": "m
 
 
 @dataclass
-class GateResult:
-    """One gate of one cell type, over all clusters."""
+class GateOutcome:
+    """One gate of one cell type, over all clusters (arrays are per cluster)."""
 
     gate: str
-    subject: str
-    operator: str  # the comparison that passes
+    statistic: str  # what was measured: pos_frac, enrichment, coverage, mean_enrichment, condition, anti_penalty
+    comparison: str  # the comparison that passes
     observed: np.ndarray
     threshold: np.ndarray
     passed: np.ndarray
-    reasons: list[str]
     provenance: Provenance
+    marker: str = ""  # the one marker a requirement or veto row is about
+    expression: str = ""  # a condition as written
+    absent: list[str] = field(default_factory=list)  # the row's markers that are not in the panel
+    markers: list[str] | None = None  # per cluster ";"-joined markers (coverage: those on)
+    n_markers: int | None = None
+    values: list[str] | None = None  # per cluster JSON (a condition's evaluation tree)
 
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What was evaluated, the same in every run of the same ruleset."""
+        return (self.gate, self.marker, self.statistic, self.expression)
 
 
 def _compare(values: np.ndarray, op: str, threshold: float) -> np.ndarray:
@@ -54,16 +62,14 @@ def _panel_col(name: str, mapping: dict[str, str], ev: ClusterEvidence) -> int |
     return ev.column.get(panel) if panel is not None else None
 
 
-def requirement_gates(ev, ns: NodeScores, mapping, params, ruleset) -> list[GateResult]:
+def requirement_gates(ev, ns: NodeScores, mapping, params, ruleset) -> list[GateOutcome]:
     node, n = ns.node, len(ev.clusters)
-    out: list[GateResult] = []
+    out: list[GateOutcome] = []
     for req in node.requires:
         col = _panel_col(req.marker, mapping, ev)
-        if col is None:
-            prov = rule_provenance(req.loc)
-            reason = f"marker {req.marker} is not in the panel, so the requirement fails{prov.cite('requirement')}"
-            out.append(GateResult("requirement", req.marker, ">=", _full(n, np.nan), _full(n, np.nan),
-                                  np.zeros(n, bool), [reason] * n, prov))
+        if col is None:  # not in the panel: the requirement fails
+            out.append(GateOutcome("requirement", "", ">=", _full(n, np.nan), _full(n, np.nan), np.zeros(n, bool),
+                                   rule_provenance(req.loc), marker=req.marker, absent=[req.marker]))
             continue
         checks = (("pos_frac", req.min_pos_frac, ns.thresholds.min_pos_frac, "min_pos_frac", ev.pos_frac),
                   ("enrichment", req.min_enrichment, ns.thresholds.min_enrichment, "min_enrichment", ev.enrichment))
@@ -72,84 +78,52 @@ def requirement_gates(ev, ns: NodeScores, mapping, params, ruleset) -> list[Gate
             prov = (rule_provenance(req.loc, own, node=node, key=key, params=params) if own is not None
                     else threshold_provenance(node, key, params, ruleset))
             observed = table[:, col]
-            passed = _compare(observed, ">=", threshold)
-            reasons = []
-            for value, ok in zip(observed, passed):
-                if np.isnan(value):
-                    reasons.append(f"{req.marker} has no {stat} in this cluster (every value missing), so the requirement fails{prov.cite(f'level {node.level} {key}')}")
-                    continue
-                a, b = fmt_pair(value, threshold)
-                reasons.append(f"{req.marker} {stat} {a} {'>=' if ok else '<'} {b} required{prov.cite(f'level {node.level} {key}')}")
-            out.append(GateResult("requirement", f"{stat}({req.marker})", ">=", observed, _full(n, threshold), passed, reasons, prov))
+            out.append(GateOutcome("requirement", stat, ">=", observed, _full(n, threshold),
+                                   _compare(observed, ">=", threshold), prov, marker=req.marker))
     return out
 
 
-def veto_gates(ev, ns: NodeScores, mapping) -> list[GateResult]:
+def veto_gates(ev, ns: NodeScores, mapping) -> list[GateOutcome]:
     node, n = ns.node, len(ev.clusters)
-    out: list[GateResult] = []
+    out: list[GateOutcome] = []
     for veto in node.vetoes:
         prov = rule_provenance(veto.loc, veto.max_pos_frac)
         for marker in veto.markers:
             col = _panel_col(marker, mapping, ev)
-            if col is None:
-                reason = f"marker {marker} is not in the panel, so its veto is not applied{prov.cite('veto')}"
-                out.append(GateResult("veto", f"pos_frac({marker})", "<=", _full(n, np.nan), _full(n, veto.max_pos_frac),
-                                      np.ones(n, bool), [reason] * n, prov))
+            if col is None:  # not in the panel: no evidence to veto
+                out.append(GateOutcome("veto", "pos_frac", "<=", _full(n, np.nan), _full(n, veto.max_pos_frac),
+                                       np.ones(n, bool), prov, marker=marker, absent=[marker]))
                 continue
             observed = ev.pos_frac[:, col]
             with np.errstate(invalid="ignore"):
                 passed = ~(observed > veto.max_pos_frac)  # no value: no evidence to veto
-            reasons = []
-            for value, ok in zip(observed, passed):
-                a, b = fmt_pair(value, veto.max_pos_frac)
-                if np.isnan(value):
-                    reasons.append(f"{marker} has no values in this cluster, so its veto is not applied{prov.cite('veto')}")
-                elif ok:
-                    reasons.append(f"{marker} pos_frac {a} <= {b}: not vetoed{prov.cite('veto')}")
-                else:
-                    reasons.append(f"{marker} pos_frac {a} > {b}: vetoed{prov.cite('veto')}")
-            out.append(GateResult("veto", f"pos_frac({marker})", "<=", observed, _full(n, veto.max_pos_frac), passed, reasons, prov))
+            out.append(GateOutcome("veto", "pos_frac", "<=", observed, _full(n, veto.max_pos_frac), passed, prov,
+                                   marker=marker))
     return out
 
 
-def coverage_gate(ev, ns: NodeScores, params, ruleset) -> GateResult:
-    node, n = ns.node, len(ev.clusters)
+def coverage_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:
     threshold = ns.thresholds.min_coverage
-    prov = threshold_provenance(node, "min_coverage", params, ruleset)
-    passed = _compare(ns.coverage, ">=", threshold)
-    missing = f"; not in the panel: {', '.join(ns.missing)}" if ns.missing else ""
-    reasons = []
-    for i in range(n):
-        on = [m for m, flag in zip(ns.positive, ns.on[i]) if flag]
-        a, b = fmt_pair(ns.coverage[i], threshold)
-        listed = f"({', '.join(on)})" if on else ""
-        reasons.append(
-            f"coverage {a} {'>=' if passed[i] else '<'} {b}: {len(on)} of {_count(ns.n_listed, 'marker')} on {listed}".rstrip()
-            + f" at pos_frac >= {fmt(ns.thresholds.min_pos_frac)}{missing}{prov.cite(f'level {node.level} min_coverage')}"
-        )
-    return GateResult("coverage", "coverage", ">=", ns.coverage, _full(n, threshold), passed, reasons, prov)
+    on = [";".join(m for m, flag in zip(ns.positive, row) if flag) for row in ns.on]
+    return GateOutcome("coverage", "coverage", ">=", ns.coverage, _full(len(ev.clusters), threshold),
+                       _compare(ns.coverage, ">=", threshold), threshold_provenance(ns.node, "min_coverage", params, ruleset),
+                       absent=list(ns.missing), markers=on, n_markers=ns.n_listed)
 
 
-def enrichment_gate(ev, ns: NodeScores, params, ruleset) -> GateResult:
-    node, n = ns.node, len(ev.clusters)
+def enrichment_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:
     threshold = ns.thresholds.min_enrichment
-    prov = threshold_provenance(node, "min_enrichment", params, ruleset)
-    passed = _compare(ns.mean_enrichment, ">=", threshold)
-    reasons = []
-    for i in range(n):
-        a, b = fmt_pair(ns.mean_enrichment[i], threshold)
-        over = f"over {_count(len(ns.positive), 'resolved marker')}" if ns.positive else "(no marker of this type is in the panel)"
-        reasons.append(f"mean enrichment {a} {'>=' if passed[i] else '<'} {b} {over}{prov.cite(f'level {node.level} min_enrichment')}")
-    return GateResult("enrichment", "mean_enrichment", ">=", ns.mean_enrichment, _full(n, threshold), passed, reasons, prov)
+    n = len(ev.clusters)
+    return GateOutcome("enrichment", "mean_enrichment", ">=", ns.mean_enrichment, _full(n, threshold),
+                       _compare(ns.mean_enrichment, ">=", threshold),
+                       threshold_provenance(ns.node, "min_enrichment", params, ruleset),
+                       markers=[";".join(ns.positive)] * n, n_markers=len(ns.positive))
 
 
-def condition_gates(ev: ClusterEvidence, ns: NodeScores, mapping) -> list[GateResult]:
+def condition_gates(ev: ClusterEvidence, ns: NodeScores, mapping) -> list[GateOutcome]:
     node, n = ns.node, len(ev.clusters)
-    out: list[GateResult] = []
+    out: list[GateOutcome] = []
     for cond in node.conditions:
-        prov = rule_provenance(cond.loc, scope="node")
-        text = cond.render()
-        observed, threshold, passed, reasons = np.zeros(n), np.zeros(n), np.zeros(n, bool), []
+        observed, threshold, passed, values = np.zeros(n), np.zeros(n), np.zeros(n, bool), []
         top_compare = isinstance(cond.expr, Compare)
         for i in range(n):
             result = evaluate(cond.expr, _context(ev, ns, mapping, i))
@@ -158,10 +132,10 @@ def condition_gates(ev: ClusterEvidence, ns: NodeScores, mapping) -> list[GateRe
                 observed[i], threshold[i] = result.children[0].value, result.children[1].value
             else:
                 observed[i], threshold[i] = float(passed[i]), 1.0
-            verdict = "holds" if passed[i] else "fails"
-            reasons.append(f"condition `{text}` {verdict}: {explain(result)}{prov.cite('condition')}")
+            values.append(json.dumps(evaluation_tree(result)))
         op = cond.expr.op if top_compare else "=="
-        out.append(GateResult("condition", text, op, observed, threshold, passed, reasons, prov))
+        out.append(GateOutcome("condition", "condition", op, observed, threshold, passed,
+                               rule_provenance(cond.loc, scope="node"), expression=cond.render(), values=values))
     return out
 
 
@@ -178,27 +152,20 @@ def _context(ev: ClusterEvidence, ns: NodeScores, mapping, i: int) -> Context:
     return Context(marker_stat, node_vars)
 
 
-def anti_conflict_gate(ev, ns: NodeScores, params, ruleset) -> list[GateResult]:
+def anti_conflict_gate(ev, ns: NodeScores, params, ruleset) -> list[GateOutcome]:
     node, n = ns.node, len(ev.clusters)
     if not node.anti:
         return []
     threshold = params.gating.anti_penalty_hard_gate
     prov = param_provenance("gating.anti_penalty_hard_gate", params, ruleset)
-    passed = _compare(ns.anti_penalty, "<=", threshold)
-    reasons = []
-    for i in range(n):
-        a, b = fmt_pair(ns.anti_penalty[i], threshold)
-        detail = ", ".join(
-            f"{m} pos_frac {fmt(ev.pos_frac[i, c])} enrichment {fmt(ev.enrichment[i, c])}" for m, c in zip(ns.anti, ns.anti_cols)
-        ) or "no anti-marker in the panel"
-        verdict = "<= {b} allowed" if passed[i] else "> {b} allowed: the anti-markers conflict"
-        reasons.append(f"anti-marker penalty {a} {verdict.format(b=b)} ({detail}){prov.cite('anti_penalty_hard_gate')}")
-    return [GateResult("anti_conflict", "anti_penalty", "<=", ns.anti_penalty, _full(n, threshold), passed, reasons, prov)]
+    resolved = ";".join(ns.anti)
+    return [GateOutcome("anti_conflict", "anti_penalty", "<=", ns.anti_penalty, _full(n, threshold),
+                        _compare(ns.anti_penalty, "<=", threshold), prov, markers=[resolved] * n)]
 
 
 def gate_node(
     ev: ClusterEvidence, ns: NodeScores, mapping: dict[str, str], params: ResolvedParams, ruleset: Ruleset
-) -> list[GateResult]:
+) -> list[GateOutcome]:
     """Every gate of ``ns.node`` over all clusters, in §6 order."""
     return [
         *requirement_gates(ev, ns, mapping, params, ruleset),
@@ -210,7 +177,7 @@ def gate_node(
     ]
 
 
-def node_passed(gates: list[GateResult], n_clusters: int) -> np.ndarray:
+def node_passed(gates: list[GateOutcome], n_clusters: int) -> np.ndarray:
     out = np.ones(n_clusters, bool)
     for g in gates:
         out &= g.passed

@@ -22,7 +22,7 @@ from ctr.engine.annotate import Annotation, annotate_clusters, cells_by_cluster,
 from ctr.engine.decide import Decision
 from ctr.engine.heterogeneity import frontier, frontier_votes
 from ctr.engine.scoring import ClusterEvidence
-from ctr.engine.trace import Step, fmt, param_provenance, trace_frame
+from ctr.engine.trace import Step, param_provenance, trace_frame
 from ctr.errors import ParameterError
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import ResolvedParams
@@ -236,17 +236,17 @@ def _record(state: _State, iteration: int, cluster: str, action: str, reason: st
     })
 
 
-def _step(run: _Run, cluster: str, node: CellType | None, gate: str, subject: str, observed: float, op: str,
-          threshold: float, passed: bool, key: str, reason: str) -> Step:
+def _step(run: _Run, cluster: str, node: CellType | None, gate: str, statistic: str, observed: float, op: str,
+          threshold: float, passed: bool, key: str) -> Step:
     """A trace row of kind ``refine``; ``key`` is the parameter that set the threshold, "plan" for
     a plan operation, "" for an outcome row."""
-    prov = param_provenance(key, run.params, run.ruleset) if key.startswith("refinement.") else None
-    loc = source = key
-    if prov is not None:
-        loc, source = prov.rule_loc, prov.source
-    return Step(cluster, node.level if node is not None else -1, node.path_str if node is not None else "",
-                node.name if node is not None else "", "refine", gate, subject, float(observed), op, float(threshold),
-                bool(passed), loc, source, reason, **Step.provenance_columns(prov))
+    step = Step(cluster, node.level if node is not None else -1, node.path_str if node is not None else "",
+                node.name if node is not None else "", "refine", gate, statistic=statistic, observed=float(observed),
+                comparison=op, threshold=float(threshold), passed=bool(passed))
+    if key.startswith("refinement."):
+        return step.locate(param_provenance(key, run.params, run.ruleset))
+    step.layer = key  # "plan" for an operation of the refinement plan
+    return step
 
 
 # ---- the automatic policy -----------------------------------------------------------------
@@ -283,23 +283,19 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
         else:
             score = view.score(cluster, child)
             share_ok, score_ok = share >= need, score >= rp.subtype_signal_threshold
-            state.steps.append(_step(run, cluster, child, "relabel", f"vote_share({child.name})", share, ">=", need, share_ok,
-                                     "refinement.heterogeneity_gap",
-                                     f"{child.name} took {share:.2f} of the votes (relabel needs >= 1 - heterogeneity_gap "
-                                     f"{rp.heterogeneity_gap:.2f} = {need:.2f})"))
-            state.steps.append(_step(run, cluster, child, "relabel", f"score({child.name})", score, ">=",
-                                     rp.subtype_signal_threshold, score_ok, "refinement.subtype_signal_threshold",
-                                     f"{child.name} scored {fmt(score)} (relabel needs >= subtype_signal_threshold "
-                                     f"{rp.subtype_signal_threshold:.2f})"))
+            state.steps.append(_step(run, cluster, child, "relabel", "vote_share", share, ">=", need, share_ok,
+                                     "refinement.heterogeneity_gap"))
+            state.steps.append(_step(run, cluster, child, "relabel", "score", score, ">=",
+                                     rp.subtype_signal_threshold, score_ok, "refinement.subtype_signal_threshold"))
             if share_ok and score_ok:
                 reason = (f"{child.name} took {share:.2f} of the per-cell votes among the subtypes of {node.name} "
-                          f"(>= 1 - heterogeneity_gap {rp.heterogeneity_gap:.2f} = {need:.2f}) and scored {fmt(score)} "
+                          f"(>= 1 - heterogeneity_gap {rp.heterogeneity_gap:.2f} = {need:.2f}) and scored {score:.2f} "
                           f"(>= subtype_signal_threshold {rp.subtype_signal_threshold:.2f}): relabelled {before} -> "
                           f"{child.name} ({n} cells, H {h:.2f})")
                 state.forced[cluster] = _Forced(child.name, child, "refined_relabel", "relabel")
                 state.action[cluster] = "relabel"
                 state.steps.append(_step(run, cluster, child, "relabel", "action", share, ">=", need, True,
-                                         "refinement.heterogeneity_gap", reason))
+                                         "refinement.heterogeneity_gap"))
                 _record(state, iteration, cluster, "relabel", reason, before, child.name, before_score, score, h, n, "auto")
                 # a leaf's frontier is the one these votes were taken over: looking again would
                 # undo the relabel with a subcluster; a parent's children are a new question
@@ -307,15 +303,14 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
             if not share_ok:
                 why_not.append(f"{child.name} took only {share:.2f} of the votes < {need:.2f} (1 - heterogeneity_gap)")
             else:
-                why_not.append(f"{child.name} scored {fmt(score)} < subtype_signal_threshold {rp.subtype_signal_threshold:.2f}")
+                why_not.append(f"{child.name} scored {score:.2f} < subtype_signal_threshold {rp.subtype_signal_threshold:.2f}")
     else:
         why_not.append(f"{before} has no subtypes to relabel to")
 
     flagged, big = h >= rp.score_threshold, n >= rp.min_cells
     state.steps.append(_step(run, cluster, node, "subcluster", "heterogeneity", h, ">=", rp.score_threshold, flagged,
-                             "refinement.score_threshold", f"{over} (subcluster needs >= score_threshold {rp.score_threshold:.2f})"))
-    state.steps.append(_step(run, cluster, node, "subcluster", "n_cells", n, ">=", rp.min_cells, big, "refinement.min_cells",
-                             f"{n} cells (subcluster needs >= min_cells {rp.min_cells})"))
+                             "refinement.score_threshold"))
+    state.steps.append(_step(run, cluster, node, "subcluster", "n_cells", n, ">=", rp.min_cells, big, "refinement.min_cells"))
     if flagged and big:
         why = (f"H {h:.2f} >= score_threshold {rp.score_threshold:.2f} and {n} cells >= min_cells {rp.min_cells} "
                f"({'; '.join(why_not)})")
@@ -326,7 +321,7 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
         why_not.append(f"{n} cells < min_cells {rp.min_cells}")
     reason = f"kept as is: {'; '.join(why_not)} ({over})"
     state.action.setdefault(cluster, "skip")
-    state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, "", reason))
+    state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, ""))
     _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, "auto")
     return []
 
@@ -343,8 +338,8 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
         reason = f"{why}, but Leiden at resolution {resolution:g} found a single piece: kept intact"
         state.action.setdefault(cluster, "skip")
         state.steps.append(_step(run, cluster, node, "subcluster", "pieces", 1, ">=", 2, False,
-                                 "refinement.resolution" if source == "auto" else "plan", reason))
-        state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, "", reason))
+                                 "refinement.resolution" if source == "auto" else "plan"))
+        state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, ""))
         _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, source)
         return []
     new_ids = np.array([f"{cluster}.{p}" for p in pieces], dtype=object)
@@ -358,16 +353,16 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
     split = _Split(cluster, cells, ids, size, before, before_score, forced, node, why, resolution, h, iteration, source,
                    at=len(state.log), step=len(state.steps))
     state.splits.append(split)
-    state.steps.append(_split_step(run, split, ""))  # its reason is written once the pieces are settled
+    state.steps.append(_split_step(run, split))  # replaced once the pieces are settled
     _record(state, iteration, cluster, "subcluster", "", before, "", before_score, math.nan, h, n, source)
     return ids
 
 
-def _split_step(run: _Run, split: _Split, reason: str) -> Step:
+def _split_step(run: _Run, split: _Split) -> Step:
     if split.source == "auto":
         return _step(run, split.cluster, split.node, "subcluster", "action", split.h, ">=",
-                     run.params.refinement.score_threshold, True, "refinement.score_threshold", reason)
-    return _step(run, split.cluster, split.node, "subcluster", "plan", math.nan, "", math.nan, True, "plan", reason)
+                     run.params.refinement.score_threshold, True, "refinement.score_threshold")
+    return _step(run, split.cluster, split.node, "subcluster", "plan", math.nan, "", math.nan, True, "plan")
 
 
 def _settle(run: _Run, state: _State, view: _View) -> tuple[_View, dict[str, str | None]]:
@@ -420,12 +415,9 @@ def _write_pooled(run: _Run, state: _State, view: _View, s: _Split) -> None:
     else:
         reason = f"{s.why}: {leiden}, each reaching a label of its own: {outcome}"
     key = "refinement.resolution" if s.source == "auto" else "plan"
-    labels = ", ".join(_label(view, state, new) for new, _ in s.pools)
     state.steps[s.step:s.step + 1] = [
-        _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", len(s.pools), ">=", 2, True, key,
-              f"Leiden's {len(s.pieces)} pieces reached {len(s.pools)} distinct labels ({labels}): kept as "
-              f"{len(s.pools)} pieces"),
-        _split_step(run, s, reason),
+        _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", len(s.pools), ">=", 2, True, key),
+        _split_step(run, s),
     ]
     state.log[s.at].update(reason=reason, after_label=outcome)
     rows = []
@@ -451,8 +443,8 @@ def _write_undone(run: _Run, state: _State, s: _Split) -> None:
               f"the split would change no label, kept intact")
     key, outcome_key = ("refinement.resolution", "") if s.source == "auto" else ("plan", "plan")
     state.steps[s.step:s.step + 1] = [
-        _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", 1, ">=", 2, False, key, reason),
-        _step(run, s.cluster, s.node, "skip", "action", s.h, "", math.nan, True, outcome_key, reason),
+        _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", 1, ">=", 2, False, key),
+        _step(run, s.cluster, s.node, "skip", "action", s.h, "", math.nan, True, outcome_key),
     ]
     state.log[s.at].update(action="skip", reason=reason, after_label=s.before, after_score=s.before_score)
     state.action.setdefault(s.cluster, "skip")
@@ -475,7 +467,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         state.action[op.cluster] = "override"
         state.manual.add(op.cluster)
         reason = f"manual override: {before} -> {op.label} ({op.reason})"
-        state.steps.append(_step(run, op.cluster, None, "override", "plan", math.nan, "", math.nan, True, "plan", reason))
+        state.steps.append(_step(run, op.cluster, None, "override", "plan", math.nan, "", math.nan, True, "plan"))
         _record(state, 0, op.cluster, "override", reason, before, op.label, score, math.nan, math.nan, n, "plan")
 
     if plan.merge:
@@ -502,7 +494,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
             after = _label(view, state, into)
             how = f"labelled {after}" if op.label is not None else f"annotated again: {after}"
             reason = f"manual merge of clusters {', '.join(op.clusters)} into {into} ({n} cells), {how} ({op.reason})"
-            state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "plan", reason))
+            state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "plan"))
             _record(state, 0, into, "merge", reason, before, after, math.nan, _label_score(view, state, into), math.nan, n, "plan")
 
     for op in plan.subcluster:
@@ -527,8 +519,8 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         state.forced[op.cluster] = _Forced(node.name, node, "manual_relabel", "relabel")
         state.action[op.cluster] = "relabel"
         state.manual.add(op.cluster)
-        reason = f"manual relabel: {before} -> {node.path_str} (its score here {fmt(score)}) ({op.reason})"
-        state.steps.append(_step(run, op.cluster, node, "relabel", "plan", score, "", math.nan, True, "plan", reason))
+        reason = f"manual relabel: {before} -> {node.path_str} (its score here {score:.2f}) ({op.reason})"
+        state.steps.append(_step(run, op.cluster, node, "relabel", "plan", score, "", math.nan, True, "plan"))
         _record(state, 0, op.cluster, "relabel", reason, before, node.name, score_before, score, math.nan,
                 _n_cells(view, op.cluster), "plan")
     return view

@@ -4,60 +4,120 @@ provenance of every threshold (which rule or parameter layer set it)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
-from ctr.diagnostics import SourceLoc
+from ctr.diagnostics import SourceLoc, display_path
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import ResolvedParams, Setting, node_key
-
-TRACE_COLUMNS = [
-    "step", "cluster", "level", "path", "cell_type", "kind", "gate", "subject",
-    "observed", "operator", "threshold", "passed", "rule_loc", "param_source", "reason",
-    "param_key", "scope", "shadowed_key", "shadowed_layer", "shadowed_value",
-]
 
 
 @dataclass
 class Step:
+    """One row of the trace: a gate evaluated for one cell type in one cluster, a selection among
+    siblings, a per-cell vote, or a refinement check. Values only; ``ctr.report`` words them.
+
+    ``kind``/``gate``: ``gate`` rows name the gate (requirement, veto, coverage, enrichment,
+    condition, anti_conflict); ``select`` rows the outcome (winner, ambiguous, none_passed, leaf);
+    ``vote`` rows ``vote``; ``refine`` rows the action checked (relabel, subcluster, skip, override,
+    merge). ``statistic`` is what was measured (pos_frac, enrichment, coverage, mean_enrichment,
+    anti_penalty, condition, margin, vote_share, score, heterogeneity, n_cells, pieces,
+    distinct_outcomes, action, plan), of ``marker`` where it is one marker's.
+    """
+
     cluster: str
     level: int
     path: str
     cell_type: str
-    kind: str  # gate | select | vote
+    kind: str
     gate: str
-    subject: str
-    observed: float
-    operator: str
-    threshold: float
-    passed: bool
-    rule_loc: str
-    param_source: str
-    reason: str
+    marker: str = ""
+    statistic: str = ""
+    observed: float = math.nan
+    comparison: str = ""  # the comparison that passes: observed <comparison> threshold
+    threshold: float = math.nan
+    passed: bool = True
+    # where the threshold came from (docs/semantics.md, "Which value applies")
     param_key: str = ""
+    layer: str = ""
     scope: str = ""
+    file: str = ""
+    line: float = math.nan  # NaN when the layer is not a file, or the file has no lines to cite
+    col: float = math.nan
     shadowed_key: str = ""
     shadowed_layer: str = ""
     shadowed_value: float = math.nan
+    # what the statistic was computed over
+    expression: str = ""  # a condition as written
+    candidates: str = ""  # ";"-joined: ranked passing candidates (winner, ambiguous), all (none_passed), voted
+    markers: str = ""  # ";"-joined: markers on (coverage), resolved (enrichment), anti-markers (anti_conflict)
+    absent: str = ""  # ";"-joined markers of the row that are not in the panel
+    n_markers: float = math.nan  # markers listed (coverage) or resolved (enrichment)
+    values: str = ""  # JSON: a condition's evaluation tree, vote shares
+    step: int = 0  # running number within the cluster, filled by trace_frame
+
+    def locate(self, prov: Provenance | None) -> Step:
+        """This row with the columns that say where its threshold came from."""
+        if prov is None:
+            return self
+        s, wider = prov.setting, prov.setting.shadowed
+        self.param_key, self.layer, self.scope = s.key, s.layer, s.scope
+        if prov.loc is not None:
+            self.file = display_path(prov.loc.file) if prov.loc.file else ""
+            self.line = float(prov.loc.line) if prov.loc.line is not None else math.nan
+            self.col = float(prov.loc.column) if prov.loc.column is not None else math.nan
+        if wider is not None:
+            self.shadowed_key, self.shadowed_layer, self.shadowed_value = wider.key, wider.layer, float(wider.value)
+        return self
 
     @classmethod
-    def provenance_columns(cls, prov: Provenance | None) -> dict:
-        """The columns that say where a threshold came from."""
-        if prov is None:
-            return {}
-        s, wider = prov.setting, prov.setting.shadowed
-        out = {"param_key": s.key, "scope": s.scope}
-        if wider is not None:
-            out.update(shadowed_key=wider.key, shadowed_layer=wider.layer, shadowed_value=float(wider.value))
-        return out
+    def from_record(cls, record: dict) -> Step:
+        """A row read back from decision_steps.csv (or a frame's ``to_dict("records")``)."""
+        out = {}
+        for f in fields(cls):
+            if f.name not in record:
+                continue
+            value = record[f.name]
+            if f.type in ("str",):
+                value = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+            elif f.type == "float":
+                value = _float(value)
+            elif f.type == "int":
+                value = int(value) if _float(value) == _float(value) else 0
+            elif f.type == "bool":
+                value = value if isinstance(value, bool) else str(value).lower() in ("true", "1")
+            out[f.name] = value
+        return cls(**out)
+
+    @property
+    def location(self) -> str:
+        """``file:line:col`` (as much as is known), empty when no file set the threshold."""
+        parts = [self.file] if self.file else []
+        if parts and self.line == self.line:
+            parts.append(str(int(self.line)))
+            if self.col == self.col:
+                parts.append(str(int(self.col)))
+        return ":".join(parts)
+
+
+TRACE_COLUMNS = ["step", *(f.name for f in fields(Step) if f.name != "step")]
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def trace_frame(steps: list[Step]) -> pd.DataFrame:
     """The trace table; ``step`` numbers the records within each cluster from 1."""
-    frame = pd.DataFrame([asdict(s) for s in steps], columns=TRACE_COLUMNS[1:])
-    frame.insert(0, "step", frame.groupby("cluster", sort=False).cumcount() + 1 if len(frame) else [])
-    return frame.astype({"observed": float, "threshold": float, "passed": bool, "shadowed_value": float}) if len(frame) else frame
+    frame = pd.DataFrame([asdict(s) for s in steps], columns=[*TRACE_COLUMNS[1:], "step"])
+    frame["step"] = frame.groupby("cluster", sort=False).cumcount() + 1 if len(frame) else []
+    frame = frame[TRACE_COLUMNS]
+    floats = {c: float for c in ("observed", "threshold", "line", "col", "shadowed_value", "n_markers")}
+    return frame.astype({**floats, "passed": bool}) if len(frame) else frame
 
 
 @dataclass(frozen=True)
@@ -77,12 +137,6 @@ class Provenance:
     @property
     def source(self) -> str:
         return self.setting.layer
-
-    def cite(self, what: str) -> str:
-        """' (rule file:line:col)' for a written rule, else ' (<what>, <layer>)'."""
-        if self.loc is not None:
-            return f" (rule {self.loc})"
-        return f" ({what}, {self.source})"
 
 
 def _located(setting: Setting, ruleset: Ruleset, node: CellType | None = None, loc: SourceLoc | None = None) -> SourceLoc | None:
@@ -122,27 +176,3 @@ def rule_provenance(loc: SourceLoc | None, value: float | None = None, *, scope:
     if node is not None and key is not None and params is not None:
         setting = setting.keeping_out(params.threshold(node, key))
     return Provenance(setting, loc)  # only layers after the ruleset are noted, and they are not files
-
-
-def fmt(value: float, digits: int = 2) -> str:
-    """A number in a reason: fixed decimals; 'inf'; 'missing' for NaN."""
-    if isinstance(value, (bool,)):
-        return str(value).lower()
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}f}"
-
-
-def fmt_pair(a: float, b: float) -> tuple[str, str]:
-    """Two numbers compared in a reason, with enough decimals that unequal values look unequal."""
-    for digits in (2, 3, 4, 6):
-        fa, fb = fmt(a, digits), fmt(b, digits)
-        if fa != fb or a == b:
-            return fa, fb
-    return fmt(a, 6), fmt(b, 6)
-
-
-def opposite(op: str) -> str:
-    return {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!=", "!=": "=="}[op]

@@ -13,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.errors import UsageError
-from ctr.report.explain import GATE_PARAMETER, format_number, json_ready
+from ctr.engine.trace import Step
+from ctr.report.explain import format_number, json_ready
 from ctr.report.rundir_view import RunDir, load_run
+from ctr.report.sentences import measure
 
 FORMATS = ("text", "markdown", "json")
 # Keys that differ between any two runs and explain nothing.
@@ -43,7 +45,8 @@ class GateChange:
     cell_type: str
     kind: str
     gate: str
-    subject: str
+    measure: str  # what the gate measured, in words
+    param_key: str  # the parameter that set its threshold (empty for a number written in a rule)
     before: str
     after: str
     explained_by: list[ParamChange] = field(default_factory=list)
@@ -131,7 +134,8 @@ def first_difference(trace_a: pd.DataFrame, trace_b: pd.DataFrame) -> GateChange
 def _key(row: dict) -> tuple:
     if row["kind"] == "select":  # the chosen cell type is the outcome, not the identity
         return ("select", int(row["level"]), row["path"])
-    return (row["kind"], int(row["level"]), row["path"], row["gate"], row["subject"])
+    return (row["kind"], int(row["level"]), row["path"], row["gate"], row.get("marker", ""),
+            row.get("statistic", ""), row.get("expression", ""))
 
 
 def _verdict(row: dict) -> tuple:
@@ -142,32 +146,32 @@ def _verdict(row: dict) -> tuple:
 
 
 def _outcome(row: dict) -> str:
-    observed = "missing" if _nan(row["observed"]) else format_number(row["observed"])
-    verdict = "passed" if row["passed"] else "failed"
-    if row["kind"] == "select":
-        chosen = f" {row['cell_type']}" if row["cell_type"] else ""
-        return f"{row['gate']}{chosen} (margin {observed}, min_gap {format_number(row['threshold'])})"
-    where = f"; rule {row.get('rule_loc') or 'default'}, from {row.get('param_source') or 'default'}"
-    return f"{observed} {row['operator']} {format_number(row['threshold'])} {verdict}{where}"
+    step = Step.from_record(row)
+    observed = "missing" if _nan(step.observed) else format_number(step.observed)
+    if step.kind == "select":
+        chosen = f" {step.cell_type}" if step.cell_type else ""
+        return f"{step.gate}{chosen} (margin {observed}, min_gap {format_number(step.threshold)})"
+    verdict = "passed" if step.passed else "failed"
+    where = f"; rule {step.location or step.layer or 'default'}, from {step.layer or 'default'}"
+    return f"{observed} {step.comparison} {format_number(step.threshold)} {verdict}{where}"
 
 
 def _change(row: dict, before: str, after: str) -> GateChange:
-    return GateChange(step=int(row.get("step", 0)), level=int(row["level"]), cell_type=str(row["cell_type"]),
-                      kind=str(row["kind"]), gate=str(row["gate"]), subject=str(row["subject"]),
-                      before=before, after=after)
+    step = Step.from_record(row)
+    return GateChange(step=step.step, level=step.level, cell_type=step.cell_type, kind=step.kind, gate=step.gate,
+                      measure=measure(step), param_key=step.param_key, before=before, after=after)
 
 
 def _explaining(change: GateChange, params: list[ParamChange]) -> list[ParamChange]:
-    """The parameter changes that set this gate's threshold: the level entry first, any level next."""
-    name = "min_gap" if change.kind == "select" else GATE_PARAMETER.get(change.gate)
-    if change.gate == "requirement":
-        name = None  # requirement thresholds live in the ruleset (its hash differs) or min_pos_frac
-        hits = [p for p in params if p.key.endswith(("min_pos_frac", "min_enrichment")) or p.key.startswith("ruleset.")]
-    else:
-        hits = [p for p in params if name and p.key.endswith(f".{name}")]
-    if name:
-        level_hits = [p for p in hits if f".{change.level}." in p.key]
-        hits = level_hits or hits
+    """The parameter changes that set this row's threshold: its own key first, the same parameter at
+    another level or type next; a number written in a rule points at the ruleset."""
+    key = change.param_key
+    hits = [p for p in params if p.key == key] if key else []
+    if key and not hits:
+        name = key.rsplit(".", 1)[1]
+        hits = [p for p in params if p.key.endswith(f".{name}")]
+    if not key:  # the threshold lives in the rule: the ruleset (its hash) differs
+        hits = [p for p in params if p.key.startswith("ruleset.")]
     if not hits:  # the observed value moved: scoring parameters or the ruleset changed
         hits = [p for p in params if p.key.startswith(("scoring.", "ruleset."))]
     return hits
@@ -227,7 +231,7 @@ def render_diff(d: RunDiff, markdown: bool = False) -> str:
             lines.append(f"{sub}no gate outcome differs in the traces")
             continue
         what = (f"selection at level {g.level}" if g.kind == "select"
-                else f"{g.gate} gate of {g.cell_type} ({g.subject}) at level {g.level}")
+                else f"{g.gate} gate of {g.cell_type} ({g.measure}) at level {g.level}")
         lines.append(f"{sub}first differing gate (step {g.step}): {what}: {g.before} -> {g.after}")
         if g.explained_by:
             lines.append(f"{sub}explained by: " + "; ".join(_param_line(p) for p in g.explained_by))

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ctr.engine.trace import Step
 from ctr.errors import InputError, UsageError
 from ctr.report.rundir_view import RunDir, load_run, run_from_result
+from ctr.report.sentences import describe, format_number, measure, parameter_name, vote_shares
 from ctr.rules.model import PATH_SEP
 
 FORMATS = ("text", "markdown", "json")
@@ -32,105 +33,20 @@ STOP_REASONS = {
     "cell_vote": "this cell descended below its cluster's label on its own vote (--unit cell)",
 }
 
-# the layers as a reader knows them
-LAYER_NAMES = {"cli": "the command line", "preset": "the preset", "tissue": "the tissue profile",
-               "ruleset": "the ruleset", "default": "the built-in defaults"}
-
-# The parameter a user changes to move a gate's threshold (requirement/veto thresholds live in the rule).
-GATE_PARAMETER = {
-    "coverage": "min_coverage",
-    "enrichment": "min_enrichment",
-    "anti_conflict": "anti_penalty_hard_gate",
-}
-
-
-@dataclass
-class GateResult:
-    """One gate evaluation, as recorded in the trace."""
-
-    step: int
-    cell_type: str
-    path: str
-    level: int
-    gate: str
-    subject: str
-    observed: float
-    operator: str
-    threshold: float
-    passed: bool
-    rule_loc: str
-    param_source: str
-    reason: str
-    scope: str = ""
-    shadowed_key: str = ""
-    shadowed_layer: str = ""
-    shadowed_value: float = math.nan
-
-    @property
-    def kept(self) -> str:
-        """When a more specific rule kept out a value a later, wider layer set: says so."""
-        if not self.shadowed_key:
-            return ""
-        owner = f"{self.cell_type}'" if self.cell_type.endswith("s") else f"{self.cell_type}'s"
-        whose = {"marker": "the marker's own rule", "node": f"{owner} own rule"}.get(self.scope, "a narrower rule")
-        return (f"; {whose} kept {format_number(self.threshold)} over {self.shadowed_key} = "
-                f"{format_number(self.shadowed_value)} from {LAYER_NAMES.get(self.shadowed_layer, self.shadowed_layer)}")
-
-    @property
-    def measure(self) -> str:
-        """What was measured, in words: 'EPCAM pos_frac', 'coverage', 'condition ...'."""
-        if self.gate in ("requirement", "veto"):
-            call = re.fullmatch(r"(\w+)\((.+)\)", self.subject)  # the trace writes pos_frac(EPCAM)
-            if call:
-                return f"{call.group(2)} {call.group(1)}"
-            subject = self.subject
-            if not re.search(r"\b(pos_frac|enrichment|median|mean)\b", subject):
-                stat = "enrichment" if "enrichment" in self.reason and "pos_frac" not in self.reason else "pos_frac"
-                subject = f"{subject} {stat}"
-            return subject
-        if self.gate == "condition":
-            return f"condition `{self.subject}`"
-        if self.gate == "anti_conflict":
-            return "anti-marker penalty"
-        if self.gate == "enrichment":
-            return "mean enrichment"
-        if self.gate == "coverage":
-            return "coverage"
-        return self.gate.replace("_", " ")
-
-    @property
-    def parameter(self) -> str | None:
-        """The parameter that sets this gate's threshold, when it is a parameter and not the rule's
-        own number (a requirement written with its threshold, a veto, a condition)."""
-        if self.gate in GATE_PARAMETER:
-            return GATE_PARAMETER[self.gate]
-        if self.gate == "requirement" and not re.search(r":\d+", self.rule_loc):
-            return "min_enrichment" if "enrichment" in self.subject else "min_pos_frac"
-        return None
-
-    def describe(self) -> str:
-        outcome = "passed" if self.passed else "FAILED"
-        value = "missing from panel" if _isnan(self.observed) else format_number(self.observed)
-        name = self.gate.replace("_", " ")
-        what = f"{name} {self.measure}" if self.gate in ("requirement", "veto") else self.measure
-        return (f"{what}: {value} {self.operator} {format_number(self.threshold)} {outcome}"
-                f" (rule {self.rule_loc or 'default'}, threshold from {self.param_source or 'default'}{self.kept})")
-
-
 @dataclass
 class Candidate:
     cell_type: str
     path: str
     score: float
     passed: bool
-    gates: list[GateResult] = field(default_factory=list)
+    gates: list[Step] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[GateResult]:
+    def failed(self) -> list[Step]:
         return [g for g in self.gates if not g.passed]
 
     @property
-    def shown(self) -> list[GateResult]:
+    def shown(self) -> list[Step]:
         """The gates an explanation lists: the failed ones, and any whose threshold a more specific
         rule kept against a later layer's wider value."""
         return [g for g in self.gates if not g.passed or g.shadowed_key]
@@ -147,8 +63,7 @@ class LevelDecision:
     chosen: str
     margin: float
     min_gap: float
-    gap_loc: str
-    reason: str
+    gap_loc: str  # file:line:col of what set min_gap, empty when not a file
 
     @property
     def passing(self) -> list[Candidate]:
@@ -258,9 +173,9 @@ def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
     gates = trace.loc[trace["kind"] == "gate"]
     selects = trace.loc[trace["kind"] == "select"]
     decisions: list[LevelDecision] = []
-    groups: dict[tuple[int, str], list[GateResult]] = {}
-    for rec in gates.itertuples(index=False):
-        g = _gate(rec)
+    groups: dict[tuple[int, str], list[Step]] = {}
+    for rec in gates.to_dict("records"):
+        g = Step.from_record(rec)
         groups.setdefault((g.level, _parent(g.path)), []).append(g)
     for (level, parent), results in groups.items():
         by_path: dict[str, Candidate] = {}
@@ -278,9 +193,9 @@ def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
 def _decision(level: int, parent: str, candidates: list[Candidate], sel: pd.Series | None) -> LevelDecision:
     if sel is None:
         chosen = candidates[0].cell_type if candidates and candidates[0].passed else ""
-        return LevelDecision(level, parent, candidates, "", chosen, math.nan, math.nan, "", "")
-    return LevelDecision(level, parent, candidates, str(sel["gate"]), str(sel["cell_type"]),
-                         _float(sel["observed"]), _float(sel["threshold"]), str(sel["rule_loc"]), str(sel["reason"]))
+        return LevelDecision(level, parent, candidates, "", chosen, math.nan, math.nan, "")
+    step = Step.from_record(sel.to_dict())
+    return LevelDecision(level, parent, candidates, step.gate, step.cell_type, step.observed, step.threshold, step.location)
 
 
 def _candidate_scores(run: RunDir, cluster: str) -> tuple[dict[str, float], dict[str, bool]]:
@@ -298,28 +213,6 @@ def _candidate_scores(run: RunDir, cluster: str) -> tuple[dict[str, float], dict
     return scores, passed
 
 
-def _gate(rec) -> GateResult:
-    return GateResult(
-        step=int(rec.step) if hasattr(rec, "step") else 0,
-        cell_type=str(rec.cell_type),
-        path=str(rec.path),
-        level=int(rec.level),
-        gate=str(rec.gate),
-        subject=str(rec.subject),
-        observed=_float(rec.observed),
-        operator=str(rec.operator),
-        threshold=_float(rec.threshold),
-        passed=bool(rec.passed),
-        rule_loc=str(getattr(rec, "rule_loc", "")),
-        param_source=str(getattr(rec, "param_source", "")),
-        reason=str(getattr(rec, "reason", "")),
-        scope=str(getattr(rec, "scope", "") or ""),
-        shadowed_key=str(getattr(rec, "shadowed_key", "") or ""),
-        shadowed_layer=str(getattr(rec, "shadowed_layer", "") or ""),
-        shadowed_value=_float(getattr(rec, "shadowed_value", math.nan)),
-    )
-
-
 def _parent(path: str) -> str:
     return path.rsplit(PATH_SEP, 1)[0] if PATH_SEP in path else ""
 
@@ -334,7 +227,7 @@ def _closest_root(levels: list[LevelDecision]) -> Candidate | None:
 def _closeness(c: Candidate) -> tuple[int, float, float]:
     """How near a failed candidate came: fewest failed rules (both statistics of one requirement
     count once), then its marker coverage (what a biologist checks first), then its score."""
-    failed_rules = {(g.gate, re.sub(r"^\w+\((.+)\)$", r"\1", g.subject)) for g in c.failed}
+    failed_rules = {(g.gate, g.marker or g.expression or g.statistic) for g in c.failed}
     coverage = [g.observed for g in c.gates if g.gate == "coverage"]
     return (-len(failed_rules), _sortable(coverage[0]) if coverage else -math.inf, _sortable(c.score))
 
@@ -363,7 +256,7 @@ def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
     # Each entry is one sufficient change (the options are alternatives).
     changes: list[str] = []
     if last.outcome == "ambiguous":
-        where = f", set at {last.gap_loc}" if re.search(r":\d+", last.gap_loc) else ""
+        where = f", set at {last.gap_loc}" if last.gap_loc else ""
         changes.append(f"min_gap <= {format_number(last.margin)} at level {last.level} (now {format_number(last.min_gap)}{where}; "
                        f"that would make {leader.cell_type} the label)")
     outscore = ""
@@ -380,18 +273,18 @@ def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
     return NearMiss(rival.cell_type, leader.cell_type, last.level, margin, changes, sentence)
 
 
-def _gate_change(g: GateResult) -> str:
+def _gate_change(g: Step) -> str:
     """The smallest change that flips a failed gate: the observed value reaching the threshold, or
     the threshold moving to the observed value."""
+    where = g.location or g.layer or "default"
     if _isnan(g.observed):
-        return f"{g.measure.split()[0]} to be present in the panel ({g.gate} at {g.rule_loc})"
-    data_side = f"{g.measure} {g.operator} {format_number(g.threshold)} (is {format_number(g.observed)})"
-    param = g.parameter
+        return f"{g.marker or measure(g)} to be present in the panel ({g.gate} at {where})"
+    data_side = f"{measure(g)} {g.comparison} {format_number(g.threshold)} (is {format_number(g.observed)})"
+    param = parameter_name(g)
     if param:
-        # level thresholds live in level_defaults; the anti-marker hard gate is one global value
-        scope = f" at level {g.level}" if param.startswith("min_") else ""
-        return f"{data_side}, i.e. {param} {_loosen(g.operator)} {format_number(g.observed)}{scope}"
-    return f"{data_side}, a threshold set at {g.rule_loc}"
+        name, _, scope = param.partition(" ")
+        return f"{data_side}, i.e. {name} {_loosen(g.comparison)} {format_number(g.observed)}{' ' + scope if scope else ''}"
+    return f"{data_side}, a threshold set at {where}"
 
 
 def _loosen(op: str) -> str:
@@ -399,24 +292,13 @@ def _loosen(op: str) -> str:
 
 
 def _votes(row: pd.Series, trace: pd.DataFrame) -> dict[str, float]:
+    """The per-cell vote shares: the cluster's vote_composition ("A:0.62;B:0.30"), else its vote row."""
     text = str(row.get("vote_composition", "") or "")
-    if not text or text == "nan":
-        votes = trace.loc[trace["kind"] == "vote"]
-        if votes.empty:
-            return {}
-        text = str(votes.iloc[-1]["subject"])
-    try:
-        parsed = json.loads(text)
-        if isinstance(parsed, dict):
-            return {str(k): float(v) for k, v in parsed.items()}
-    except (json.JSONDecodeError, TypeError, ValueError):
-        pass
-    out = {}
-    for part in text.split(";") if ";" in text else text.split(","):
-        m = re.match(r"\s*(.+)\s*[:=]\s*([-+0-9.eE]+)\s*(%?)\s*$", part)
-        if m:
-            out[m.group(1)] = float(m.group(2)) / (100 if m.group(3) else 1)
-    return out
+    if text and text != "nan":
+        pairs = (part.rsplit(":", 1) for part in text.split(";") if ":" in part)
+        return {name: float(share) for name, share in pairs}
+    votes = trace.loc[trace["kind"] == "vote"]
+    return vote_shares(Step.from_record(votes.iloc[-1].to_dict())) if len(votes) else {}
 
 
 def _refinement(run: RunDir, row: pd.Series) -> list[str]:
@@ -452,7 +334,7 @@ def _summary(e: ClusterExplanation) -> str:
     conf = "uncontested" if e.confidence == math.inf else format_number(e.confidence)
     text = f"Cluster {e.cluster}{cells} is {e.label}: {why} (confidence {conf})."
     if e.closest is not None and e.closest.failed:
-        text += f" Closest top-level type: {e.closest.cell_type}, failed {', '.join(g.measure for g in e.closest.failed)}."
+        text += f" Closest top-level type: {e.closest.cell_type}, failed {', '.join(measure(g) for g in e.closest.failed)}."
     return text
 
 
@@ -489,7 +371,7 @@ def render_text(e: ClusterExplanation) -> str:
             mark = "passed" if c.passed else "failed"
             lines.append(f"    - {c.cell_type} (score {format_number(c.score)}) {mark}")
             for g in c.shown:
-                lines.append(f"        {g.describe()}")
+                lines.append(f"        {describe(g)}")
     if e.near_miss:
         lines.append(f"  near miss: {e.near_miss.sentence}")
     if e.votes:
@@ -507,7 +389,7 @@ def render_markdown(e: ClusterExplanation) -> str:
         lines += [f"### {level_heading(d)}", "", outcome_sentence(d), "",
                   "| cell type | score | result | failed gates |", "|---|---|---|---|"]
         for c in d.candidates:
-            failed = "<br>".join(g.describe().replace("|", "\\|") for g in c.shown) or ""
+            failed = "<br>".join(describe(g).replace("|", "\\|") for g in c.shown) or ""
             lines.append(f"| {c.cell_type} | {format_number(c.score)} | {'passed' if c.passed else 'failed'} | {failed} |")
         lines.append("")
     if e.near_miss:
@@ -535,14 +417,6 @@ def _isnan(value: float) -> bool:
 
 def _sortable(value: float) -> float:
     return -math.inf if _isnan(value) else value
-
-
-def format_number(value: float) -> str:
-    if value is None or _isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.2f}"
 
 
 def json_ready(obj):

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ctr.engine.trace import Step
 from ctr.io.atomic import write_text_atomic
 from ctr.io.rundir import updating_run_dir
 from ctr.report import plots
 from ctr.report.explain import (
     STOP_REASONS,
     ClusterExplanation,
-    GateResult,
     LevelDecision,
     format_number,
     explain_clusters,
@@ -30,6 +30,7 @@ from ctr.report.explain import (
     outcome_sentence,
 )
 from ctr.report.rundir_view import RunDir, load_run
+from ctr.report.sentences import describe, gate_reason, measure
 from ctr.rules.model import PATH_SEP
 
 REPORT_NAME = "report.html"
@@ -399,13 +400,13 @@ def _level(d: LevelDecision) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def _gate_chip(g: GateResult) -> str:
+def _gate_chip(g: Step) -> str:
     cls = "pass" if g.passed else "fail"
     mark = "\u2713" if g.passed else "\u2717"
     value = "missing" if math.isnan(g.observed) else format_number(g.observed)
-    text = f"{mark} {g.measure} {value} {g.operator} {format_number(g.threshold)}"
-    loc = f" <span class=\"loc\">· {escape(g.rule_loc)}</span>" if not g.passed and g.rule_loc else ""
-    return f"<span class=\"gate {cls}\" title=\"{escape(g.describe() + '. ' + g.reason)}\">{escape(text)}{loc}</span>"
+    text = f"{mark} {measure(g)} {value} {g.comparison} {format_number(g.threshold)}"
+    loc = f" <span class=\"loc\">· {escape(g.location)}</span>" if not g.passed and g.location else ""
+    return f"<span class=\"gate {cls}\" title=\"{escape(describe(g) + '. ' + gate_reason(g))}\">{escape(text)}{loc}</span>"
 
 
 def _votes(votes: dict[str, float], colours: dict[str, str]) -> str:
@@ -463,7 +464,7 @@ def _tissue(run: RunDir) -> dict:
 
 def _search_text(e: ClusterExplanation) -> str:
     names = {c.cell_type for d in e.levels for c in d.candidates}
-    markers = {g.subject for d in e.levels for c in d.candidates for g in c.gates if g.gate in ("requirement", "veto")}
+    markers = {g.marker for d in e.levels for c in d.candidates for g in c.gates if g.marker}
     return " ".join([e.cluster, e.label, e.stop_reason, *sorted(names), *sorted(markers)]).lower()
 
 

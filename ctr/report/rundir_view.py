@@ -18,6 +18,13 @@ from ctr.io.rundir import require_finished_run
 from ctr.textfile import ENCODING, decode_error, read_text
 
 REQUIRED = ("cluster_annotations.csv", "params.json")
+# columns that hold names and labels (never numbers, never NaN: empty when absent)
+TEXT_COLUMNS = (
+    "cluster", "path", "parent", "annotation_path", "cell_type", "runner_up", "ambiguous_candidates",
+    "vote_composition", "refinement_action", "failed_gates", "root", "root_type", "reason", "gate", "kind",
+    "marker", "statistic", "comparison", "expression", "candidates", "markers", "absent", "values",
+    "param_key", "layer", "scope", "file", "shadowed_key", "shadowed_layer",
+)
 TRACE_NAMES = ("decision_steps.csv", "decision_steps.jsonl")
 OPTIONAL_TABLES = {
     "gating": "gating_details.csv",
@@ -103,7 +110,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     # Cluster ids look numeric ("0", "1", "3.1") but are labels: never let pandas parse them.
-    text_cols = {c: str for c in ("cluster", "path", "parent", "annotation_path", "subject", "rule_loc")}
+    text_cols = {c: str for c in (*TEXT_COLUMNS[:4], "marker", "candidates", "markers", "absent", "file")}
     try:
         return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=True, encoding=ENCODING))
     except UnicodeDecodeError as exc:
@@ -114,15 +121,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _clean(frame: pd.DataFrame) -> pd.DataFrame:
-    for col in ("cluster", "path", "parent", "annotation_path", "subject", "rule_loc", "cell_type",
-                "runner_up", "ambiguous_candidates", "vote_composition", "refinement_action", "failed_gates",
-                "root", "root_type", "reason", "gate", "kind", "param_source", "param_key", "scope",
-                "shadowed_key", "shadowed_layer"):
+    for col in TEXT_COLUMNS:
         if col in frame.columns:
             frame[col] = frame[col].where(frame[col].notna(), "").astype(str)
     if "passed" in frame.columns and frame["passed"].dtype != bool:
         frame["passed"] = frame["passed"].astype(str).str.lower().isin(["true", "1", "yes"])
-    for col in ("observed", "threshold", "score", "confidence", "margin", "shadowed_value"):
+    for col in ("observed", "threshold", "score", "confidence", "margin", "shadowed_value", "line", "col", "n_markers"):
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame
