@@ -7,9 +7,10 @@ semantics §7.5; a cell that leads by ``per_cell_gap`` takes that candidate and 
 A cell that does not lead keeps the cluster's label. Unassigned clusters stay unassigned: the
 cluster-level gates rejected every root, and one cell's values do not overturn that.
 
-A cell votes only among the candidates whose hard rules hold on its own values (requirements,
-vetoes and ``when`` conditions, evaluated by the gate functions on the cell as a cluster of one):
-a rule that forbids a type forbids it for a single cell too.
+A cell votes only among the candidates whose ``when`` conditions hold on its own values (evaluated
+by the condition gate on the cell as a cluster of one): a condition is a rule about the values,
+and it binds a single cell too. Requirements and vetoes are about a cluster's share of positive
+cells and stay cluster rules.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from ctr.engine.cell_evidence import cell_evidence
 from ctr.engine.decide import AMBIGUITY_SEP
-from ctr.engine.gates import condition_gates, node_passed, requirement_gates, veto_gates
+from ctr.engine.gates import condition_gates, node_passed
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
 from ctr.engine.votes import UNCERTAIN, cell_scores, vote
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
@@ -62,8 +63,8 @@ def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, 
             if len(rows) == 0:
                 continue
             scores = cell_scores(matrix[rows], [columns(c) for c in candidates], median, std)
-            if params is not None and any(c.requires or c.vetoes or c.conditions for c in candidates):
-                allowed = hard_rules_hold(cell_evidence(matrix, markers, global_, rows), candidates, ruleset, mapping, params)
+            if params is not None and any(c.conditions for c in candidates):
+                allowed = conditions_hold(cell_evidence(matrix, markers, global_, rows), candidates, ruleset, mapping, params)
                 scores = np.where(allowed, scores, np.nan)
             votes = vote(scores, [c.name for c in candidates], per_cell_gap)
             for node in candidates:
@@ -85,20 +86,18 @@ def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, 
     return out
 
 
-def hard_rules_hold(ev: ClusterEvidence, candidates: list[CellType], ruleset: Ruleset, mapping: dict[str, str],
+def conditions_hold(ev: ClusterEvidence, candidates: list[CellType], ruleset: Ruleset, mapping: dict[str, str],
                     params) -> np.ndarray:
-    """(rows of ``ev`` x candidates): whether each candidate's requirements, vetoes and conditions pass."""
+    """(rows of ``ev`` x candidates): whether each candidate's ``when`` conditions all hold."""
     doc_freq = document_frequency(ruleset, mapping)
     n_types = ruleset.cell_type_count
     out = np.ones((len(ev.clusters), len(candidates)), bool)
     for k, node in enumerate(candidates):
-        if not (node.requires or node.vetoes or node.conditions):
+        if not node.conditions:
             continue
         ns = score_node(ev, node, mapping, params, doc_freq, n_types)
-        gates = [*requirement_gates(ev, ns, mapping, params, ruleset), *veto_gates(ev, ns, mapping),
-                 *condition_gates(ev, ns, mapping)]
-        out[:, k] = node_passed(gates, len(ev.clusters))
+        out[:, k] = node_passed(condition_gates(ev, ns, mapping), len(ev.clusters))
     return out
 
 
-__all__ = ["cell_level_labels", "hard_rules_hold", "CELL_STOP", "UNCERTAIN"]
+__all__ = ["cell_level_labels", "conditions_hold", "CELL_STOP", "UNCERTAIN"]

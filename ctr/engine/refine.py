@@ -252,15 +252,6 @@ def _step(run: _Run, cluster: str, node: CellType | None, gate: str, statistic: 
 # ---- the automatic policy -----------------------------------------------------------------
 
 
-HARD_GATES = ("requirement", "veto", "condition")
-
-
-def _hard_rules_hold(view: _View, cluster: str, node: CellType) -> bool:
-    """Whether ``node``'s requirements, vetoes and conditions pass on ``cluster``."""
-    i = view.index(cluster)
-    return all(bool(g.passed[i]) for g in view.evaluations[node.path].gates if g.gate in HARD_GATES)
-
-
 def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int) -> list[str]:
     """Decide relabel / subcluster / skip for one cluster; returns the clusters that changed."""
     rp = run.params.refinement
@@ -277,9 +268,6 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
         need = 1.0 - rp.heterogeneity_gap
         if child is None:
             why_not.append(f"no cell voted for a subtype of {node.name}")
-        elif not _hard_rules_hold(view, cluster, child):
-            # votes weigh evidence; a requirement, veto or condition of the child is a rule, and it fails here
-            why_not.append(f"{child.name} took most votes but its own requirements, vetoes or conditions fail on this cluster")
         else:
             score = view.score(cluster, child)
             share_ok, score_ok = share >= need, score >= rp.subtype_signal_threshold

@@ -64,6 +64,13 @@ def parse_document(text: str, file: str) -> Document:
             walk(sub, key)
 
     walk(data.get("hierarchy"), None)
+    for group in list(groups):  # a group of one tells nothing apart: its member takes its place
+        members = [d for d in list(drafts.values()) + groups if d.parent == group.name]
+        if len(members) == 1:
+            members[0].parent = group.parent
+            groups.remove(group)
+            imp.loss(group.line, f"hierarchy group '{group.name}' has one member, '{members[0].name}', which takes "
+                     "its place in the tree")
     for group in reversed(groups):  # deepest first: a group's markers come from its members
         members = [d for d in list(drafts.values()) + groups if d.parent == group.name]
         shared = [m for m in members[0].markers if all(m in d.markers for d in members)] if members else []

@@ -13,7 +13,8 @@ Here each phenotype becomes a cell type whose ``when`` condition is exactly that
 with ``mean(M)`` (the value of a cell when each cell is its own cluster, the cluster mean
 otherwise): its score reaches the gate and beats every sibling's (earlier siblings win ties, as
 in scimap). Every marker gets ``threshold M >= 0.5``; the level thresholds scimap does not have
-are opened (coverage 0, enrichment -10, gap 0) so only the conditions decide.
+are opened (coverage 0, enrichment -10, gap 0) so only the conditions decide, and the automatic
+relabel (which scimap does not have) is switched off by an unreachable ``subtype_signal_threshold``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ GATE = 0.5
 REST = "-rest"
 CATEGORIES = ("pos", "neg", "anypos", "anyneg", "allpos", "allneg")
 OPEN_LEVEL = {"min_coverage": 0.0, "min_enrichment": -10.0, "min_gap": 0.0}
+NO_RELABEL = 1.0e6  # a score no type reaches: ctr's automatic relabel, which scimap does not have, never fires
 
 
 def looks_like(text: str) -> bool:
@@ -147,6 +149,8 @@ def parse_document(text: str, file: str) -> Document:
         imp.thresholds[marker] = (">=", GATE, line)
     for level in range(_depth(imp.drafts)):
         imp.settings += [("level", key, value, level) for key, value in OPEN_LEVEL.items()]
+    # scimap has no refinement: a cluster the rules leave at a group is not relabelled by votes
+    imp.settings.append(("refinement", "subtype_signal_threshold", NO_RELABEL, None))
     imp.loss(1, "scimap scores each cell; here the same rule reads each cluster's mean values (exact when each "
              "cell is its own cluster, e.g. --cluster-key on a per-cell id with --unit cell)")
     return assemble(imp, description)
