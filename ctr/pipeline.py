@@ -390,6 +390,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
             neighbors_k=opts.neighbors_k,
             random_seed=opts.random_seed,
             use_gpu=False if opts.no_gpu else None,
+            progress=progress,
         )
     adata.obs[CLUSTER_KEY] = pd.Categorical(result.labels, categories=natural_order(result.labels))
     if result.embedding_umap is not None:

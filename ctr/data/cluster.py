@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from ctr.data.gpu import cluster_on_gpu, gpu_available
 from ctr.data.preprocess import column_variance
+from ctr.progress import steps
 
 UMAP_MAX_CELLS = 200_000
 EXACT_KNN_MAX_CELLS = 50_000
@@ -92,7 +93,8 @@ def cluster_cells(matrix, *, resolution: float = 1.0, n_pcs: int = 30, neighbors
             notes.append(f"GPU clustering failed ({type(exc).__name__}: {exc}); clustered on the CPU instead")
     say(f"clustering {n_cells} cells on the CPU")
     labels, embedding, timings = _cluster_cpu(matrix, resolution=resolution, n_pcs=n_pcs_used, k=k,
-                                              random_seed=random_seed, compute_umap=compute_umap, notes=notes)
+                                              random_seed=random_seed, compute_umap=compute_umap, notes=notes,
+                                              say=say)
     return ClusterResult(labels, "cpu", n_pcs_used, embedding, timings, notes)
 
 
@@ -111,50 +113,65 @@ def _reporter(progress) -> Callable[[str], None]:
     return progress
 
 
+_COMPILED = False  # whether this process has compiled the graph code yet
+
+
 def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: int,
-                 compute_umap: bool, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+                 compute_umap: bool, notes: list[str],
+                 say: Callable[[str], None] = lambda message: None) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+    global _COMPILED
     import anndata as ad
     import scanpy as sc
 
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    sparse = sp.issparse(matrix)
-    x = sp.csr_matrix(matrix, dtype=np.float32, copy=True) if sparse else np.array(matrix, dtype=np.float32)
-    adata = ad.AnnData(X=x)
-    # centring would densify a sparse matrix; PCA centres sparse data implicitly instead
-    sc.pp.scale(adata, max_value=SCALE_MAX, zero_center=not sparse)
-    timings["scale"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    if n_pcs >= 1:
-        # dense: eigendecomposition of the markers' covariance (exact, fast for panels, no random start)
-        solver = "arpack" if sparse else "covariance_eigh"
-        sc.pp.pca(adata, n_comps=n_pcs, random_state=random_seed, svd_solver=solver)
-        rep_key, rep = "X_pca", np.ascontiguousarray(adata.obsm["X_pca"], dtype=np.float32)
-    else:
-        rep_key = "X"
-        rep = np.ascontiguousarray(adata.X.toarray() if sparse else adata.X, dtype=np.float32)
-    timings["pca"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    indices, distances = knn(rep, k, random_seed)
-    connectivities = fuzzy_connectivities(indices, distances)
-    timings["neighbors"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    labels = leiden(connectivities, resolution, random_seed)
-    timings["leiden"] = time.perf_counter() - t0
-
-    embedding = None
-    if compute_umap:
+    with steps(4 + compute_umap, "cluster") as advance:
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed)
-        try:
-            embedding = umap_embedding(adata, random_seed)
-        except Exception as exc:  # the embedding only decorates the report; the clusters stand without it
-            notes.append(f"UMAP embedding skipped ({type(exc).__name__}: {exc})")
-        timings["umap"] = time.perf_counter() - t0
-    return labels, embedding, timings
+        sparse = sp.issparse(matrix)
+        x = sp.csr_matrix(matrix, dtype=np.float32, copy=True) if sparse else np.array(matrix, dtype=np.float32)
+        adata = ad.AnnData(X=x)
+        # centring would densify a sparse matrix; PCA centres sparse data implicitly instead
+        sc.pp.scale(adata, max_value=SCALE_MAX, zero_center=not sparse)
+        timings["scale"] = time.perf_counter() - t0
+        advance(1)
+
+        t0 = time.perf_counter()
+        if n_pcs >= 1:
+            # dense: eigendecomposition of the markers' covariance (exact, fast for panels, no random start)
+            solver = "arpack" if sparse else "covariance_eigh"
+            sc.pp.pca(adata, n_comps=n_pcs, random_state=random_seed, svd_solver=solver)
+            rep_key, rep = "X_pca", np.ascontiguousarray(adata.obsm["X_pca"], dtype=np.float32)
+        else:
+            rep_key = "X"
+            rep = np.ascontiguousarray(adata.X.toarray() if sparse else adata.X, dtype=np.float32)
+        timings["pca"] = time.perf_counter() - t0
+        advance(1)
+
+        if not _COMPILED:
+            say("building the neighbour graph: the first clustering in each ctr process spends 15-30 s compiling "
+                "numba code (UMAP's graph and layout functions); later steps and subclusterings are fast")
+            _COMPILED = True
+        t0 = time.perf_counter()
+        indices, distances = knn(rep, k, random_seed)
+        connectivities = fuzzy_connectivities(indices, distances)
+        timings["neighbors"] = time.perf_counter() - t0
+        advance(1)
+
+        t0 = time.perf_counter()
+        labels = leiden(connectivities, resolution, random_seed)
+        timings["leiden"] = time.perf_counter() - t0
+        advance(1)
+
+        embedding = None
+        if compute_umap:
+            t0 = time.perf_counter()
+            _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed)
+            try:
+                embedding = umap_embedding(adata, random_seed)
+            except Exception as exc:  # the embedding only decorates the report; the clusters stand without it
+                notes.append(f"UMAP embedding skipped ({type(exc).__name__}: {exc})")
+            timings["umap"] = time.perf_counter() - t0
+            advance(1)
+        return labels, embedding, timings
 
 
 def umap_embedding(adata, random_seed: int) -> np.ndarray:

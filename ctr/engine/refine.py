@@ -24,6 +24,7 @@ from ctr.engine.heterogeneity import frontier, frontier_votes
 from ctr.engine.scoring import ClusterEvidence
 from ctr.engine.trace import Step, param_provenance, trace_frame
 from ctr.errors import ParameterError
+from ctr.progress import steps
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import ResolvedParams
 from ctr.rules.plan import RefinementPlan, check_plan, load_plan, resolve_target
@@ -143,8 +144,10 @@ def refine(
         todo = [c for c in view.ev.clusters if c not in state.manual]
         for iteration in range(1, params.refinement.max_iterations + 1):
             changed: list[str] = []
-            for cluster in todo:
-                changed += _policy(run, state, view, cluster, iteration)
+            with steps(len(todo), f"refinement round {iteration}", unit="cluster") as advance:
+                for cluster in todo:
+                    changed += _policy(run, state, view, cluster, iteration)
+                    advance(1)
             if not changed:
                 break
             view, renamed = _settle(run, state, run.view(state.labels))

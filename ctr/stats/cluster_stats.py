@@ -11,6 +11,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from ctr.errors import InputError
+from ctr.progress import steps
 from ctr.rules.params import ScoringParams
 from ctr.stats.global_stats import MarkerSummary, positive, summarise_marker
 from ctr.stats.ranksum import ranksum_z, tie_term
@@ -104,11 +105,13 @@ def compute_statistics(
     summaries: list[MarkerSummary] = []
     frames: list[pl.DataFrame] = []
     n_cells = np.bincount(codes, minlength=n_clusters)
-    for j, marker in enumerate(markers):
-        values = _column(matrix, j)
-        summary = summarise_marker(marker, values, scoring, thresholds.get(marker))
-        summaries.append(summary)
-        frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring))
+    with steps(len(markers), "statistics", unit="marker") as advance:
+        for j, marker in enumerate(markers):
+            values = _column(matrix, j)
+            summary = summarise_marker(marker, values, scoring, thresholds.get(marker))
+            summaries.append(summary)
+            frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring))
+            advance(1)
 
     global_ = pl.DataFrame(
         {
