@@ -232,10 +232,11 @@ def annotate(
     AnnotationResult with the per-cluster table, the trace and the statistics tables.
     """
     from ctr.data.anndata_io import detect_cluster_key, expression
-    from ctr.data.checks import check_clusters, check_matrix, check_var_names, stop_on_errors
+    from ctr.data.checks import check_clusters, check_matrix, check_var_names, cluster_labels, stop_on_errors
     from ctr.engine import annotate_clusters
     from ctr.options import parameter_blocks
     from ctr.report.sentences import gating_with_reasons, with_reasons
+    from ctr.rules.lint import require_cell_types
     from ctr.rules.markers import resolve_markers
     from ctr.rules.tissues import load_tissue
     from ctr.stats import absolute_thresholds, compute_statistics
@@ -253,6 +254,7 @@ def annotate(
     auto_share = None
     if rs is None:
         rs, auto_share = choose_builtin(list(var_names))
+    require_cell_types(rs)
     cli_blocks = parameter_blocks(scoring_params, gating_params, refinement_params)
     params = resolve_params(_layers(rs, profile, preset, cli_blocks))
     check_node_entries(params, rs)
@@ -260,7 +262,7 @@ def annotate(
     key = detect_cluster_key(adata, cluster_key, annotation_only)
     if key is None:
         raise InputError("no cluster labels: pass cluster_key=... (or run the full pipeline, which clusters first)")
-    labels = adata.obs[key].astype(str).to_numpy()
+    labels = cluster_labels(adata.obs[key])  # NaN-labelled cells: one group, never merged with a cluster "nan"
     diagnostics += check_clusters(adata.obs[key])  # the column itself: its unused categories are reported
 
     resolution = resolve_markers(rs, list(var_names))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from pathlib import Path
@@ -309,6 +310,20 @@ def _interrupted() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # numpy, scanpy and anndata speak through `warnings`, in their words and with their source lines;
+    # what matters to a user is said by ctr's own diagnostics, the rest is shown with --debug only
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            return _run_command(args)
+        finally:
+            if args.debug:
+                for w in caught:
+                    print(f"ctr: debug: {w.category.__name__} at {w.filename}:{w.lineno}: {w.message}", file=sys.stderr)
+
+
+def _run_command(args) -> int:
+    """Run the parsed command; errors become a message and an exit code (a traceback only with --debug)."""
     try:
         return int(args.func(args) or 0)
     except CtrError as exc:

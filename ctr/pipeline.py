@@ -164,8 +164,10 @@ def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Rul
     ruleset = None
     if opts.ruleset or opts.marker_map:
         from ctr.lang import load_ruleset
+        from ctr.rules.lint import require_cell_types
 
         ruleset = load_ruleset(opts.ruleset or opts.marker_map, warnings)  # a ruleset mistake must not cost a clustering run
+        require_cell_types(ruleset)
     parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
     if opts.preset and opts.preset != "none":
         preset_blocks(opts.preset)

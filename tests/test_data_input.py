@@ -258,7 +258,9 @@ def test_real_plain_asinh_layer_has_only_small_negative_noise():
 def test_missing_cluster_labels_counted():
     d = _codes(check_clusters(pd.Series(["0", None, "1", "1", np.nan, "0"])))["CTR515"]
     assert d.level == "warning" and "2 of 6 cells" in d.message
-    assert "CTR515" in _codes(check_clusters(np.array(["0", "nan", "0"])))
+    assert "the group 'unlabelled'" in d.message
+    assert "CTR515" not in _codes(check_clusters(np.array(["0", "nan", "0"])))  # a cluster named "nan" is a label
+    assert "CTR515" in _codes(check_clusters(pd.Series(["0", "  ", "0"])))  # an empty one is not
 
 
 def test_read_input_refuses_a_fifo(tmp_path):

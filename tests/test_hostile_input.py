@@ -99,7 +99,7 @@ def assert_only_complete_files(run_dir: Path) -> None:
 
 
 def clusters_csv(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "cluster_annotations.csv", dtype={"cluster": str})
+    return pd.read_csv(run_dir / "cluster_annotations.csv", dtype={"cluster": str}, keep_default_na=False, na_values=[""])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1048,3 +1048,68 @@ def test_export_replaces_its_own_earlier_export_with_force(tmp_path, ruleset, ca
     code, err = _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out)
     assert code == 1 and "already exists" in err and "--force" in err
     assert _cli(capsys, "export-markers", "--ruleset", ruleset, "--output", out, "--force")[0] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# smaller things: cluster labels, warnings, byte-order marks, empty rulesets, includes
+
+
+def test_a_cluster_named_nan_is_not_merged_with_unlabelled_cells(tmp_path, ruleset, capsys):
+    adata = tiny()
+    labels = adata.obs["cluster"].astype(str).to_numpy().astype(object)
+    labels[labels == "1"] = "nan"  # a real cluster called "nan" (the B cells)
+    labels[:5] = np.nan  # and five T cells without a label
+    adata.obs["cluster"] = pd.Categorical(labels)
+    run = tmp_path / "run"
+    code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), run, ruleset=ruleset)
+    assert code == 0
+    table = clusters_csv(run).set_index("cluster")
+    assert table.loc["nan", "n_cells"] == 20 and table.loc["nan", "final_annotation"] == "B Cells"
+    assert table.loc["unlabelled", "n_cells"] == 5 and table.loc["0", "n_cells"] == 15
+    assert "5 of 60 cells have no cluster label" in out and "the group 'unlabelled'" in out
+    assert main(["explain", str(run), "--cluster", "nan", "--format", "json"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert [(c["cluster"], c["label"]) for c in explained] == [("nan", "B Cells")]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_library_warnings_stay_off_stderr_unless_debug(debug, ok_h5ad, tmp_path, ruleset, capsys, monkeypatch):
+    import warnings
+
+    def noisy():
+        warnings.warn("Transforming to str index.", UserWarning)  # what anndata says on many files
+        np.log(np.zeros(1))  # numpy: RuntimeWarning: divide by zero encountered in log
+
+    _interrupt_at(monkeypatch, "annotate", "enter", noisy)
+    args = ["--debug"] * debug + ["annotate", str(ok_h5ad), "--output-dir", str(tmp_path / "run"), "--ruleset", str(ruleset),
+                                  "--annotation-only", "--cluster-key", "cluster", "--no-report"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert ("Transforming to str index" in err) == debug and ("divide by zero" in err) == debug
+    assert "UserWarning" not in err or "ctr: debug: UserWarning at" in err
+
+
+def test_empty_ruleset_is_an_error_with_sensible_words(ok_h5ad, tmp_path, capsys):
+    empty = tmp_path / "empty.ctr"
+    empty.write_text("ruleset empty\n")
+    panel = tmp_path / "panel.txt"
+    panel.write_text("\n".join(MARKERS))
+    code = main(["lint-ruleset", str(empty), "--panel", str(panel)])
+    out = capsys.readouterr().out
+    assert code == 1 and "CTR261 error: ruleset 'empty' defines no cell types" in out
+    assert "0 markers" not in out and "(e.g. )" not in out and "all 0 cell types" not in out
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", ruleset=empty)
+    assert code == 1 and "CTR261" in err and not (tmp_path / "run").exists()
+
+
+def test_include_or_ruleset_naming_a_directory_says_so(tmp_path, capsys):
+    from ctr.lang import compile_ruleset
+
+    (tmp_path / "adir.ctr").mkdir()
+    top = tmp_path / "top.ctr"
+    top.write_text('include "adir.ctr"\ntype A { markers CD3 }\n')
+    diags = compile_ruleset(top).diagnostics
+    assert [d.code for d in diags] == ["CTR203"]
+    assert "names a directory" in diags[0].message and "did you mean" not in diags[0].message
+    diags = compile_ruleset(tmp_path / "adir.ctr").diagnostics
+    assert "is a directory, not a ruleset file" in diags[0].message

@@ -175,14 +175,42 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
     return diags
 
 
+UNLABELLED = "unlabelled"
+
+
+def _missing_labels(series: pd.Series) -> pd.Series:
+    """Cells without a label: NaN/None or an empty string. The text "nan" is a label like any other."""
+    return series.isna() | series.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
+
+
+def _unlabelled_name(series: pd.Series) -> str:
+    """A name for the group of unlabelled cells that no real cluster has."""
+    taken = set(series.dropna().astype(str))
+    name, k = UNLABELLED, 1
+    while name in taken:
+        k += 1
+        name = f"{UNLABELLED}_{k}"
+    return name
+
+
+def cluster_labels(labels) -> np.ndarray:
+    """One string label per cell; cells without a label (NaN, None, empty) form one group whose name
+    no real cluster has (a real cluster named "nan" stays apart from them)."""
+    series = pd.Series(labels).astype(object)
+    missing = _missing_labels(series)
+    if missing.any():
+        series = series.where(~missing, _unlabelled_name(series))
+    return series.astype(str).to_numpy()
+
+
 def check_clusters(labels) -> list[Diagnostic]:
     """Check cluster labels (array, list, pandas Series or Categorical), one per cell."""
     series = pd.Series(labels)
     diags: list[Diagnostic] = []
-    missing = series.isna() | series.astype(str).str.strip().str.lower().isin(["", "nan", "none", "<na>"])
+    missing = _missing_labels(series)
     if missing.any():
         diags.append(Diagnostic(MISSING_LABELS, f"{int(missing.sum())} of {len(series)} cells have no cluster label "
-                                "(empty or NaN); they are annotated together as one group",
+                                f"(empty or NaN); they are annotated together as the group '{_unlabelled_name(series)}'",
                                 hint="fill or drop those cells before annotating, or let ctr cluster (drop --annotation-only)"))
     if isinstance(series.dtype, pd.CategoricalDtype):
         sizes = series.value_counts(sort=False)
@@ -190,8 +218,7 @@ def check_clusters(labels) -> list[Diagnostic]:
         if empty:
             diags.append(Diagnostic(EMPTY_CATEGORIES,
                                     f"cluster column has {len(empty)} categories without cells, ignored: {preview_names(empty)}"))
-        series = series.astype(str)
-    sizes = series.astype(str).value_counts()
+    sizes = pd.Series(cluster_labels(series)).value_counts()
     sizes = sizes[sizes > 0]
     if len(sizes) == 1 and len(series) > 1:
         diags.append(Diagnostic(SINGLE_CLUSTER, f"all {len(series)} cells are in one cluster ('{sizes.index[0]}')",

@@ -150,6 +150,10 @@ def _locate(source: str | Path, result: CompileResult) -> Path | None:
         return path
     if isinstance(source, str) and source in builtins:
         return builtins[source]
+    if path.is_dir():
+        result.diagnostics.append(Diagnostic(NOT_FOUND, f"ruleset '{source}' is a directory, not a ruleset file",
+                                             SourceLoc(file=str(source)), hint="give a .ctr, .yaml or .json file"))
+        return None
     msg = f"ruleset '{source}' not found: no such file and no built-in ruleset of that name"
     near = did_you_mean(str(source), list(builtins))
     hint = ("built-in rulesets: " + ", ".join(builtins)) if builtins else None
@@ -257,6 +261,10 @@ class _Assembly:
             return
         if len(stack) > MAX_INCLUDE_DEPTH:
             self.diags.append(Diagnostic(INCLUDE_TOO_DEEP, f"includes are nested more than {MAX_INCLUDE_DEPTH} deep", loc))
+            return
+        if target.is_dir():
+            self.diags.append(Diagnostic(INCLUDE_MISSING, f"include '{rel}' names a directory ({target}), not a ruleset file",
+                                         loc, hint="include a .ctr, .yaml or .json file, e.g. 'folder/file.ctr'"))
             return
         if not target.is_file():
             near = did_you_mean(Path(rel).name, [p.name for p in target.parent.glob("*")] if target.parent.is_dir() else [])

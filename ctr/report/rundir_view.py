@@ -112,7 +112,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     # Cluster ids look numeric ("0", "1", "3.1") but are labels: never let pandas parse them.
     text_cols = {c: str for c in (*TEXT_COLUMNS[:4], "marker", "candidates", "markers", "absent", "file")}
     try:
-        return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=True, encoding=ENCODING))
+        # only an empty field is missing (ctr writes NaN as ""): a cluster named "nan" or "NA" stays a name
+        return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=False, na_values=[""], encoding=ENCODING))
     except UnicodeDecodeError as exc:
         raise decode_error(path, exc, "table") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

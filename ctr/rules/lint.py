@@ -38,6 +38,7 @@ INDISTINGUISHABLE = register("CTR302", "warning", "sibling cell types have ident
 REQUIRE_MISSING = register("CTR303", "warning", "required marker is missing from the panel")
 NO_OVERLAP = register("CTR304", "error", "no ruleset marker is present in the panel")
 ALIAS_SHADOWS = register("CTR305", "warning", "alias joins names the panel has as separate markers")
+EMPTY_RULESET = register("CTR261", "error", "ruleset defines no cell types")
 SAME_PANEL_MARKER = register("CTR306", "warning", "two markers of one cell type resolve to the same panel marker")
 CONDITION_MISSING = register("CTR307", "warning", "condition reads a marker missing from the panel")
 
@@ -62,6 +63,8 @@ def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnosti
     """Every structural problem of ``ruleset``, plus panel problems when ``panel`` is given.
 
     The cost is linear in the size of the ruleset plus the panel."""
+    if not ruleset.roots:  # every other check would speak of "0 markers"
+        return [_empty(ruleset)]
     out: list[Diagnostic] = []
     suggest = _Suggest()
     for node in ruleset.walk():
@@ -71,6 +74,22 @@ def lint(ruleset: Ruleset, panel: Sequence[str] | None = None) -> list[Diagnosti
     if panel is not None:
         out += _check_panel(ruleset, list(panel), _Suggest())  # its own budget: the panel's names are the useful ones
     return out
+
+
+def _empty(ruleset: Ruleset) -> Diagnostic:
+    loc = ruleset.loc or (SourceLoc(file=ruleset.source_file) if ruleset.source_file else None)
+    return Diagnostic(EMPTY_RULESET, f"ruleset '{ruleset.name}' defines no cell types, so there is nothing to assign",
+                      loc, hint="add `type NAME { markers ... }` blocks (docs/ruleset-language.md), or include a file that has them")
+
+
+def require_cell_types(ruleset: Ruleset) -> None:
+    """Refuse to annotate with a ruleset that defines no cell type (:class:`RulesetError`, CTR261)."""
+    if not ruleset.roots:
+        from ctr.errors import RulesetError
+
+        diag = _empty(ruleset)
+        raise RulesetError(f"{diag.loc}: {diag.code} {diag.message}" if diag.loc else f"{diag.code} {diag.message}",
+                           hint=diag.hint, diagnostics=[diag])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,11 +290,11 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
     out: list[Diagnostic] = []
     res = resolve_markers(ruleset, panel)
     if not res.mapping:
+        where = f"({len(panel)} names, e.g. {preview_names(panel[:5])})" if panel else "(the panel lists no names)"
         out.append(
             Diagnostic(
                 NO_OVERLAP,
-                f"none of the {len(res.missing)} markers of ruleset '{ruleset.name}' is in the panel "
-                f"({len(panel)} names, e.g. {preview_names(panel[:5])})",
+                f"none of the {len(res.missing)} markers of ruleset '{ruleset.name}' is in the panel {where}",
                 ruleset.loc,
                 hint="check that the panel is the right file (genes vs proteins?), or add `alias` lines",
             )
@@ -401,7 +420,9 @@ class PanelVerdict:
 
     def summary(self) -> str:
         """'18 of 22 cell types can never be assigned on this panel; 40 of 61 markers missing: ...'."""
-        if not self.never:
+        if not self.n_types:
+            head = "the ruleset defines no cell types"
+        elif not self.never:
             head = f"all {self.n_types} cell types can be assigned on this panel"
         else:
             head = f"{len(self.never)} of {self.n_types} cell types can never be assigned on this panel"
