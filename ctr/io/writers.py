@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ctr.io.atomic import write_csv_atomic, write_h5ad_atomic, write_json_atomic
@@ -18,6 +19,17 @@ TABLES = {
     "refinement_log.csv": "refinement_log",
     "marker_resolution.csv": "markers",
 }
+
+
+def csv_view(clusters: pd.DataFrame) -> pd.DataFrame:
+    """cluster_annotations.csv as spreadsheets read it: an uncontested cluster (no runner-up, so an
+    infinite margin) has an empty confidence, said by its ``uncontested`` column, never "inf"."""
+    if "confidence" not in clusters.columns or "uncontested" not in clusters.columns:
+        return clusters
+    out = clusters.copy()
+    confidence = pd.to_numeric(out["confidence"], errors="coerce")
+    out["confidence"] = confidence.where(~np.isinf(confidence))
+    return out
 
 
 def write_run(result, run_dir: str | Path, *, adata=None, force: bool = False, extra: dict | None = None,
@@ -39,7 +51,7 @@ def _write_files(result, run: Path, adata, extra: dict | None) -> Path:
     for filename, attr in TABLES.items():
         table = getattr(result, attr)
         if isinstance(table, pd.DataFrame):
-            write_csv_atomic(run / filename, table)
+            write_csv_atomic(run / filename, csv_view(table) if attr == "clusters" else table)
     params = result.params.as_dict()
     params["ruleset"] = {
         "name": result.ruleset.name,

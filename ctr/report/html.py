@@ -62,7 +62,7 @@ def render_report(run: RunDir) -> str:
         _embedding(run, colours),
         _cards(run, explanations, colours),
     ]
-    accuracy = _accuracy(run)
+    accuracy = _accuracy(run) or _reference_hint(run)
     if accuracy:
         sections.insert(1, accuracy)
     title = f"ctr report: {run.name}"
@@ -302,8 +302,9 @@ def _evidence_section(run: RunDir, explanations: list[ClusterExplanation]) -> st
     img = plots.dot_plot(table, rows, decided)
     return ("<section id=\"evidence\"><h2>Marker evidence</h2><p class=\"note\">The positive markers of every "
             "cell type on the clusters' final paths. Dot size: fraction of the cluster's cells positive; colour: "
-            "enrichment over the whole sample (blue below, red above). A missing dot: the marker was not evaluated "
-            f"for that cluster.</p><div class=\"panel scroll\"><img class=\"figure\" alt=\"marker dot plot\" src=\"{img}\"></div></section>")
+            "enrichment over the whole sample (blue below, red above; the scale is capped so that a few extreme "
+            "markers do not wash out the rest). A missing dot: the marker was not evaluated "
+            f"for that cluster.</p><div class=\"panel\"><img class=\"figure\" alt=\"marker dot plot\" src=\"{img}\"></div></section>")
 
 
 def _positive_evidence(ev: pd.DataFrame) -> pd.DataFrame:
@@ -328,34 +329,75 @@ def _deciding_markers(ev: pd.DataFrame, explanations: list[ClusterExplanation], 
     return list(dict.fromkeys(markers))[:limit]
 
 
+# obs columns that hold reference labels in the data sets people bring (scanpy, CELESTA, FACS sorts)
+REFERENCE_COLUMNS = ("cell_type", "celltype", "cell_types", "reference_labels", "bulk_labels", "ground_truth",
+                     "truth", "labels", "annotation", "cell_type_original")
+
+
 def _embedding(run: RunDir, colours: dict[str, str]) -> str:
     head = "<section id=\"embedding\"><h2>Embedding</h2>"
-    found = _read_umap(run)
+    found = _read_obsm(run, ("X_umap", "spatial"))
     if found is None:
-        return head + "<p class=\"note\">No UMAP in output.h5ad (obsm['X_umap']), so no embedding plot.</p></section>"
+        return head + "<p class=\"note\">No UMAP in output.h5ad (obsm['X_umap']; no output.h5ad in this run), so no embedding plot.</p></section>"
     coords, labels = found
-    img = plots.umap_plot(coords, labels, colours)
-    return head + f"<div class=\"panel\"><img class=\"figure\" alt=\"UMAP coloured by label\" src=\"{img}\"></div></section>"
+    parts = []
+    if "X_umap" in coords:
+        img = plots.scatter_plot(coords["X_umap"], labels, colours)
+        parts.append(f"<div class=\"panel\"><img class=\"figure\" alt=\"UMAP coloured by label\" src=\"{img}\"></div>")
+    else:
+        parts.append("<p class=\"note\">No UMAP in output.h5ad (obsm['X_umap']), so no embedding plot.</p>")
+    if "spatial" in coords:
+        img = plots.scatter_plot(coords["spatial"], labels, colours, axis_names=("x", "y"), tissue=True)
+        parts.append("<h3 id=\"spatial\">Spatial map</h3><p class=\"note\">Each cell at its position in the "
+                     "tissue (obsm['spatial']), coloured by its final label.</p>"
+                     f"<div class=\"panel\"><img class=\"figure\" alt=\"spatial map coloured by label\" src=\"{img}\"></div>")
+    return head + "".join(parts) + "</section>"
 
 
-def _read_umap(run: RunDir) -> tuple[np.ndarray, pd.Series] | None:
+def _read_obsm(run: RunDir, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], pd.Series] | None:
+    """The first two columns of each present ``obsm`` key of output.h5ad, and the cells' final labels."""
     if run.h5ad is None:
         return None
     import anndata as ad
 
     adata = ad.read_h5ad(run.h5ad, backed="r")
     try:
-        if "X_umap" not in adata.obsm:
-            return None
-        coords = np.asarray(adata.obsm["X_umap"])[:, :2]
         label_col = "ctr_label" if "ctr_label" in adata.obs else next(
             (c for c in adata.obs.columns if c.endswith("_label") and c.replace("_label", "_stop_reason") in adata.obs), None)
         if label_col is None:
             return None
+        coords = {}
+        for key in keys:
+            if key in adata.obsm:
+                values = np.asarray(adata.obsm[key], dtype=float)
+                if values.ndim == 2 and values.shape[1] >= 2:
+                    coords[key] = values[:, :2]
         return coords, adata.obs[label_col].astype(str).reset_index(drop=True)
     finally:
         if getattr(adata, "file", None) is not None:
             adata.file.close()
+
+
+def _reference_hint(run: RunDir) -> str:
+    """Without an evaluation: a pointer to `ctr evaluate` when the data carry reference labels."""
+    if run.h5ad is None:
+        return ""
+    import anndata as ad
+
+    adata = ad.read_h5ad(run.h5ad, backed="r")
+    try:
+        found = [c for c in adata.obs.columns if str(c).lower() in REFERENCE_COLUMNS]
+    finally:
+        if getattr(adata, "file", None) is not None:
+            adata.file.close()
+    if not found:
+        return ""
+    column = found[0]
+    return ("<section id=\"accuracy\"><h2>Accuracy</h2><p class=\"note\">The data carry reference labels in "
+            f"obs['{escape(column)}']. To compare this run with them (accuracy, confusion matrix, the best any "
+            f"per-cluster labelling could reach), run <code>ctr evaluate {escape(str(run.path))} --truth "
+            f"{escape(column)}</code> (add <code>--mapping FILE</code> when their names differ from the ruleset's); "
+            "this section then shows the comparison.</p></section>")
 
 
 def _cards(run: RunDir, explanations: list[ClusterExplanation], colours: dict[str, str]) -> str:

@@ -60,42 +60,63 @@ def confidence_plot(confidence: pd.Series) -> str:
     return to_data_uri(fig)
 
 
+FIGURE_MAX_WIDTH = 9.0  # inches: 990 px at 110 dpi, within the report's column
+ENRICHMENT_LIMITS = (0.5, 3.0)  # the colour scale's half-range never goes beyond these
+
+
+def enrichment_limit(values) -> float:
+    """Half-range of the dot plot's colour scale: the 95th percentile of |enrichment|, kept within
+    :data:`ENRICHMENT_LIMITS`, so one extreme marker does not wash every other dot out to white."""
+    magnitude = np.abs(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float))
+    magnitude = magnitude[np.isfinite(magnitude)]
+    if magnitude.size == 0:
+        return 1.0
+    low, high = ENRICHMENT_LIMITS
+    return float(np.clip(np.quantile(magnitude, 0.95), low, high))
+
+
 def dot_plot(evidence: pd.DataFrame, rows: list[str], markers: list[str]) -> str:
-    """Rows x markers: dot size = fraction positive, colour = enrichment (diverging, centred at 0)."""
+    """Rows x markers: dot size = fraction positive, colour = enrichment (diverging, centred at 0).
+
+    The figure keeps within the report's column (columns narrow as markers multiply) and its
+    legends sit above the axes, so neither hides behind a scroll bar."""
     table = evidence.loc[evidence["row"].isin(rows) & evidence["marker"].isin(markers)]
     table = table.groupby(["row", "marker"], as_index=False)[["pos_frac", "enrichment"]].mean()
     y = {r: i for i, r in enumerate(rows)}
     x = {m: i for i, m in enumerate(markers)}
-    # Columns narrow as markers multiply so the figure keeps a page's width (~1000 px at 110 dpi);
-    # the largest dot fits its column.
-    column = min(0.38, max(0.22, 6.5 / max(len(markers), 1)))
+    label_room = 2.8  # inches for the row labels
+    column = min(0.38, (FIGURE_MAX_WIDTH - label_room) / max(len(markers), 1))
     biggest = min(280.0, (0.85 * column * 72) ** 2)
-    size = lambda frac: 8 + (biggest - 8) * frac  # noqa: E731
-    fig, ax = plt.subplots(figsize=(max(3.5, column * len(markers) + 2.8), max(2.0, 0.3 * len(rows) + 1.2)))
-    lim = float(np.nanmax(np.abs(table["enrichment"]))) if len(table) else 1.0
-    lim = lim if np.isfinite(lim) and lim > 0 else 1.0
+    size = lambda frac: 4 + (biggest - 4) * frac  # noqa: E731
+    fig, ax = plt.subplots(figsize=(max(4.5, column * len(markers) + label_room), max(2.4, 0.3 * len(rows) + 1.8)))
+    lim = enrichment_limit(table["enrichment"]) if len(table) else 1.0
     sc = ax.scatter(table["marker"].map(x), table["row"].map(y), s=size(table["pos_frac"].clip(0, 1)),
-                    c=table["enrichment"], cmap="RdBu_r", vmin=-lim, vmax=lim, edgecolors="#52606d", linewidths=0.4)
-    ax.set_xticks(range(len(markers)), markers, rotation=90 if len(markers) > 20 else 60,
-                  ha="center" if len(markers) > 20 else "right", fontsize=7 if len(markers) > 20 else 8)
+                    c=table["enrichment"].clip(-lim, lim), cmap="RdBu_r", vmin=-lim, vmax=lim,
+                    edgecolors="#52606d", linewidths=0.4)
+    many = len(markers) > 20
+    ax.set_xticks(range(len(markers)), markers, rotation=90 if many else 60,
+                  ha="center" if many else "right", fontsize=6 if len(markers) > 36 else 7 if many else 8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlim(-0.7, len(markers) - 0.3)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(color="#eef0f3", linewidth=0.6)
     ax.set_axisbelow(True)
     _style(ax)
-    cbar = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02)
-    cbar.set_label("enrichment", fontsize=8)
+    cbar = fig.colorbar(sc, ax=ax, location="top", fraction=0.05, pad=0.03, shrink=0.35, anchor=(0.0, 0.0),
+                        extend="both")
+    cbar.set_label(f"enrichment (colour capped at ±{lim:.2g})", fontsize=7)
     cbar.ax.tick_params(labelsize=7)
     for frac in (0.25, 0.5, 1.0):
         ax.scatter([], [], s=size(frac), c="#9aa5b1", label=f"{frac:.0%}")
-    ax.legend(title="positive", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.2, 1.0),
-              frameon=False, labelspacing=1.2)
+    ax.legend(title="cells positive", fontsize=7, title_fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.01),
+              ncol=3, frameon=False, columnspacing=1.0)
     return to_data_uri(fig)
 
 
-def umap_plot(coords: np.ndarray, labels: pd.Series, colours: dict[str, str]) -> str:
-    """The embedding coloured by final label, with a legend outside the axes."""
+def scatter_plot(coords: np.ndarray, labels: pd.Series, colours: dict[str, str], *,
+                 axis_names: tuple[str, str] = ("UMAP 1", "UMAP 2"), tissue: bool = False) -> str:
+    """Cells at ``coords`` coloured by final label, with a legend outside the axes. ``tissue``: a
+    spatial map (equal axes, image orientation: y grows downwards, as in the slide)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     labels = labels.astype(str).to_numpy()
     size = max(1.0, min(12.0, 6000 / max(len(labels), 1)))
@@ -105,9 +126,13 @@ def umap_plot(coords: np.ndarray, labels: pd.Series, colours: dict[str, str]) ->
     for label, colour in colours.items():
         ax.scatter([], [], s=30, c=colour, label=label)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=1.0)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("UMAP 1", fontsize=8, color=MUTED)
-    ax.set_ylabel("UMAP 2", fontsize=8, color=MUTED)
+    if tissue:
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_xlabel(axis_names[0], fontsize=8, color=MUTED)
+    ax.set_ylabel(axis_names[1], fontsize=8, color=MUTED)
     _style(ax)
     return to_data_uri(fig)

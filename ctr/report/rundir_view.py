@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ctr.errors import InputError
@@ -130,6 +131,10 @@ def _clean(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("observed", "threshold", "score", "confidence", "margin", "shadowed_value", "line", "col", "n_markers"):
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if "confidence" in frame.columns and "uncontested" in frame.columns:
+        # the CSV leaves an uncontested cluster's confidence empty; in memory it is the infinite margin
+        uncontested = frame["uncontested"].astype(str).str.lower().isin(["true", "1"])
+        frame["confidence"] = frame["confidence"].mask(uncontested & frame["confidence"].isna(), np.inf)
     return frame
 
 
