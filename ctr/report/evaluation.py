@@ -86,7 +86,9 @@ def _confusion_table(confusion: pd.DataFrame, rows: list[str]) -> str:
         return "<p class=\"note\">No cells were evaluated.</p>"
     wide = confusion.pivot_table(index="truth", columns="predicted", values="n_cells", aggfunc="sum", fill_value=0)
     wide = wide.reindex(index=[r for r in rows if r in wide.index] + [r for r in wide.index if r not in rows])
-    columns = sorted(wide.columns, key=lambda c: (-int(wide[c].sum()), c))
+    # labels named like a reference class first, in the rows' order, so agreement runs down the diagonal
+    diagonal = [r for r in wide.index if r in wide.columns]
+    columns = diagonal + sorted((c for c in wide.columns if c not in diagonal), key=lambda c: (-int(wide[c].sum()), c))
     head = "".join(f"<th class=\"num\">{escape(str(c))}</th>" for c in columns)
     body = []
     for truth, row in wide.iterrows():
