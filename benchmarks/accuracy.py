@@ -276,7 +276,7 @@ def compare(table: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
     it: ``delta`` = accuracy - baseline accuracy, per (set, ruleset); NaN where the baseline has no row."""
     before = baseline.set_index(["set", "ruleset"])["accuracy"].rename("baseline")
     out = table.join(before, on=["set", "ruleset"])
-    out["delta"] = out["accuracy"] - out["baseline"]
+    out["delta"] = (out["accuracy"] - out["baseline"]).round(4) + 0.0  # + 0.0: no "-0.000" for an unchanged row
     return out
 
 
