@@ -60,6 +60,10 @@ def test_run_context_is_not_reported_as_a_parameter(pbmc_h5ad, tmp_path):
     assert main(["annotate", str(run1 / "output.h5ad"), "--annotation-only", "--output-dir", str(run2), "--no-report",
                  "--skip-refinement", "--scoring-params", '{"anti_weight": 0.9}']) == 0
     data = json.loads(diff_runs(run1, run2, "json"))
-    assert [p["key"] for p in data["params"] if not p["key"].startswith("ruleset.")] == ["scoring.anti_weight"]
+    # the same ruleset (same hash) read from the package, then from run1's stored copy: no difference
+    assert [p["key"] for p in data["params"]] == ["scoring.anti_weight"]
     assert all(not p["key"].startswith("clustering.timings") and p["key"] != "pipeline.output_dir"
                for p in data["provenance"])
+    # run1 clustered, run2 reused those clusters: one line, not one "-> (absent)" per clustering fact
+    clustering = [p for p in data["provenance"] if p["key"].startswith("clustering")]
+    assert [(p["key"], p["after"]) for p in clustering] == [("clustering", "reused the input's clusters")]

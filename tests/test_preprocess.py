@@ -135,3 +135,21 @@ def test_normalize_rejects_unknown_forms(spec):
 
     with pytest.raises(ParameterError, match="total:TARGET"):
         normalize_target(spec)
+
+
+def test_gene_dna2_in_a_transcriptome_is_not_a_technical_channel():
+    genes = [f"GENE{i}" for i in range(600)] + ["DNA2", "DAPI"]
+    kept, moved = split_technical_markers(genes)
+    assert "DNA2" in kept and moved == ["DAPI"]
+    # with its partner channel, or in a small (cytometry) panel, DNA2 is the DNA intercalator
+    assert "DNA2" in split_technical_markers(genes + ["DNA1"])[1]
+    assert "DNA2" in split_technical_markers(["CD3", "CD4", "DNA2"])[1]
+
+
+def test_left_out_markers_are_listed_briefly():
+    x = np.ones((20, 2003), dtype=np.float32)
+    x[:, :3] = np.random.default_rng(0).normal(size=(20, 3))
+    names = ["A", "B", "C"] + [f"FLATGENE{i}" for i in range(2000)]
+    prepared = prepare_for_clustering(_adata(x, names), x)
+    message = next(d.message for d in prepared.diagnostics if d.code == "CTR512")
+    assert len(message) < 400 and "(+1990 more)" in message

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ctr.diagnostics import Diagnostic, register
+from ctr.diagnostics import Diagnostic, preview_names, register
 from ctr.errors import InputError, ParameterError
 
 TECHNICAL_MOVED = register("CTR511", "info", "technical channels left out of clustering")
@@ -123,10 +123,25 @@ def split_technical_markers(var_names: Sequence, technical: Sequence[str] = TECH
     """Split marker names into (kept, moved): moved are those matching a ``technical`` pattern
     (regular expressions, searched case-insensitively)."""
     patterns = [re.compile(p, re.IGNORECASE) for p in technical]
+    names = [str(v) for v in var_names]
+    genes = _gene_like_channels(names) if tuple(technical) == TECHNICAL_MARKERS else set()
     kept, moved = [], []
-    for name in map(str, var_names):
-        (moved if any(p.search(name) for p in patterns) else kept).append(name)
+    for name in names:
+        (moved if name not in genes and any(p.search(name) for p in patterns) else kept).append(name)
     return kept, moved
+
+
+# Channel names that are also human gene symbols (DNA2: a DNA replication helicase). In a
+# transcriptome-sized panel without its partner channel they are genes and stay in.
+GENE_NAMED_CHANNELS = {"dna2": "dna1"}
+TRANSCRIPTOME_MIN_VARS = 500
+
+
+def _gene_like_channels(names: list[str]) -> set[str]:
+    if len(names) < TRANSCRIPTOME_MIN_VARS:
+        return set()
+    lower = {n.lower() for n in names}
+    return {n for n in names if n.lower() in GENE_NAMED_CHANNELS and GENE_NAMED_CHANNELS[n.lower()] not in lower}
 
 
 @dataclass
@@ -180,7 +195,7 @@ def prepare_for_clustering(adata, matrix, var_names: Sequence | None = None, *,
         values = matrix[:, index[name]]
         adata.obs[column] = np.asarray(values.toarray() if sp.issparse(values) else values).ravel()
     if moved:
-        diags.append(Diagnostic(TECHNICAL_MOVED, f"technical channels not used for clustering: {', '.join(moved)} "
+        diags.append(Diagnostic(TECHNICAL_MOVED, f"technical channels not used for clustering: {preview_names(moved)} "
                                 f"(values kept in obs as {TECH_PREFIX}NAME)"))
 
     sub = matrix[:, [index[n] for n in kept]] if moved else matrix
@@ -189,7 +204,7 @@ def prepare_for_clustering(adata, matrix, var_names: Sequence | None = None, *,
     dropped = [n for n, is_low in zip(kept, low) if is_low]
     if dropped:
         diags.append(Diagnostic(LOW_VARIANCE, f"near-constant markers not used for clustering "
-                                f"(variance < {min_variance:g}): {', '.join(dropped)}"))
+                                f"(variance < {min_variance:g}): {preview_names(dropped)}"))
         sub = sub[:, np.flatnonzero(~low)]
         kept = [n for n, is_low in zip(kept, low) if not is_low]
     if not kept:

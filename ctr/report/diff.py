@@ -181,10 +181,21 @@ def _param_changes(pa: dict, pb: dict) -> tuple[list[ParamChange], list[ParamCha
     fa, fb = _flatten(pa), _flatten(pb)
     sa, sb = pa.get("sources") or {}, pb.get("sources") or {}
     params, provenance = [], []
+    same_ruleset = fa.get("ruleset.sha256") is not None and fa.get("ruleset.sha256") == fb.get("ruleset.sha256")
+    clustered = [any(k.startswith("clustering.") for k in f) for f in (fa, fb)]
+    if clustered[0] != clustered[1]:
+        # one run clustered, the other reused its input's clusters: one line, not one per clustering fact
+        n = [f.get("clustering.n_clusters") for f in (fa, fb)]
+        said = [f"clustered ({c} clusters)" if done else "reused the input's clusters" for done, c in zip(clustered, n)]
+        provenance.append(ParamChange("clustering", said[0], said[1]))
     for key in list(dict.fromkeys([*fa, *fb])):
         if (key.startswith(("sources.", *NOISE_PREFIXES)) or key in NOISE_KEYS
                 or key.endswith(("source_text", "ruleset.source"))):
             continue
+        if clustered[0] != clustered[1] and key.startswith("clustering."):
+            continue
+        if same_ruleset and key in ("ruleset.source_file", "ruleset.stored_copy"):
+            continue  # the same ruleset, read from the package once and from the input's stored copy later
         if fa.get(key) == fb.get(key):
             continue
         change = ParamChange(key, fa.get(key), fb.get(key), str(sa.get(key, "default")), str(sb.get(key, "default")))
