@@ -46,6 +46,9 @@ class AnnotationResult:
     cell_labels: pd.DataFrame  # per cell: cluster, label, root, path, confidence, stop_reason
     diagnostics: list[Diagnostic] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    states: pd.DataFrame = field(default_factory=pd.DataFrame)  # state_calls.csv: one row per (cluster, state)
+    state_trace: pd.DataFrame = field(default_factory=pd.DataFrame)  # state_steps.csv: the states' gate rows
+    cell_states: pd.DataFrame = field(default_factory=pd.DataFrame)  # per cell, one boolean column per state
 
     @property
     def labels(self) -> dict[str, str]:
@@ -306,6 +309,8 @@ def annotate(
                                         panel_names, params.scoring.per_cell_gap, params=params)
     elif unit != "cluster":
         raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
+    calls = _call_states(rs, resolution.mapping, params, stats, sub, cell_cluster, panel_names, thresholds,
+                         clusters_table, cell_labels)
     result = AnnotationResult(
         clusters=clusters_table,
         gating=gating_with_reasons(annotation.gating, annotation.trace),
@@ -334,9 +339,28 @@ def annotate(
             "ruleset_panel_share": auto_share,
         },
     )
+    if calls is not None:
+        result.states, result.state_trace = calls.calls, with_reasons(calls.steps)
+        result.cell_states = calls.cells.set_axis(adata.obs_names)
     if write_obs:
         write_obs_columns(adata, result, key_added)
     return result
+
+
+def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_names, thresholds, clusters_table, cell_labels):
+    """The ruleset's cell states in the final clusters and in every cell (None without states)."""
+    if not rs.states:
+        return None
+    from ctr.engine.cell_evidence import cell_evidence
+    from ctr.engine.scoring import ClusterEvidence
+    from ctr.engine.states import call_states
+    from ctr.stats import compute_statistics
+
+    final = compute_statistics(sub, np.asarray(cell_cluster, dtype=str), panel_names, params.scoring, thresholds)
+    global_ = pd.DataFrame(final.global_.to_dict(as_series=False))
+    paths = dict(zip(clusters_table["cluster"].astype(str), clusters_table["annotation_path"].astype(str)))
+    return call_states(ClusterEvidence.from_statistics(final), rs, mapping, params, paths,
+                       cell_evidence(sub, panel_names, global_), cell_labels["path"].astype(str).to_numpy())
 
 
 def _cell_labels(clusters: pd.DataFrame, cell_cluster, obs_names) -> pd.DataFrame:
@@ -389,6 +413,7 @@ def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -
     ctr did not make."""
     check_keys_free(adata, key_added)
     cells = result.cell_labels
+    _write_state_columns(adata, result, key_added)
     for name, column in zip(OBS_FIELDS, obs_keys(key_added)):
         values = cells[name]
         if name == "cluster":
@@ -402,6 +427,28 @@ def write_obs_columns(adata, result: AnnotationResult, key_added: str = "ctr") -
     adata.uns[key_added] = uns_record(result, key_added)
 
 
+def state_keys(key_added: str, states) -> list[str]:
+    """The obs columns of cell states: ``<key>_state_<name>`` per state and ``<key>_states``."""
+    return [f"{key_added}_state_{name}" for name in states] + ([f"{key_added}_states"] if len(states) else [])
+
+
+def _write_state_columns(adata, result: AnnotationResult, key_added: str) -> None:
+    from ctr.engine.states import states_summary
+
+    cells = result.cell_states
+    previous = adata.uns.get(key_added)
+    ours = set(previous.get("obs_keys", [])) if isinstance(previous, dict) else set()
+    columns = state_keys(key_added, list(cells.columns))
+    for column in columns:
+        if column in adata.obs.columns and column not in ours:
+            raise InputError(f"obs column '{column}' exists and was not written by ctr; refusing to overwrite it",
+                             hint=f"choose another prefix with --key-added (now '{key_added}')")
+    for name in cells.columns:
+        adata.obs[f"{key_added}_state_{name}"] = cells[name].to_numpy(dtype=bool)
+    if len(cells.columns):
+        adata.obs[f"{key_added}_states"] = pd.Categorical(states_summary(cells))
+
+
 def uns_record(result: AnnotationResult, key_added: str) -> dict:
     """What ``uns[key_added]`` holds: version, parameters, ruleset source and hash, provenance."""
     import json
@@ -412,7 +459,7 @@ def uns_record(result: AnnotationResult, key_added: str) -> dict:
     fmt = Path(rs.source_file).suffix.lstrip(".") if rs.source_file else "ctr"
     return {
         "version": __version__,
-        "obs_keys": obs_keys(key_added),
+        "obs_keys": obs_keys(key_added) + state_keys(key_added, list(result.cell_states.columns)),
         "params": json.dumps(result.params.as_dict(), default=str),
         "ruleset": {
             "name": rs.name,

@@ -18,7 +18,10 @@ TABLES = {
     "marker_evidence.csv": "evidence",
     "refinement_log.csv": "refinement_log",
     "marker_resolution.csv": "markers",
+    "state_calls.csv": "states",  # written when the ruleset declares cell states
+    "state_steps.csv": "state_trace",
 }
+STATE_TABLES = ("states", "state_trace")
 
 
 def csv_view(clusters: pd.DataFrame) -> pd.DataFrame:
@@ -49,7 +52,9 @@ def write_run(result, run_dir: str | Path, *, adata=None, force: bool = False, e
 
 def _write_files(result, run: Path, adata, extra: dict | None) -> Path:
     for filename, attr in TABLES.items():
-        table = getattr(result, attr)
+        table = getattr(result, attr, None)
+        if attr in STATE_TABLES and not result.ruleset.states:
+            continue
         if isinstance(table, pd.DataFrame):
             write_csv_atomic(run / filename, csv_view(table) if attr == "clusters" else table)
     params = result.params.as_dict()

@@ -16,7 +16,7 @@ import pandas as pd
 from ctr.engine.trace import Step
 from ctr.errors import InputError, UsageError
 from ctr.report.rundir_view import RunDir, load_run, run_from_result
-from ctr.report.sentences import describe, format_number, measure, parameter_name, vote_shares
+from ctr.report.sentences import describe, format_number, measure, parameter_name, steps_of, vote_shares
 from ctr.rules.model import PATH_SEP
 
 FORMATS = ("text", "markdown", "json")
@@ -83,6 +83,15 @@ class NearMiss:
 
 
 @dataclass
+class StateCall:
+    """A cell state that applies to the cluster's label: called or not, and its gate rows."""
+
+    state: str
+    called: bool
+    gates: list[Step]
+
+
+@dataclass
 class ClusterExplanation:
     cluster: str
     label: str
@@ -97,6 +106,7 @@ class ClusterExplanation:
     votes: dict[str, float]
     refinement: list[str]
     summary: str
+    states: list[StateCall] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return json_ready(asdict(self))
@@ -159,6 +169,7 @@ def explain_cluster(run: RunDir, cluster: str) -> ClusterExplanation:
         votes=_votes(row, run.trace_of(cluster)),
         refinement=_refinement(run, row),
         summary="",
+        states=_states(run, cluster),
     )
     expl.summary = _summary(expl)
     return expl
@@ -301,6 +312,19 @@ def _votes(row: pd.Series, trace: pd.DataFrame) -> dict[str, float]:
     return vote_shares(Step.from_record(votes.iloc[-1].to_dict())) if len(votes) else {}
 
 
+def _states(run: RunDir, cluster: str) -> list[StateCall]:
+    """The states whose scope holds the cluster's label, with their gate rows."""
+    if run.states.empty:
+        return []
+    rows = run.states.loc[(run.states["cluster"].astype(str) == cluster) & run.states["applies"].astype(str).str.lower().eq("true")]
+    trace = run.state_trace
+    out = []
+    for _, r in rows.iterrows():
+        mine = trace.loc[(trace["cluster"].astype(str) == cluster) & (trace["cell_type"] == r["state"])] if not trace.empty else trace
+        out.append(StateCall(str(r["state"]), str(r["called"]).lower() == "true", steps_of(mine)))
+    return out
+
+
 def _refinement(run: RunDir, row: pd.Series) -> list[str]:
     lines = []
     action = str(row.get("refinement_action", "") or "")
@@ -378,6 +402,9 @@ def render_text(e: ClusterExplanation) -> str:
         lines.append("  per-cell votes: " + ", ".join(f"{k} {v:.0%}" for k, v in e.votes.items()))
     for r in e.refinement:
         lines.append(f"  {r}")
+    for st in e.states:
+        lines.append(f"  state {st.state}: {'called' if st.called else 'not called'}")
+        lines += [f"        {describe(g)}" for g in st.gates]
     return "\n".join(lines)
 
 
@@ -398,6 +425,11 @@ def render_markdown(e: ClusterExplanation) -> str:
         lines += ["**Per-cell votes:** " + ", ".join(f"{k} {v:.0%}" for k, v in e.votes.items()), ""]
     for r in e.refinement:
         lines.append(f"- {r}")
+    if e.states:
+        lines += ["", "**Cell states:**", ""]
+        for st in e.states:
+            gates = "; ".join(describe(g) for g in st.gates)
+            lines.append(f"- {st.state}: {'called' if st.called else 'not called'} ({gates})")
     return "\n".join(lines).rstrip()
 
 

@@ -425,6 +425,13 @@ def _card(i: int, e: ClusterExplanation, run: RunDir, colours: dict[str, str], i
         body.append(_votes(e.votes, colours))
     if e.refinement:
         body.append("<h4>Refinement</h4><ul>" + "".join(f"<li>{escape(r)}</li>" for r in e.refinement) + "</ul>")
+    if e.states:
+        items = "".join(
+            f"<li><strong>{escape(st.state)}</strong>: {'called' if st.called else 'not called'}<ul>"
+            + "".join(f"<li>{escape(describe(g))}</li>" for g in st.gates) + "</ul></li>"
+            for st in e.states
+        )
+        body.append(f"<h4>Cell states</h4><ul class=\"states\">{items}</ul>")
     body.append(_card_evidence(run, e))
     return (f"<details class=\"card\" id=\"cluster-{i}\"{' open' if is_open else ''} data-label=\"{escape(e.label)}\" data-stop=\"{escape(e.stop_reason)}\" "
             f"data-search=\"{escape(_search_text(e))}\">{head}<div class=\"body\">{''.join(body)}</div></details>")

@@ -28,6 +28,8 @@ TEXT_COLUMNS = (
 )
 TRACE_NAMES = ("decision_steps.csv", "decision_steps.jsonl")
 OPTIONAL_TABLES = {
+    "states": "state_calls.csv",
+    "state_trace": "state_steps.csv",
     "gating": "gating_details.csv",
     "scores": "marker_scores.csv",
     "evidence": "marker_evidence.csv",
@@ -47,6 +49,8 @@ class RunDir:
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
     refinement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    states: pd.DataFrame = field(default_factory=pd.DataFrame)  # cell states called per cluster
+    state_trace: pd.DataFrame = field(default_factory=pd.DataFrame)  # their gate rows
     display_name: str = ""  # the run's name while it is still written under a staging name
 
     @property
@@ -148,4 +152,5 @@ def run_from_result(result, path: str | Path = "<in memory>") -> RunDir:
 
     return RunDir(path=Path(path), clusters=table(result.clusters), trace=table(result.trace), params=params,
                   gating=table(result.gating), scores=table(result.scores), evidence=table(result.evidence),
-                  refinement=table(result.refinement_log))
+                  refinement=table(result.refinement_log), states=table(getattr(result, "states", None)),
+                  state_trace=table(getattr(result, "state_trace", None)))

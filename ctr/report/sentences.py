@@ -276,7 +276,7 @@ def reasons(trace: pd.DataFrame) -> list[str]:
             gates[(s.cluster, s.level, parent)].append(s)
     out = []
     for s in steps:
-        if s.kind == "gate":
+        if s.kind in ("gate", "state"):  # a cell state's gate rows read like a type's
             out.append(gate_reason(s))
         elif s.kind == "select":
             out.append(select_reason(s, gates.get((s.cluster, s.level, s.path), [])))
