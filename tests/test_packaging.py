@@ -31,3 +31,12 @@ def test_every_source_ruleset_is_shipped():
     shipped = {p.name for p in rulesets_dir().rglob("*.ctr")}
     in_repo = {p.name for p in (REPO / "rulesets").rglob("*.ctr")}
     assert in_repo <= shipped
+
+
+def test_every_python_subpackage_is_listed_for_the_wheel():
+    """pyproject lists packages by name: a new sub-package left out would be missing from an install."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "ctr").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
