@@ -19,6 +19,7 @@ def main() -> None:
         ["bench_annotate.py", "--sparse", "--cells", "100000"] + ([] if quick else ["1000000"]),
         ["bench_cluster.py"] + (["--sizes", "20000"] if quick else []),
         ["bench_demo.py"],
+        ["bench_lint.py"] + (["--markers", "10000", "--levels", "1000"] if quick else []),
     ]
     for args in runs:
         script = HERE / args[0]

@@ -62,7 +62,8 @@ def _add_annotate(sub) -> None:
     p.add_argument("--unit", choices=["cluster", "cell"], default="cluster", help="label clusters (default) or single cells")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--force", action="store_true",
-                   help="allow writing into a non-empty output directory, and run even when the panel check finds "
+                   help="replace the files of an earlier ctr run in --output-dir (only those its ctr_run.json lists; "
+                        "other files stay, and an input is never replaced), and run even when the panel check finds "
                         "lint errors or no assignable cell type")
     p.set_defaults(func=_cmd_annotate)
 
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--from", required=True, choices=[*IMPORT_TOOLS, "auto"], help="the tool that wrote FILE; auto guesses from the content")
     p.add_argument("--output", required=True, metavar="OUT.ctr|.yaml|.json")
-    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file (never the imported file, "
+                   "a symbolic link or a device)")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("explain", help="explain, gate by gate, why each cluster got its label")
@@ -266,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole pipeline on data that ships with the install (PBMC, scanpy)")
     p.add_argument("--output-dir", default="ctr-demo", metavar="DIR", help="run directory (default ./ctr-demo)")
-    p.add_argument("--force", action="store_true", help="overwrite a previous demo run directory")
+    p.add_argument("--force", action="store_true", help="replace the files of a previous demo run in --output-dir")
     p.set_defaults(func=_cmd_demo)
     return parser
 
