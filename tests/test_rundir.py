@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -29,7 +30,8 @@ from ctr.io.rundir import run_guard, staged_run_dir
 
 def _stage(target, force=False, files=("params.json",)):
     with staged_run_dir(target, force=force) as staging:
-        assert staging.parent == target.parent and staging.name.startswith(f".{target.name}.ctr-staging-")
+        where = Path(os.path.abspath(target))
+        assert staging.parent == where.parent and staging.name.startswith(f".{where.name}.ctr-staging-")
         for name in files:
             write_text_atomic(staging / name, "{}\n")
     return target
@@ -159,3 +161,25 @@ def test_sigterm_during_write_leaves_no_partial_file(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.json"]
+
+
+def test_run_into_the_working_directory_keeps_it(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    inode = work.stat().st_ino
+    monkeypatch.chdir(work)
+    _stage(Path("."))
+    assert work.stat().st_ino == inode and (work / "ctr_run.json").is_file()  # the same folder, now a run
+    assert Path("params.json").is_file()  # the working directory still works
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    stale = tmp_path / ".run.ctr-staging-99999999"
+    stale.mkdir()
+    (stale / "params.json").write_text("{}")
+    aside = tmp_path / ".run.ctr-old-99999999"
+    aside.mkdir()
+    other = tmp_path / ".other.ctr-staging-1"  # another target's: not ours to touch
+    other.mkdir()
+    _stage(tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.ctr-staging-1", "run"]

@@ -19,6 +19,7 @@ import signal
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 
 from ctr.errors import InputError, OutputError
@@ -34,6 +35,7 @@ RUN_FILES = frozenset({
     "evaluation_confusion.csv", "evaluation.json", MANIFEST,
 })
 STAGING_MARKER = ".ctr-staging-"
+ASIDE_MARKER = ".ctr-old-"
 LOCK_SUFFIX = ".ctr-lock"
 
 
@@ -283,7 +285,11 @@ def staged_run_dir(target: str | os.PathLike, *, force: bool = False, inputs: It
     """Yield a staging directory to write a run into; on success it becomes ``target`` (whole), on
     any failure (an error, Ctrl-C, SIGTERM, a full disk) it is removed and ``target`` stays as it
     was. ``before_commit`` (no arguments) runs just before the move into place (a stage boundary)."""
-    target = Path(target)
+    given = target
+    target = Path(os.path.abspath(target))  # "." and "run/" have a name and a parent; symlinks stay unresolved
+    if target == target.parent:
+        raise OutputError(f"output directory {str(given)!r} is the root of the file system; refusing to write a run there",
+                          hint="pass --output-dir a folder for this run")
     inputs = [Path(p) for p in inputs]
     check_run_target(target, force=force, inputs=inputs)  # fail fast, before the lock and any folder
     try:
@@ -293,8 +299,8 @@ def staged_run_dir(target: str | os.PathLike, *, force: bool = False, inputs: It
     try:
         with _locked(target), _Interrupts() as interrupts:
             manifest = check_run_target(target, force=force, inputs=inputs)  # again, now that no other run can write
+            _remove_leftovers(target)
             staging = target.parent / f".{target.name}{STAGING_MARKER}{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
             try:
                 staging.mkdir()
             except OSError as exc:
@@ -317,16 +323,24 @@ def staged_run_dir(target: str | os.PathLike, *, force: bool = False, inputs: It
         raise
 
 
+def _remove_leftovers(target: Path) -> None:
+    """Staging and set-aside folders of earlier runs into ``target`` that were killed (SIGKILL, power
+    loss): whoever holds the lock is the only live run for ``target``, so every one of them is stale."""
+    for prefix in (f".{target.name}{STAGING_MARKER}", f".{target.name}{ASIDE_MARKER}"):
+        for stale in target.parent.glob(f"{glob_escape(prefix)}*"):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+
+
 def _commit(staging: Path, target: Path, manifest: dict | None) -> None:
     """Move the finished run into place: one rename for a new (or empty) target; for an earlier run,
     its files (and first its manifest, so the folder never looks finished half-way) go aside and the
     new ones move in, the user's other files stay."""
-    if not target.exists() or not _existing_entries(target):
-        if target.exists():
-            target.rmdir()
+    if not target.exists():
         os.rename(staging, target)
         return
-    aside = target.parent / f".{target.name}.ctr-old-{os.getpid()}"
+    # an existing folder (empty, or an earlier run's) keeps its inode: it may be the working directory
+    aside = target.parent / f".{target.name}{ASIDE_MARKER}{os.getpid()}"
     shutil.rmtree(aside, ignore_errors=True)
     aside.mkdir()
     try:
