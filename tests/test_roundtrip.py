@@ -178,3 +178,19 @@ def test_example_survives_all_spellings_and_keeps_partial_params(tmp_path):
         assert again.gating.level_defaults[1].model_fields_set == {"min_gap"}
         assert again.node("Epithelium / Secretory Epithelium").overrides.model_fields_set == {"min_coverage"}
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write leaves no temp file behind
+
+
+def test_export_to_ctr_keeps_the_authors_comments(tmp_path):
+    from ctr.lang import export_ruleset, load_ruleset
+
+    source = tmp_path / "mine.ctr"
+    source.write_text('ruleset mine "with notes"\n# why these markers: Hu et al. 2020\ntype "T" {\n'
+                      '  markers CD3E, CD2  # CD3E first\n}\n')
+    out = export_ruleset(load_ruleset(str(source)), tmp_path / "copy.ctr")
+    text = out.read_text()
+    assert "# why these markers: Hu et al. 2020" in text and "# CD3E first" in text
+    assert load_ruleset(str(out)).canonical() == load_ruleset(str(source)).canonical()
+    # a ruleset changed since it was read is exported from its graph, not from the stale text
+    changed = load_ruleset(str(source))
+    changed.roots[0].name = "T cells"
+    assert 'type "T cells"' in export_ruleset(changed, tmp_path / "changed.ctr").read_text()

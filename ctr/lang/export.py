@@ -365,4 +365,19 @@ def export_ruleset(ruleset: Ruleset, path: str | Path, fmt: str | None = None) -
         raise RulesetError(f"cannot tell the export format of '{path}'", hint="use a .ctr, .yaml, .yml or .json file name, or pass --format ctr|yaml|json")
     from ctr.io.atomic import write_text_atomic
 
+    if kind == "ctr":
+        copy = source_copy(ruleset)
+        if copy is not None:  # the ruleset as its author wrote it, comments and layout included
+            return write_text_atomic(path, copy)
     return write_text_atomic(path, export_text(ruleset, kind))
+
+
+def source_copy(ruleset: Ruleset) -> str | None:
+    """The DSL text the ruleset was compiled from, when it is one self-contained .ctr file that
+    still compiles to this very ruleset (no includes, not changed since); else None."""
+    if not ruleset.source_text or not str(ruleset.source_file or "").endswith(".ctr") or ruleset.includes:
+        return None
+    from ctr.lang.loader import compile_ruleset
+
+    again = compile_ruleset(str(ruleset.source_file), text=ruleset.source_text, fmt="ctr")
+    return ruleset.source_text if again.ok and again.ruleset.digest == ruleset.digest else None
