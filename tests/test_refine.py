@@ -410,3 +410,25 @@ def test_a_planned_split_is_pooled_too():
     assert (rows.source == "plan").all() and (rows.iteration == 0).all()
     assert rows.iloc[0].after_label == "2.0 CilA (300 cells); 2.1 SecB (300 cells)"
     assert all(row(result, p).refinement_action == "subcluster" for p in ["2.0", "2.1"])
+
+
+def test_min_cells_not_set_scales_with_a_small_sample():
+    p = RefinementParams()
+    assert p.min_cells is None
+    assert p.effective_min_cells(50_000) == 500  # large samples: the guide's 500
+    assert p.effective_min_cells(2_400) == 120  # 5% of a small sample
+    assert p.effective_min_cells(300) == 50  # never below 50 cells
+    assert RefinementParams(min_cells=1000).effective_min_cells(2_400) == 1000  # a set value is kept
+
+
+def test_mixed_cluster_of_a_small_sample_is_split_with_default_min_cells():
+    # a 2,400-cell sample whose 297-cell cluster mixes two subtypes (the case): 297 < 500
+    design = {"0": [("I", 1500)], "1": [("A", 303), ("B", 300)], "2": [("A", 150), ("B", 147)]}
+    matrix, labels, _ = make_cells(design)
+    unset = resolve_params([("cli", {"refinement": RefinementParams(score_threshold=0.8)})])
+    result = run(unset, matrix=matrix, labels=labels)
+    rec = log_of(result, "2").iloc[0]
+    assert rec.action == "subcluster" and "297 cells >= min_cells 120" in rec.reason
+    assert "2.0 CilA (150 cells); 2.1 SecB (147 cells)" in rec.reason  # split along the two populations
+    # a cluster of a leaf type (no subtypes to be mixed between) keeps the absolute limit of 500
+    assert "1500 cells >= min_cells 500 " in log_of(result, "0").iloc[0].reason

@@ -298,18 +298,24 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
     else:
         why_not.append(f"{before} has no subtypes to relabel to")
 
-    flagged, big = h >= rp.score_threshold, n >= rp.min_cells
+    # a cluster mixed between the subtypes of its type may split below 500 cells in a small sample;
+    # a leaf (no subtypes) keeps the absolute limit, so noise in pure clusters does not fragment them
+    mixed = node is not None and bool(node.children)
+    min_cells = rp.effective_min_cells(run.matrix.shape[0] if mixed else None)
+    limit = f"min_cells {min_cells}" + ("" if rp.min_cells is not None or not mixed
+                                        else f" (not set: 500, or 5% of the sample's {run.matrix.shape[0]} cells if fewer)")
+    flagged, big = h >= rp.score_threshold, n >= min_cells
     state.steps.append(_step(run, cluster, node, "subcluster", "heterogeneity", h, ">=", rp.score_threshold, flagged,
                              "refinement.score_threshold"))
-    state.steps.append(_step(run, cluster, node, "subcluster", "n_cells", n, ">=", rp.min_cells, big, "refinement.min_cells"))
+    state.steps.append(_step(run, cluster, node, "subcluster", "n_cells", n, ">=", min_cells, big, "refinement.min_cells"))
     if flagged and big:
-        why = (f"H {h:.2f} >= score_threshold {rp.score_threshold:.2f} and {n} cells >= min_cells {rp.min_cells} "
+        why = (f"H {h:.2f} >= score_threshold {rp.score_threshold:.2f} and {n} cells >= {limit} "
                f"({'; '.join(why_not)})")
         return _subcluster(run, state, view, cluster, rp.resolution, why, iteration, "auto", h)
     if not flagged:
         why_not.append(f"H {h:.2f} < score_threshold {rp.score_threshold:.2f}")
     if not big:
-        why_not.append(f"{n} cells < min_cells {rp.min_cells}")
+        why_not.append(f"{n} cells < {limit}")
     reason = f"kept as is: {'; '.join(why_not)} ({over})"
     state.action.setdefault(cluster, "skip")
     state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, ""))

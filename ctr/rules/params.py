@@ -17,6 +17,7 @@ remembers which layer each value came from.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,13 +96,32 @@ class GatingParams(_Block):
         return value
 
 
+# refinement.min_cells when not set: relative to the sample, so small samples can still split
+MIN_CELLS_DEFAULT = 500
+MIN_CELLS_SHARE = 0.05
+MIN_CELLS_FLOOR = 50
+
+
 class RefinementParams(_Block):
     score_threshold: float = Field(1.0, ge=0.0, description="heterogeneity that triggers subclustering")
-    min_cells: int = Field(500, ge=2, description="smallest cluster that may be subclustered")
+    min_cells: int | None = Field(
+        None, ge=2,
+        description="smallest cluster that may be subclustered; not set: 500, or for a cluster mixed between "
+                    "subtypes 5% of the sample's cells (at least 50) when that is fewer")
     heterogeneity_gap: float = Field(0.3, ge=0.0, le=1.0, description="higher favours relabelling over subclustering")
     max_iterations: int = Field(3, ge=1, le=20)
     subtype_signal_threshold: float = Field(0.5, description="score a child needs for a relabel")
     resolution: float = Field(0.5, gt=0.0, description="Leiden resolution used to subcluster")
+
+    def effective_min_cells(self, n_total: int | None) -> int:
+        """The size limit for subclustering in a sample of ``n_total`` cells: ``min_cells`` when
+        set; otherwise 500, or 5% of the sample (at least 50 cells) when that is fewer, so that a
+        mixed 300-cell cluster of a 2,400-cell sample can still be split. ``n_total`` None: 500."""
+        if self.min_cells is not None:
+            return self.min_cells
+        if n_total is None:
+            return MIN_CELLS_DEFAULT
+        return min(MIN_CELLS_DEFAULT, max(MIN_CELLS_FLOOR, math.ceil(MIN_CELLS_SHARE * n_total)))
 
 
 BLOCKS: dict[str, type[_Block]] = {"scoring": ScoringParams, "gating": GatingParams, "refinement": RefinementParams}
