@@ -44,6 +44,8 @@ class AnnotationResult:
     cluster_key: str
     layer: str
     cell_labels: pd.DataFrame  # per cell: cluster, label, root, path, confidence, stop_reason
+    thresholds: pd.DataFrame = field(default_factory=pd.DataFrame)  # marker_thresholds.csv: each marker's split
+    histograms: pd.DataFrame = field(default_factory=pd.DataFrame)  # marker_histograms.csv: each marker's distribution
     diagnostics: list[Diagnostic] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     states: pd.DataFrame = field(default_factory=pd.DataFrame)  # state_calls.csv: one row per (cluster, state)
@@ -235,7 +237,7 @@ def annotate(
     AnnotationResult with the per-cluster table, the trace and the statistics tables.
     """
     from ctr.data.anndata_io import detect_cluster_key, expression
-    from ctr.data.checks import check_clusters, check_matrix, check_var_names, cluster_labels, stop_on_errors
+    from ctr.data.checks import check_clusters, check_matrix, check_var_names, cluster_labels, profile_values, stop_on_errors
     from ctr.engine import annotate_clusters
     from ctr.options import parameter_blocks
     from ctr.report.sentences import gating_with_reasons, with_reasons
@@ -279,11 +281,13 @@ def annotate(
     panel_names = list(dict.fromkeys(resolution.mapping.values()))
     col_index = pd.Index(var_names).get_indexer(panel_names)
     sub = matrix[:, col_index]
-    diagnostics += check_matrix(sub, panel_names, layer_name=layer_name)
+    data_profile = profile_values(sub, layer_name)
+    diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
     thresholds = absolute_thresholds(rs, resolution.mapping)
 
     stats = compute_statistics(sub, labels, panel_names, params.scoring, thresholds)
+    marker_table = pd.DataFrame(stats.global_.to_dict(as_series=False))
     annotation = annotate_clusters(stats, rs, resolution.mapping, params, cell_matrix=sub, cell_clusters=labels)
 
     clusters_table = annotation.clusters
@@ -305,7 +309,7 @@ def annotate(
     if unit == "cell":
         from ctr.engine.cells import cell_level_labels
 
-        cell_labels = cell_level_labels(cell_labels, rs, resolution.mapping, pd.DataFrame(stats.global_.to_dict(as_series=False)), sub,
+        cell_labels = cell_level_labels(cell_labels, rs, resolution.mapping, marker_table, sub,
                                         panel_names, params.scoring.per_cell_gap, params=params)
     elif unit != "cluster":
         raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
@@ -326,6 +330,8 @@ def annotate(
         cluster_key=key,
         layer=layer_name,
         cell_labels=cell_labels,
+        thresholds=marker_table,
+        histograms=pd.DataFrame(stats.histograms.to_dict(as_series=False)) if stats.histograms is not None else pd.DataFrame(),
         diagnostics=diagnostics,
         provenance={
             "ctr_version": __version__,
@@ -333,6 +339,7 @@ def annotate(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "cluster_key": key,
             "layer": layer_name,
+            "data_profile": data_profile.to_dict(),
             "tissue": profile.model_dump() if profile is not None else None,
             "preset": preset,
             "ruleset_auto_chosen": auto_share is not None,

@@ -206,9 +206,36 @@ def test_sparse_column_ranges_match_dense():
     np.testing.assert_array_equal(column_ranges(sp.csr_matrix(dense))[1], [3, 0, 5, 7, 0])
 
 
-def test_clean_data_has_no_diagnostics():
+def test_clean_data_has_only_its_profile():
     x = np.log1p(np.random.default_rng(4).random((30, 4)) * 50)
-    assert check_matrix(x, list("abcd"), layer_name="X") == []
+    diags = check_matrix(x, list("abcd"), layer_name="X")
+    assert [(d.code, d.level) for d in diags] == [("CTR520", "info")]
+    assert "holds transformed" in diags[0].message
+
+
+@pytest.mark.parametrize(
+    "values, kind",
+    [
+        (np.random.default_rng(0).poisson(0.3, (200, 5)) * 40.0, "sparse_counts"),  # MIBI/IMC counts
+        (np.random.default_rng(0).gamma(2.0, 3000.0, (200, 5)), "raw_intensities"),  # untransformed CODEX
+        (np.arcsinh((np.random.default_rng(0).gamma(0.5, 40.0, (200, 5))
+                     + np.random.default_rng(1).normal(0, 0.5, (200, 5))) / 5), "continuous_with_negatives"),
+        (np.log1p(np.random.default_rng(0).poisson(0.5, (200, 5)) * 1.7), "log_normalised"),
+        (np.random.default_rng(0).normal(0, 1, (200, 5)), "standardised"),
+    ],
+    ids=["counts", "raw", "cytometry", "rna", "zscores"],
+)
+def test_data_profile_kinds(values, kind):
+    from ctr.data.checks import profile_values
+
+    assert profile_values(values, "X").kind == kind
+
+
+def test_raw_intensities_get_a_transform_with_a_cofactor():
+    codes = _codes(check_matrix(np.random.default_rng(0).gamma(2.0, 3000.0, (200, 5)), list("abcde"), layer_name="X"))
+    assert "--transform arcsinh:150" in codes["CTR506"].hint
+    cytof = np.random.default_rng(0).gamma(0.3, 200.0, (400, 5)) - 0.5  # mass cytometry: most values near zero
+    assert "--transform arcsinh:5" in _codes(check_matrix(cytof, list("abcde"), layer_name="X"))["CTR506"].hint
 
 
 def test_single_cluster_warning():
@@ -252,7 +279,7 @@ def test_real_plain_asinh_layer_has_only_small_negative_noise():
     adata = read_input(shared_file("scyan_aml_short.h5ad"))
     matrix, layer_name = select_layer(adata, "asinh")
     diags = check_matrix(matrix, adata.var_names, layer_name=layer_name)
-    assert [(d.code, d.level) for d in diags] == [("CTR504", "info")]
+    assert [(d.code, d.level) for d in diags] == [("CTR504", "info"), ("CTR520", "info")]
 
 
 def test_missing_cluster_labels_counted():

@@ -56,7 +56,7 @@ def test_gate_order_and_every_gate_recorded():
              vetoes=[Veto(markers=["C"], max_pos_frac=0.25)],
              conditions=[Condition(expr=E.Compare(op=">", left=E.Var(name="coverage"), right=E.Num(value=0.1)), text="coverage > 0.1")])
     names = [g[0] for g in gates(n)]
-    assert names == ["requirement", "requirement", "veto", "coverage", "enrichment", "condition", "anti_conflict"]
+    assert names == ["panel", "requirement", "requirement", "veto", "coverage", "enrichment", "condition", "anti_conflict"]
 
 
 def test_requirement_passes_and_fails_with_reason():
@@ -107,10 +107,23 @@ def test_veto_boundary_is_strict():
 def test_coverage_gate_lists_markers_on():
     n = node("Epi", ["A", "B", "C", "X"])
     g = gates(n)[("coverage", "coverage")]
-    # c1: A and B on (>= 0.30) -> 2/4 = 0.50 >= 0.50; c2: C only -> 0.25
-    assert g.observed.tolist() == [0.5, 0.25]
+    # c1: A and B on (>= 0.30) of the 3 measured -> 0.67 >= 0.50; c2: C only -> 0.33 (X is not measured)
+    assert g.observed.tolist() == pytest.approx([2 / 3, 1 / 3])
     assert g.passed.tolist() == [True, False]
-    assert g.reasons[0].startswith("coverage 0.50 >= 0.50: 2 of 4 markers on (A, B); not in the panel: X")
+    assert g.reasons[0].startswith("coverage 0.67 >= 0.50: 2 of 3 measured markers on (A, B); not in the panel: X")
+
+
+def test_panel_gate_fails_a_type_the_panel_cannot_judge():
+    # by default one measured marker is enough; none is not
+    assert gates(node("Epi", ["A", "X", "Y"]))[("panel", "measured_markers")].passed.all()
+    none = gates(node("Epi", ["X", "Y"]))[("panel", "measured_markers")]
+    assert none.observed.tolist() == [0, 0] and none.threshold.tolist() == [1, 1] and not none.passed.any()
+    two = ResolvedParams(gating=GatingParams(min_measured_markers=2))
+    g = gates(node("Epi", ["A", "X", "Y"]), params=two)[("panel", "measured_markers")]
+    assert g.observed.tolist() == [1, 1] and g.threshold.tolist() == [2, 2]
+    assert g.passed.tolist() == [False, False]
+    assert g.reasons[0].startswith("1 of 3 positive markers measured on this panel, 2 needed to judge Epi (not in the panel: X, Y)")
+    assert gates(node("Epi", ["A"]), params=two)[("panel", "measured_markers")].passed.all()  # one listed, one measured
 
 
 def test_enrichment_gate():
@@ -170,7 +183,8 @@ def test_all_gates_recorded_after_a_failure_in_the_trace():
     rs = ruleset(n)
     ann = annotate_clusters(make_stats(EVIDENCE), rs, MAPPING, ResolvedParams())
     c2 = ann.trace[(ann.trace.cluster == "c2") & (ann.trace.kind == "gate")]
-    assert c2.gate.tolist() == ["requirement", "requirement", "coverage", "enrichment", "anti_conflict"]
+    assert c2.gate.tolist() == ["panel", "requirement", "requirement", "coverage", "enrichment", "anti_conflict"]
+    c2 = c2[c2.gate != "panel"]
     assert not c2.passed.any()
     row = ann.gating[ann.gating.cluster == "c2"].iloc[0]
     assert row.failed_gates == "requirement;coverage;enrichment;anti_conflict"

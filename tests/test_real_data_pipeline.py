@@ -86,9 +86,9 @@ CELESTA_LINEAGE = {  # CELESTA's 'Unknown', its generic 'immune cells' and missi
 
 @pytest.mark.skipif(not CRC.exists(), reason="shared data absent")
 def test_codex_immune_pipeline_beats_celesta(tmp_path):
-    # raw CODEX intensities: arcsinh(x / 150); a tumour section, hence the heterogeneous-tumour preset
-    obs = _annotate(tmp_path, str(CRC), "--ruleset", "codex_immune", "--transform", "arcsinh:150",
-                    "--preset", "heterogeneous_tumor")
+    # raw CODEX intensities: arcsinh(x / 150); default parameters (no preset: published figures
+    # never use one)
+    obs = _annotate(tmp_path, str(CRC), "--ruleset", "codex_immune", "--transform", "arcsinh:150")
     truth = obs["cell_type"].astype(str).map(CRC_LINEAGE)
     assert truth.notna().sum() == len(obs) - 30  # 24 undefined + 6 dirt left out
     ours, unassigned = _agreement(obs, truth, CODEX_ROOTS)

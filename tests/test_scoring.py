@@ -10,7 +10,7 @@ import pytest
 
 from ctr.engine.scoring import ClusterEvidence, de_k, document_frequency, score_node
 from ctr.rules.model import CellType, MarkerRef, Ruleset, assign_paths
-from ctr.rules.params import ResolvedParams, ScoringParams
+from ctr.rules.params import GatingParams, ResolvedParams, ScoringParams
 from ctr.stats import Statistics
 
 PANEL = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"]  # 10 markers -> K = max(ceil(2), 3) = 3
@@ -52,12 +52,22 @@ def scored(params=None, rs=RS, path=("T",), evidence=EVIDENCE):
     return score_node(ev, rs.node(path), MAPPING, params, document_frequency(rs, MAPPING), rs.cell_type_count)
 
 
-def test_coverage_counts_missing_markers_as_off():
+def test_coverage_counts_the_markers_the_panel_measures():
     ns = scored()
-    # on at level-0 min_pos_frac 0.30: A (0.6) and C (0.4); X is not in the panel
-    assert ns.coverage[0] == pytest.approx(2 / 4)
+    # on at level-0 min_pos_frac 0.30: A (0.6) and C (0.4) of the measured A, B, C; X is not in the
+    # panel, so it says nothing about the cluster (panel_coverage reports it)
+    assert ns.coverage[0] == pytest.approx(2 / 3)
     assert ns.panel_coverage[0] == pytest.approx(3 / 4)
     assert ns.missing == ["X"]
+    assert ns.assessable and ns.needed == 2
+
+
+def test_a_type_with_too_few_measured_markers_is_not_assessable():
+    ns = scored(rs=ruleset(node("Z", ["A", "Q1", "Q2"])), path=("Z",))
+    assert (len(ns.positive), ns.needed, ns.assessable) == (1, 2, False)
+    one = scored(rs=ruleset(node("Z", ["A", "Q1", "Q2"])), path=("Z",),
+                 params=ResolvedParams(gating=GatingParams(min_measured_markers=1)))
+    assert one.assessable
 
 
 def test_means_over_resolved_markers():
@@ -115,7 +125,7 @@ def test_score_formula():
     mean_enrichment = 1.3 / 3
     mean_positive = 1.2 / 3
     de = 0.6 * (1 - math.sqrt(0.5)) / 3
-    coverage_term = 0.3 * 0.5
+    coverage_term = 0.3 * 2 / 3
     anti = 0.5 * (0.8 + 0.4)
     assert ns.coverage_term[0] == pytest.approx(coverage_term)
     assert ns.score[0] == pytest.approx(mean_enrichment + mean_positive + de + coverage_term - anti)
@@ -124,14 +134,14 @@ def test_score_formula():
 def test_weights_come_from_parameters():
     params = ResolvedParams(scoring=ScoringParams(coverage_weight=1.0, anti_weight=0.0, de_bonus=0.0))
     ns = scored(params)
-    assert ns.score[0] == pytest.approx(1.3 / 3 + 1.2 / 3 + 0.5)
+    assert ns.score[0] == pytest.approx(1.3 / 3 + 1.2 / 3 + 2 / 3)
 
 
 def test_vectorised_over_clusters():
     evidence = dict(EVIDENCE, c2={"A": (0.0, -1.0)}, c10={"A": (0.9, 2.0, 1)})
     ns = scored(evidence=evidence)
     # rows follow the natural cluster order c1, c2, c10
-    assert np.allclose(ns.coverage, [0.5, 0.0, 0.25])
+    assert np.allclose(ns.coverage, [2 / 3, 0.0, 1 / 3])
     assert ns.mean_enrichment[2] == pytest.approx(2.0 / 3)
 
 

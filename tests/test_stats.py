@@ -22,12 +22,14 @@ FLAT = [2.0] * 12
 M3 = [1, NAN, 3, 4, 0, 0, 0, 0, 2, 2, NAN, NAN]  # missing values
 TIES = [1, 1, 2, 2, 1, 2, 2, 3, 0, 0, 1, 3]  # many ties
 MARKERS = ["M1", "FLAT", "M3", "TIES"]
+# the hand-computed figures below follow the quantile rule and enrichment from the global median
+QUANTILE = ScoringParams(positivity="quantile", enrichment_reference="median")
 X = np.column_stack([M1, FLAT, M3, TIES]).astype(float)
 
 
 @pytest.fixture(scope="module")
 def stats():
-    return compute_statistics(X, LABELS, MARKERS, ScoringParams())
+    return compute_statistics(X, LABELS, MARKERS, QUANTILE)
 
 
 def cell(stats, cluster, marker, column):
@@ -69,7 +71,7 @@ def test_enrichment_with_median_centre(stats):
 
 
 def test_enrichment_with_mean_centre():
-    stats = compute_statistics(X, LABELS, MARKERS, ScoringParams(enrichment_center="mean"))
+    stats = compute_statistics(X, LABELS, MARKERS, QUANTILE.model_copy(update={"enrichment_center": "mean"}))
     std = glob(stats, "M1", "global_std")
     # cluster c mean of M1 = 3 / 4; the reference is still the global median
     assert cell(stats, "c", "M1", "enrichment") == pytest.approx((0.75 - 1.5) / std)
@@ -98,7 +100,7 @@ def test_nan_values_are_missing_not_positive(stats):
 
 def test_all_missing_in_a_cluster_gives_null_pos_frac():
     x = np.array([[NAN], [NAN], [1.0], [2.0]])
-    stats = compute_statistics(x, ["a", "a", "b", "b"], ["M"], ScoringParams())
+    stats = compute_statistics(x, ["a", "a", "b", "b"], ["M"], QUANTILE)
     assert cell(stats, "a", "M", "pos_frac") is None
     assert cell(stats, "a", "M", "de_z") == 0.0
 
@@ -130,26 +132,26 @@ def test_de_rank_counts_only_up_regulated_markers(stats):
 
 
 def test_absolute_threshold_replaces_quantile():
-    stats = compute_statistics(X, LABELS, MARKERS, ScoringParams(), thresholds={"M1": (">", 2.0)})
+    stats = compute_statistics(X, LABELS, MARKERS, QUANTILE, thresholds={"M1": (">", 2.0)})
     assert glob(stats, "M1", "threshold") == 2.0
     assert glob(stats, "M1", "threshold_source") == "absolute"
     # > 2: cluster a all four, cluster b none (2 is not > 2), cluster c one (3)
     assert cell(stats, "a", "M1", "pos_frac") == 1.0
     assert cell(stats, "b", "M1", "pos_frac") == 0.0
     assert cell(stats, "c", "M1", "pos_frac") == 0.25
-    inclusive = compute_statistics(X, LABELS, MARKERS, ScoringParams(), thresholds={"M1": (">=", 2.0)})
+    inclusive = compute_statistics(X, LABELS, MARKERS, QUANTILE, thresholds={"M1": (">=", 2.0)})
     assert cell(inclusive, "b", "M1", "pos_frac") == 0.25
 
 
 def test_positive_quantile_parameter_moves_threshold():
-    stats = compute_statistics(X, LABELS, MARKERS, ScoringParams(positive_quantile=0.5))
+    stats = compute_statistics(X, LABELS, MARKERS, QUANTILE.model_copy(update={"positive_quantile": 0.5}))
     assert glob(stats, "M1", "threshold") == 5.0  # median of 1 2 3 5 6 7 8
 
 
 def test_sparse_input_gives_the_same_tables():
-    dense = compute_statistics(np.nan_to_num(X), LABELS, MARKERS, ScoringParams())
+    dense = compute_statistics(np.nan_to_num(X), LABELS, MARKERS, QUANTILE)
     for fmt in (sp.csr_matrix, sp.csc_matrix):
-        sparse = compute_statistics(fmt(np.nan_to_num(X)), LABELS, MARKERS, ScoringParams())
+        sparse = compute_statistics(fmt(np.nan_to_num(X)), LABELS, MARKERS, QUANTILE)
         assert sparse.cluster.equals(dense.cluster)
         assert sparse.global_.equals(dense.global_)
 
@@ -157,24 +159,24 @@ def test_sparse_input_gives_the_same_tables():
 def test_clusters_in_natural_order_and_deterministic():
     labels = ["10", "2", "1", "2", "10", "1"]
     x = np.arange(12, dtype=float).reshape(6, 2)
-    first = compute_statistics(x, labels, ["A", "B"], ScoringParams())
+    first = compute_statistics(x, labels, ["A", "B"], QUANTILE)
     assert first.cluster_ids == ["1", "2", "10"]
     assert first.clusters["n_cells"].to_list() == [2, 2, 2]
     assert first.cluster["cluster"].to_list() == ["1", "1", "2", "2", "10", "10"]
-    second = compute_statistics(x, labels, ["A", "B"], ScoringParams())
+    second = compute_statistics(x, labels, ["A", "B"], QUANTILE)
     assert first.cluster.equals(second.cluster) and first.global_.equals(second.global_)
     assert natural_order(["c10", "c9", "b"]) == ["b", "c9", "c10"]
 
 
 def test_shape_mismatch_is_an_input_error():
     with pytest.raises(InputError, match="3 marker names"):
-        compute_statistics(X, LABELS, ["A", "B", "C"], ScoringParams())
+        compute_statistics(X, LABELS, ["A", "B", "C"], QUANTILE)
     with pytest.raises(InputError, match="11 cluster labels"):
-        compute_statistics(X, LABELS[:11], MARKERS, ScoringParams())
+        compute_statistics(X, LABELS[:11], MARKERS, QUANTILE)
 
 
 def test_tied_de_z_share_a_rank():
     # A and B carry the same values: equal z, equal rank; C ranks after them
     x = np.array([[5, 5, 3], [6, 6, 1], [0, 0, 2], [1, 1, 0]], dtype=float)
-    stats = compute_statistics(x, ["a", "a", "b", "b"], ["A", "B", "C"], ScoringParams())
+    stats = compute_statistics(x, ["a", "a", "b", "b"], ["A", "B", "C"], QUANTILE)
     assert [cell(stats, "a", m, "de_rank") for m in "ABC"] == [1, 1, 3]

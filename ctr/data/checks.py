@@ -11,6 +11,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ SINGLE_CLUSTER = register("CTR508", "warning", "one single cluster for all cells
 EMPTY_CATEGORIES = register("CTR509", "info", "empty categories in the cluster column")
 SINGLETON_CLUSTERS = register("CTR510", "warning", "clusters with one cell")
 MISSING_LABELS = register("CTR515", "warning", "cells without a cluster label")
+DATA_PROFILE = register("CTR520", "info", "what kind of values the layer holds")
 
 # integers up to 92 in 10x PBMC UMI counts (800 cells): log-normalised data is never all-integer
 RAW_COUNT_MAX = 20.0
@@ -114,8 +116,9 @@ def stop_on_errors(diagnostics: Sequence[Diagnostic]) -> None:
         raise InputError(errors[0].message, hint=errors[0].hint, diagnostics=diagnostics)
 
 
-def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
-    """Check the cells x markers values of layer ``layer_name``; see the module docstring."""
+def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataProfile | None = None) -> list[Diagnostic]:
+    """Check the cells x markers values of layer ``layer_name``; see the module docstring.
+    ``profile``: the layer's :func:`profile_values`, when the caller already has it."""
     where = f"layer '{layer_name}'"
     n_cells, n_vars = matrix.shape
     if n_cells == 0 or n_vars == 0:
@@ -157,15 +160,19 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str) -> list[Diagno
                 NEGATIVE_VALUES, f"{where} has {n_neg} negative values (minimum {lo_all:.4g})",
                 hint="expression is expected >= 0 (log or arcsinh intensities); check background subtraction "
                      "or choose another --layer"))
-    elif hi_all > RAW_COUNT_MAX and np.all(finite == np.round(finite)):
+    profile = profile or profile_values(matrix, layer_name)
+    diags.append(Diagnostic(DATA_PROFILE, f"{where} holds {profile.describe()}", severity="info"))
+    if lo_all >= 0 and hi_all > RAW_COUNT_MAX and profile.integer:
         diags.append(Diagnostic(
             RAW_COUNTS, f"{where} looks like raw counts (non-negative integers up to {hi_all:.6g})",
             hint="normalise first: --normalize total (RNA counts: each cell scaled to 10,000, then log1p), "
                  "or --transform arcsinh:5 (CyTOF)"))
-    elif hi_all > RAW_INTENSITY_MAX:
+    elif profile.kind == "raw_intensities":
         diags.append(Diagnostic(
             RAW_INTENSITIES, f"{where} looks untransformed (values up to {hi_all:.6g})",
-            hint="transform first: --transform arcsinh:150 (imaging intensities) or --transform log1p"))
+            hint=f"transform first: --transform arcsinh:{profile.suggested_cofactor or 150:g} "
+                 "(the cofactor suits these values; 5 is usual for mass cytometry, 150 for imaging and flow) "
+                 "or --transform log1p"))
 
     lo, hi = column_ranges(matrix)
     flat = ~(hi > lo)  # NaN (no finite value) counts as flat
@@ -201,6 +208,62 @@ def cluster_labels(labels) -> np.ndarray:
     if missing.any():
         series = series.where(~missing, _unlabelled_name(series))
     return series.astype(str).to_numpy()
+
+
+@dataclass(frozen=True)
+class DataProfile:
+    """What kind of values a layer holds, read from the values alone (recorded in params.json).
+
+    ``kind``: ``sparse_counts`` (non-negative integers with many zeros: MIBI/IMC/RNA counts),
+    ``raw_intensities`` (non-negative, untransformed, up to thousands), ``log_normalised``
+    (non-negative, non-integer, zeros common, small maximum), ``continuous_with_negatives``
+    (cytometry after arcsinh/logicle: noise around zero, few exact zeros), ``standardised``
+    (z-scores), or ``transformed`` (non-negative, small range, few zeros).
+    """
+
+    kind: str
+    zero_share: float
+    negative_share: float
+    maximum: float
+    integer: bool
+    suggested_cofactor: float | None = None  # arcsinh cofactor to suggest for raw values
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (f"{self.kind.replace('_', ' ')} (zeros {self.zero_share:.0%}, negative {self.negative_share:.0%}, "
+                f"maximum {self.maximum:.4g}{', integers' if self.integer else ''})")
+
+
+def profile_values(matrix, layer_name: str = "") -> DataProfile:
+    """Classify a layer's values (see :class:`DataProfile`); implicit sparse zeros count as zeros."""
+    values = _values(matrix)
+    finite = values[np.isfinite(values)]
+    n_total = matrix.shape[0] * matrix.shape[1]
+    implicit = n_total - values.size if sp.issparse(matrix) else 0
+    if finite.size == 0:
+        return DataProfile("empty", 1.0, 0.0, 0.0, True)
+    zeros = (int((finite == 0).sum()) + implicit) / max(n_total, 1)
+    negative = float((finite < 0).sum()) / max(n_total, 1)
+    lo, hi = float(finite.min()), float(finite.max())
+    integer = bool(np.all(finite == np.round(finite)))
+    cofactor = None
+    if lo < 0 and looks_standardised(np.concatenate([finite, np.zeros(min(implicit, finite.size))]), layer_name) \
+            and -lo > SMALL_NEGATIVE_SHARE * max(hi, 0.0):
+        kind = "standardised"
+    elif hi > RAW_INTENSITY_MAX or (integer and hi > RAW_COUNT_MAX):
+        kind = "sparse_counts" if integer and zeros >= 0.2 else "raw_intensities"
+        # mass cytometry's counts sit near zero (cofactor 5); imaging/flow intensities do not (150)
+        near_zero = float((np.abs(finite) <= 1.0).sum() + implicit) / max(n_total, 1)
+        cofactor = 5.0 if near_zero >= 0.25 else 150.0
+    elif lo < 0:
+        kind = "continuous_with_negatives"
+    elif zeros >= 0.2 and not integer:
+        kind = "log_normalised"
+    else:
+        kind = "transformed"
+    return DataProfile(kind, zeros, negative, hi, integer, cofactor)
 
 
 def check_clusters(labels) -> list[Diagnostic]:

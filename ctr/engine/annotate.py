@@ -131,6 +131,8 @@ def _decision_steps(d: Decision, evaluations, ruleset: Ruleset, params: Resolved
     for sel in d.selections:
         for cand in sel.candidates:
             steps += [gate_step(d.cluster, d.index, cand, g) for g in evaluations[cand.path].gates]
+        if sel.tie_break:
+            steps.append(_tie_break_step(d, sel, params, ruleset))
         steps.append(_select_step(d, sel))
         if sel.outcome == "winner" and not sel.ranked[0].children:
             leaf = sel.ranked[0]
@@ -160,6 +162,16 @@ def _select_step(d: Decision, sel: Selection) -> Step:
                 candidates=";".join(c.name for c in sel.ranked)).locate(sel.provenance)
 
 
+def _tie_break_step(d: Decision, sel: Selection, params: ResolvedParams, ruleset: Ruleset) -> Step:
+    """A near-tie the evidence settled: the rule (coverage or anti_penalty), the winner's advantage
+    on it and the parameter it had to reach; ``candidates`` are the ones set aside."""
+    key = {"coverage": "tie_coverage_gap", "anti_penalty": "tie_anti_gap"}[sel.tie_break]
+    path = sel.parent.path_str if sel.parent is not None else ""
+    return Step(d.cluster, sel.level, path, sel.ranked[0].name, "select", "tie_break", statistic=sel.tie_break,
+                observed=sel.advantage, comparison=">=", threshold=getattr(params.gating, key), passed=True,
+                candidates=";".join(c.name for c in sel.set_aside)).locate(param_provenance(f"gating.{key}", params, ruleset))
+
+
 def _vote_step(d: Decision, shares: list[tuple[str, float]], params: ResolvedParams, ruleset: Ruleset) -> Step:
     sel = d.selections[-1]
     names = [c.name for c in sel.ambiguous]
@@ -183,7 +195,7 @@ def _votes(d: Decision, idx: np.ndarray, cell_matrix, ev: ClusterEvidence, evalu
     candidates = d.ambiguous
     columns = [[c for c in evaluations[n.path].scores.positive_cols if not ev.flat[c]] for n in candidates]
     names = [n.name for n in candidates]
-    scores = cell_scores(cell_matrix[idx], columns, ev.global_median, ev.global_std)
+    scores = cell_scores(cell_matrix[idx], columns, ev.reference, ev.global_std)
     votes = vote(scores, names, params.scoring.per_cell_gap)
     frame = pd.DataFrame({"cell": idx.astype(np.int64), "cluster": d.cluster, "candidates": ";".join(names), "vote": votes})
     return frame, composition(votes, names)
@@ -195,7 +207,7 @@ def _votes(d: Decision, idx: np.ndarray, cell_matrix, ev: ClusterEvidence, evalu
 def _cluster_row(d: Decision, ev: ClusterEvidence, evaluations, shares: str, n_failed: int) -> dict:
     i = d.index
     deciding = d.deciding
-    if d.stop_reason == "no_root_passed":
+    if not d.path and d.stop_reason != "ambiguous_root":
         score, level, root = np.nan, -1, d.label
     elif d.stop_reason == "ambiguous_root":
         score, level, root = deciding.scores[0], 0, d.label

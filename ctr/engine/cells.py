@@ -37,7 +37,7 @@ def cell_level_labels(cells: pd.DataFrame, ruleset: Ruleset, mapping: dict[str, 
     out = cells.copy()
     column = {m: i for i, m in enumerate(markers)}
     g = global_.set_index("marker")
-    median = g.loc[markers, "global_median"].to_numpy(dtype=float)
+    median = g.loc[markers, "enrichment_reference"].to_numpy(dtype=float)
     std = g.loc[markers, "global_std"].to_numpy(dtype=float)
     by_path = {node.path_str: node for node in ruleset.walk()}
     roots = {node.name: node for node in ruleset.roots}

@@ -20,6 +20,8 @@ from ctr.rules.params import ResolvedParams
 
 UNASSIGNED = "Unassigned"
 AMBIGUITY_SEP = "~"
+# Stop reasons that leave a cluster without any label.
+UNASSIGNED_STOPS = ("no_root_passed", "not_assessable_root")
 
 
 @dataclass
@@ -46,6 +48,11 @@ class Selection:
     min_gap: float
     provenance: Provenance | None
     ambiguous: list[CellType] = field(default_factory=list)
+    # a near-tie settled by the evidence: the rule that settled it ("coverage" | "anti_penalty"),
+    # the candidates it set aside, and the winner's advantage on that rule's statistic
+    tie_break: str = ""
+    set_aside: list[CellType] = field(default_factory=list)
+    advantage: float = math.nan
 
 
 @dataclass
@@ -63,7 +70,7 @@ class Decision:
 
     @property
     def label(self) -> str:
-        if self.stop_reason == "no_root_passed":
+        if self.stop_reason in UNASSIGNED_STOPS:
             return UNASSIGNED
         if self.stop_reason == "ambiguous_root":
             return AMBIGUITY_SEP.join(n.name for n in self.ambiguous)
@@ -83,7 +90,7 @@ class Decision:
     def confidence(self) -> float:
         """The smallest winning margin on the path; for an ambiguous root the (short) gap
         between the two best roots; 0 when unassigned."""
-        if self.stop_reason == "no_root_passed":
+        if self.stop_reason in UNASSIGNED_STOPS:
             return 0.0
         if self.stop_reason == "ambiguous_root":
             return self.selections[-1].margin
@@ -122,8 +129,42 @@ def select(
     margin = scores[0] - scores[1]
     if margin < gap:
         close = [c for c, s in zip(ranked, scores) if scores[0] - s < gap][: params.gating.max_ambiguity]
-        return Selection(level, parent, candidates, ranked, scores, "ambiguous", margin, gap, prov, close)
+        settled = break_tie(i, close, evaluations, params)
+        if settled is None:
+            return Selection(level, parent, candidates, ranked, scores, "ambiguous", margin, gap, prov, close)
+        winner, rule, advantage = settled
+        order = [winner] + [c for c in ranked if c is not winner]
+        return Selection(level, parent, candidates, order, [float(evaluations[c.path].scores.score[i]) for c in order],
+                         "winner", margin, gap, prov, tie_break=rule,
+                         set_aside=[c for c in close if c is not winner], advantage=advantage)
     return Selection(level, parent, candidates, ranked, scores, "winner", margin, gap, prov)
+
+
+def break_tie(i: int, close: list[CellType], evaluations: dict[tuple, NodeEvaluation], params: ResolvedParams):
+    """Settle a near-tie when the evidence is one-sided although the scores are close: one
+    candidate's coverage beats every other's by ``tie_coverage_gap``, or every other candidate
+    carries an anti-marker penalty ``tie_anti_gap`` above the lowest. Returns (winner, rule,
+    advantage) or None when the tie stands."""
+    gating = params.gating
+    rules = (("coverage", gating.tie_coverage_gap, 1.0), ("anti_penalty", gating.tie_anti_gap, -1.0))
+    for rule, needed, sign in rules:
+        if needed is None:
+            continue
+        values = np.array([sign * float(getattr(evaluations[c.path].scores, rule)[i]) for c in close])
+        best = int(np.argmax(values))
+        advantage = float(values[best] - np.max(np.delete(values, best)))
+        if advantage >= needed:
+            return close[best], rule, advantage
+    return None
+
+
+def _none_passed_stop(candidates: list[CellType], parent: CellType | None, evaluations) -> str:
+    """``not_assessable_*`` when no candidate has enough measured markers to be judged on this
+    panel (a fact about the panel, not the cluster), else ``no_root_passed`` / ``no_child_passed``."""
+    judged = any(evaluations[c.path].scores.assessable for c in candidates)
+    if parent is None:
+        return "no_root_passed" if judged else "not_assessable_root"
+    return "no_child_passed" if judged else "not_assessable_children"
 
 
 def decide_cluster(
@@ -137,7 +178,7 @@ def decide_cluster(
         sel = select(i, candidates, parent, evaluations, params, ruleset)
         selections.append(sel)
         if sel.outcome == "none_passed":
-            return Decision(cluster, i, path, "no_root_passed" if parent is None else "no_child_passed", selections)
+            return Decision(cluster, i, path, _none_passed_stop(candidates, parent, evaluations), selections)
         if sel.outcome == "ambiguous":
             return Decision(cluster, i, path, "ambiguous_root" if parent is None else "ambiguous_siblings", selections)
         best = sel.ranked[0]

@@ -19,7 +19,7 @@ from ctr.rules.expr import Compare
 from ctr.rules.model import Ruleset
 from ctr.rules.params import ResolvedParams
 
-GATE_ORDER = ("requirement", "veto", "coverage", "enrichment", "condition", "anti_conflict")
+GATE_ORDER = ("panel", "requirement", "veto", "coverage", "enrichment", "condition", "anti_conflict")
 _STAT_ARRAYS = {"pos_frac": "pos_frac", "enrichment": "enrichment", "median": "median", "mean": "mean", "de_z": "de_z"}
 
 
@@ -60,6 +60,14 @@ def _full(n: int, value: float) -> np.ndarray:
 def _panel_col(name: str, mapping: dict[str, str], ev: ClusterEvidence) -> int | None:
     panel = mapping.get(name)
     return ev.column.get(panel) if panel is not None else None
+
+
+def panel_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:
+    """Does the panel measure enough of the type's positive markers to judge it at all?"""
+    n = len(ev.clusters)
+    return GateOutcome("panel", "measured_markers", ">=", _full(n, len(ns.positive)), _full(n, ns.needed),
+                       np.full(n, ns.assessable), param_provenance("gating.min_measured_markers", params, ruleset),
+                       absent=list(ns.missing), n_markers=ns.n_listed)
 
 
 def requirement_gates(ev, ns: NodeScores, mapping, params, ruleset) -> list[GateOutcome]:
@@ -107,7 +115,7 @@ def coverage_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:
     on = [";".join(m for m, flag in zip(ns.positive, row) if flag) for row in ns.on]
     return GateOutcome("coverage", "coverage", ">=", ns.coverage, _full(len(ev.clusters), threshold),
                        _compare(ns.coverage, ">=", threshold), threshold_provenance(ns.node, "min_coverage", params, ruleset),
-                       absent=list(ns.missing), markers=on, n_markers=ns.n_listed)
+                       absent=list(ns.missing), markers=on, n_markers=len(ns.positive))
 
 
 def enrichment_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:
@@ -168,6 +176,7 @@ def gate_node(
 ) -> list[GateOutcome]:
     """Every gate of ``ns.node`` over all clusters, in §6 order."""
     return [
+        panel_gate(ev, ns, params, ruleset),
         *requirement_gates(ev, ns, mapping, params, ruleset),
         *veto_gates(ev, ns, mapping),
         coverage_gate(ev, ns, params, ruleset),

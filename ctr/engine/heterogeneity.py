@@ -62,7 +62,7 @@ def frontier_votes(
     per-cell scores (semantics §7.5) and measure the heterogeneity of the votes."""
     columns = [[c for c in evaluations[n.path].scores.positive_cols if not ev.flat[c]] for n in candidates]
     names = [n.name for n in candidates]
-    scores = cell_scores(cell_matrix[cells], columns, ev.global_median, ev.global_std)
+    scores = cell_scores(cell_matrix[cells], columns, ev.reference, ev.global_std)
     votes = vote(scores, names, per_cell_gap)
     shares = composition(votes, names)
     return FrontierVotes(candidates, votes, shares, heterogeneity(shares))

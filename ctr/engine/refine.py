@@ -167,17 +167,10 @@ class _Run:
     def __init__(self, stats, ruleset, mapping, params, cell_matrix, random_seed):
         self.stats, self.ruleset, self.mapping, self.params = stats, ruleset, mapping, params
         self.matrix, self.seed = cell_matrix, random_seed
-        g = stats.global_
-        # the ruleset's absolute cuts, as the original statistics applied them
-        self.thresholds = {
-            m: (op, float(t))
-            for m, src, op, t in zip(g["marker"], g["threshold_source"], g["threshold_op"], g["threshold"])
-            if src == "absolute"
-        }
 
     def statistics(self, labels: np.ndarray) -> Statistics:
         """Cluster statistics for ``labels``, with the original run's global statistics."""
-        fresh = compute_statistics(self.matrix, labels, self.stats.markers, self.params.scoring, self.thresholds)
+        fresh = compute_statistics(self.matrix, labels, self.stats.markers, self.params.scoring, global_=self.stats.global_)
         return Statistics(global_=self.stats.global_, cluster=fresh.cluster, clusters=fresh.clusters, markers=self.stats.markers)
 
     def view(self, labels: np.ndarray) -> _View:

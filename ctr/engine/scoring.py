@@ -33,6 +33,7 @@ class ClusterEvidence:
     de_rank: np.ndarray
     threshold: np.ndarray  # per marker
     global_median: np.ndarray
+    reference: np.ndarray  # per marker: what enrichment is measured from
     global_std: np.ndarray
     flat: np.ndarray
 
@@ -65,6 +66,7 @@ class ClusterEvidence:
             de_rank=wide("de_rank"),
             threshold=g["threshold"].to_numpy().astype(np.float64),
             global_median=g["global_median"].to_numpy().astype(np.float64),
+            reference=g["enrichment_reference"].to_numpy().astype(np.float64),
             global_std=g["global_std"].to_numpy().astype(np.float64),
             flat=g["flat"].to_numpy().astype(bool),
         )
@@ -149,10 +151,16 @@ class NodeScores:
     anti_pos_frac: np.ndarray  # aggregated pos_frac
     anti_penalty: np.ndarray
     score: np.ndarray
+    needed: int  # measured positive markers needed to judge this type on this panel
 
     @property
     def n_listed(self) -> int:
         return len(self.positive) + len(self.missing)
+
+    @property
+    def assessable(self) -> bool:
+        """Enough of the type's positive markers are measured to judge it."""
+        return len(self.positive) >= self.needed
 
 
 def score_node(
@@ -174,7 +182,9 @@ def score_node(
     pf = ev.pos_frac[:, cols]
     with np.errstate(invalid="ignore"):
         on = pf >= lp.min_pos_frac  # NaN compares false: not on
-    coverage = on.sum(axis=1) / n_listed if n_listed else np.zeros(n_clusters)
+    # coverage counts the markers the panel measures: a panel that lacks a marker says nothing
+    # about the cells (panel_coverage reports how much of the type's list is measured)
+    coverage = on.sum(axis=1) / len(pos) if pos else np.zeros(n_clusters)
     panel_coverage = np.full(n_clusters, len(pos) / n_listed if n_listed else 0.0)
     mean_enrichment = _mean_or_zero(ev.enrichment[:, cols])
     mean_positive = _mean_or_zero(pf)
@@ -199,4 +209,5 @@ def score_node(
     return NodeScores(
         node, lp, pos, cols, missing, anti, anti_cols, anti_missing, on, coverage, panel_coverage,
         mean_enrichment, mean_positive, de_component, coverage_term, agg_e, agg_p, anti_penalty, score,
+        min(params.gating.min_measured_markers, n_listed),
     )

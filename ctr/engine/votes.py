@@ -10,9 +10,9 @@ import scipy.sparse as sp
 UNCERTAIN = "Uncertain"
 
 
-def cell_scores(block, candidate_columns: Sequence[Sequence[int]], global_median: np.ndarray, global_std: np.ndarray) -> np.ndarray:
+def cell_scores(block, candidate_columns: Sequence[Sequence[int]], reference: np.ndarray, global_std: np.ndarray) -> np.ndarray:
     """(cells x candidates): each candidate's mean over its resolved markers of
-    ``(x - global_median) / global_std``. ``block`` holds the cells' rows (all marker columns);
+    ``(x - reference) / global_std`` (the reference enrichment is measured from). ``block`` holds the cells' rows (all marker columns);
     flat markers (std 0) and missing values are left out of the mean; no value -> NaN."""
     used = sorted({c for cols in candidate_columns for c in cols})
     dense = block[:, used].toarray() if sp.issparse(block) else np.asarray(block[:, used])
@@ -20,7 +20,7 @@ def cell_scores(block, candidate_columns: Sequence[Sequence[int]], global_median
     position = {c: i for i, c in enumerate(used)}
     std = global_std[used]
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(std > 0, (dense - global_median[used]) / np.where(std > 0, std, 1.0), np.nan)
+        z = np.where(std > 0, (dense - reference[used]) / np.where(std > 0, std, 1.0), np.nan)
     out = np.full((dense.shape[0], len(candidate_columns)), np.nan)
     for k, cols in enumerate(candidate_columns):
         sub = z[:, [position[c] for c in cols]] if cols else np.empty((dense.shape[0], 0))

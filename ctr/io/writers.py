@@ -20,6 +20,8 @@ TABLES = {
     "marker_resolution.csv": "markers",
     "state_calls.csv": "states",  # written when the ruleset declares cell states
     "state_steps.csv": "state_trace",
+    "marker_thresholds.csv": "thresholds",
+    "marker_histograms.csv": "histograms",
 }
 STATE_TABLES = ("states", "state_trace")
 

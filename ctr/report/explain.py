@@ -25,6 +25,8 @@ STOP_REASONS = {
     "leaf_reached": "reached the most specific type in the ruleset",
     "no_root_passed": "no top-level cell type passed its gates",
     "no_child_passed": "no subtype passed its gates, so the label stays at the parent",
+    "not_assessable_root": "the panel measures none of the markers that judge a top-level cell type",
+    "not_assessable_children": "the panel measures none of the markers that judge a subtype, so the label stays at the parent",
     "ambiguous_root": "two or more top-level types scored too close to call",
     "ambiguous_siblings": "two or more subtypes scored too close to call, so the label stays at the parent",
     "refined_relabel": "refinement moved the label down to the subtype most of its cells vote for",
@@ -152,7 +154,7 @@ def explain_cluster(run: RunDir, cluster: str) -> ClusterExplanation:
     label = str(row.get("final_annotation", ""))
     stop = str(row.get("stop_reason", ""))
     # Unassigned and ambiguous-root clusters carry their label as annotation_path: no node was reached.
-    reached_none = stop in ("no_root_passed", "ambiguous_root") or label == "Unassigned"
+    reached_none = stop in ("no_root_passed", "not_assessable_root", "ambiguous_root") or label == "Unassigned"
     path = [] if reached_none else [p for p in str(row.get("annotation_path", "")).split(PATH_SEP) if p]
     closest = _closest_root(levels) if not path and levels else None
     expl = ClusterExplanation(

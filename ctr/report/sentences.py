@@ -134,13 +134,18 @@ def gate_reason(step: Step) -> str:
         if _isnan(step.observed):
             return f"{step.marker} has no values in this cluster, so its veto is not applied{where}"
         return f"{step.marker} pos_frac {a} {holds} {b}: {'not vetoed' if ok else 'vetoed'}{where}"
+    if step.gate == "panel":
+        listed = int(step.n_markers) if not _isnan(step.n_markers) else 0
+        missing = f" (not in the panel: {', '.join(absent)})" if absent else ""
+        return (f"{int(step.observed)} of {listed} positive marker{'s' * (listed != 1)} measured on this panel, "
+                f"{int(step.threshold)} needed to judge {step.cell_type}{missing}{where}")
     if step.gate == "coverage":
         on = _names(step.markers)
-        listed = int(step.n_markers) if not _isnan(step.n_markers) else len(on)
+        measured = int(step.n_markers) if not _isnan(step.n_markers) else len(on)
         missing = f"; not in the panel: {', '.join(absent)}" if absent else ""
         shown = f" ({', '.join(on)})" if on else ""
-        noun = "marker" if listed == 1 else "markers"
-        return f"coverage {a} {holds} {b}: {len(on)} of {listed} {noun} on{shown}{missing}{where}"
+        noun = "measured marker" if measured == 1 else "measured markers"
+        return f"coverage {a} {holds} {b}: {len(on)} of {measured} {noun} on{shown}{missing}{where}"
     if step.gate == "enrichment":
         n = int(step.n_markers) if not _isnan(step.n_markers) else 0
         over = f"over {n} resolved marker{'s' * (n != 1)}" if n else "(no marker of this type is in the panel)"
@@ -225,6 +230,10 @@ def select_reason(step: Step, gates: list[Step]) -> str:
         result = "the cluster is Unassigned" if not step.path else f"the label stays {_parent_name(step.path)}"
         return f"no {what} passed its gates ({failed}): {result}"
     a, b = fmt_pair(step.observed, step.threshold)
+    if step.gate == "tie_break":
+        what = "coverage is higher" if step.statistic == "coverage" else "anti-marker penalty is lower"
+        return (f"{step.cell_type} and {', '.join(ranked)} scored within min_gap, but {step.cell_type}'s {what} "
+                f"by {a} (>= {step.param_key.rsplit('.', 1)[-1]} {b}): the tie is settled for {step.cell_type}{cite(step)}")
     if step.gate == "winner":
         if len(ranked) == 1:
             others = [n for n in dict.fromkeys(g.cell_type for g in gates) if n != step.cell_type]

@@ -41,7 +41,12 @@ class _Block(BaseModel):
 
 
 class ScoringParams(_Block):
-    positive_quantile: float = Field(0.75, gt=0.0, lt=1.0, description="quantile of non-zero values that defines 'positive'")
+    positivity: Literal["auto", "quantile"] = Field(
+        "auto", description="how a marker's positive cells are found: 'auto' splits each marker's own distribution "
+        "into two populations; 'quantile' cuts at positive_quantile of its non-zero values")
+    positive_quantile: float = Field(0.75, gt=0.0, lt=1.0, description="with positivity 'quantile': the quantile of non-zero values that defines 'positive'")
+    enrichment_reference: Literal["negative", "median"] = Field(
+        "negative", description="what enrichment is measured from: the median of the marker's negative cells, or the median of all cells")
     de_bonus: float = Field(0.6, ge=0.0, le=5.0, description="weight of the differential-expression component")
     anti_weight: float = Field(0.5, ge=0.0, le=5.0, description="weight of the anti-marker penalty")
     anti_agg: Literal["top2mean", "max", "mean"] = Field("top2mean", description="aggregation of anti-marker evidence")
@@ -77,6 +82,15 @@ class GatingParams(_Block):
     _level_cache: Any = PrivateAttr(default=None)  # see _levels
     max_ambiguity: int = Field(3, ge=2, le=20)
     anti_penalty_hard_gate: float = Field(1.0, ge=0.0)
+    tie_coverage_gap: float | None = Field(
+        0.25, ge=0.0, le=1.0, description="a near-tie is resolved for the candidate whose coverage beats every "
+        "other's by at least this much (null: never)")
+    tie_anti_gap: float | None = Field(
+        0.25, ge=0.0, description="a near-tie is resolved against candidates whose anti-marker penalty exceeds "
+        "the lowest by at least this much (null: never)")
+    min_measured_markers: int = Field(
+        2, ge=1, le=100, description="positive markers of a type the panel must measure to judge the type "
+        "(all of them when the type lists fewer); a type with fewer is 'not assessable on this panel'")
 
     @field_validator("level_defaults", mode="before")
     @classmethod

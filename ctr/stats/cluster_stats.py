@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import polars as pl
@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from ctr.errors import InputError
 from ctr.progress import steps
 from ctr.rules.params import ScoringParams
-from ctr.stats.global_stats import MarkerSummary, positive, summarise_marker
+from ctr.stats.global_stats import MarkerSummary, marker_histogram, positive, summarise_marker
 from ctr.stats.ranksum import ranksum_z, tie_term
 
 
@@ -26,6 +26,7 @@ class Statistics:
     cluster: pl.DataFrame
     clusters: pl.DataFrame
     markers: list[str] = field(default_factory=list)
+    histograms: pl.DataFrame | None = None  # marker, lower, upper, count: each marker's distribution
 
     @classmethod
     def from_tables(cls, cluster: pl.DataFrame, global_: pl.DataFrame) -> Statistics:
@@ -39,9 +40,13 @@ class Statistics:
         cluster = cluster.with_columns([v.alias(k) for k, v in defaults.items() if k not in cluster.columns])
         g_defaults = {"global_median": pl.lit(0.0), "global_mean": pl.lit(0.0), "global_std": pl.lit(1.0),
                       "threshold": pl.lit(None, pl.Float64), "threshold_source": pl.lit("quantile"),
-                      "threshold_op": pl.lit(">="), "flat": pl.lit(False), "n_nonzero": pl.lit(0, pl.Int64),
+                      "threshold_op": pl.lit(">="), "threshold_method": pl.lit("quantile"),
+                      "threshold_quality": pl.lit(None, pl.Float64), "negative_median": pl.lit(None, pl.Float64),
+                      "positive_share": pl.lit(None, pl.Float64), "flat": pl.lit(False), "n_nonzero": pl.lit(0, pl.Int64),
                       "n_nan": pl.lit(0, pl.Int64)}
         global_ = global_.with_columns([v.alias(k) for k, v in g_defaults.items() if k not in global_.columns])
+        if "enrichment_reference" not in global_.columns:
+            global_ = global_.with_columns(pl.col("global_median").alias("enrichment_reference"))
         order = natural_order(cluster["cluster"].to_list())
         counts = dict(cluster.group_by("cluster").agg(pl.col("n_cells").max()).iter_rows())
         clusters = pl.DataFrame({"cluster": order, "n_cells": [int(counts[c]) for c in order]},
@@ -55,6 +60,11 @@ class Statistics:
     @property
     def flat_markers(self) -> list[str]:
         return self.global_.filter(pl.col("flat"))["marker"].to_list()
+
+
+_HISTOGRAM_SCHEMA = {"marker": pl.Utf8, "lower": pl.Float64, "upper": pl.Float64, "count": pl.Int64}
+_FLOAT_COLUMNS = ("global_median", "global_mean", "global_std", "threshold", "threshold_quality", "negative_median",
+                  "enrichment_reference", "positive_share")
 
 
 def natural_key(label: str) -> tuple:
@@ -78,12 +88,15 @@ def compute_statistics(
     markers: Sequence[str],
     scoring: ScoringParams,
     thresholds: dict[str, tuple[str, float]] | None = None,
+    global_: pl.DataFrame | None = None,
 ) -> Statistics:
     """Global and per-cluster statistics of the resolved marker columns.
 
     ``matrix``: cells x len(markers), dense or scipy sparse (one column densified at a time);
     ``clusters``: one label per cell; ``thresholds``: panel marker -> (op, value) absolute cuts
-    replacing the quantile threshold. NaN values are missing: excluded and never positive.
+    replacing the data-driven split. NaN values are missing: excluded and never positive.
+    ``global_``: the global table of an earlier call on the same cells (refinement relabels cells;
+    global statistics do not depend on the labels), reused instead of recomputed.
     """
     markers = [str(m) for m in markers]
     labels = np.asarray(clusters).astype(str)
@@ -104,33 +117,29 @@ def compute_statistics(
 
     summaries: list[MarkerSummary] = []
     frames: list[pl.DataFrame] = []
+    histograms: list[pl.DataFrame] = []
     n_cells = np.bincount(codes, minlength=n_clusters)
+    known = {row["marker"]: MarkerSummary(**row) for row in global_.iter_rows(named=True)} if global_ is not None else {}
     with steps(len(markers), "statistics", unit="marker") as advance:
         for j, marker in enumerate(markers):
             values = _column(matrix, j)
-            summary = summarise_marker(marker, values, scoring, thresholds.get(marker))
+            summary = known.get(marker)
+            if summary is None:
+                summary = summarise_marker(marker, values, scoring, thresholds.get(marker))
+                histograms.append(pl.DataFrame(marker_histogram(marker, values), schema=_HISTOGRAM_SCHEMA))
             summaries.append(summary)
             frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring))
             advance(1)
 
+    columns = [f.name for f in fields(MarkerSummary)]
     global_ = pl.DataFrame(
-        {
-            "marker": [s.marker for s in summaries],
-            "global_median": [s.global_median for s in summaries],
-            "global_mean": [s.global_mean for s in summaries],
-            "global_std": [s.global_std for s in summaries],
-            "threshold": [s.threshold for s in summaries],
-            "threshold_source": [s.threshold_source for s in summaries],
-            "threshold_op": [s.threshold_op for s in summaries],
-            "flat": [s.flat for s in summaries],
-            "n_nonzero": [s.n_nonzero for s in summaries],
-            "n_nan": [s.n_nan for s in summaries],
-        },
-        schema_overrides={"global_median": pl.Float64, "global_mean": pl.Float64, "global_std": pl.Float64, "threshold": pl.Float64},
-    )
+        {name: [getattr(s, name) for s in summaries] for name in columns},
+        schema_overrides={name: pl.Float64 for name in _FLOAT_COLUMNS},
+    ).select(columns)
     cluster = _with_de_rank(pl.concat(frames) if frames else _empty_cluster_frame(), order, markers)
     clusters_df = pl.DataFrame({"cluster": order, "n_cells": n_cells.astype(np.int64)}, schema={"cluster": pl.Utf8, "n_cells": pl.Int64})
-    return Statistics(global_=global_, cluster=cluster, clusters=clusters_df, markers=markers)
+    return Statistics(global_=global_, cluster=cluster, clusters=clusters_df, markers=markers,
+                      histograms=pl.concat(histograms) if histograms else None)
 
 
 def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, scoring: ScoringParams) -> pl.DataFrame:
@@ -159,7 +168,7 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
     if summary.flat:
         enrichment = pl.Series([0.0] * agg.height)
     else:
-        enrichment = (centre - summary.global_median) / summary.global_std
+        enrichment = (centre - summary.enrichment_reference) / summary.global_std
     return agg.select(
         pl.col("code"),
         pl.lit(summary.marker).alias("marker"),

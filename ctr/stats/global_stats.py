@@ -1,4 +1,5 @@
-"""Per-marker statistics over all cells: centre, spread, flatness and the positivity threshold."""
+"""Per-marker statistics over all cells: centre, spread, flatness, the positivity split and the
+reference that enrichment is measured from."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctr.rules.params import ScoringParams
+from ctr.stats.positivity import Split, find_split
 
 # The quantile rule of numpy (method="linear", i.e. Hyndman & Fan type 7), used everywhere.
 QUANTILE_METHOD = "linear"
@@ -19,8 +21,13 @@ class MarkerSummary:
     global_mean: float
     global_std: float
     threshold: float
-    threshold_source: str  # "quantile" | "absolute"
+    threshold_source: str  # "auto" | "quantile" | "absolute"
     threshold_op: str  # ">=" | ">"
+    threshold_method: str  # how the split was found: mixture | floor | tail | quantile | absolute | none
+    threshold_quality: float  # Ashman's D of the two-population fit (NaN when none was fitted)
+    negative_median: float  # median of the values that are not positive (NaN when every value is)
+    enrichment_reference: float  # the value enrichment is measured from
+    positive_share: float  # share of the non-missing values that are positive
     flat: bool
     n_nonzero: int
     n_nan: int
@@ -39,22 +46,50 @@ def summarise_marker(
         median = mean = std = float("nan")
     flat = not (std > 0)
     if absolute is not None:
-        op, threshold, source = absolute[0], float(absolute[1]), "absolute"
+        split, source = Split(float(absolute[1]), absolute[0], "absolute", float("nan")), "absolute"
+    elif scoring.positivity == "auto":
+        split, source = find_split(valid), "auto"
     else:
-        op, source = ">=", "quantile"
-        threshold = float(np.quantile(nonzero, scoring.positive_quantile, method=QUANTILE_METHOD)) if nonzero.size else float("nan")
-    return MarkerSummary(marker, median, mean, std, threshold, source, op, flat, int(nonzero.size), int(nan.sum()))
+        # the user guide's rule: a quantile of the non-zero values; a positive cell is also > 0
+        t = float(np.quantile(nonzero, scoring.positive_quantile, method=QUANTILE_METHOD)) if nonzero.size else float("nan")
+        split, source = Split(t, ">=", "quantile", float("nan")), "quantile"
+    pos = _positive(valid, split.threshold, split.op, source, flat)
+    negative_median = float(np.median(valid[~pos])) if (~pos).any() else float("nan")
+    reference = median if scoring.enrichment_reference == "median" or np.isnan(negative_median) else negative_median
+    share = float(pos.mean()) if valid.size else float("nan")
+    return MarkerSummary(marker, median, mean, std, split.threshold, source, split.op, split.method, split.quality,
+                         negative_median, reference, share, flat, int(nonzero.size), int(nan.sum()))
+
+
+def _positive(values: np.ndarray, threshold: float, op: str, source: str, flat: bool) -> np.ndarray:
+    if flat or np.isnan(threshold):
+        return np.zeros(values.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        above = values > threshold if op == ">" else values >= threshold
+    return above & (values > 0) if source == "quantile" else above
 
 
 def positive(values: np.ndarray, summary: MarkerSummary) -> np.ndarray:
-    """Which cells are positive: value >= t and > 0 (quantile), or ``value op t`` (absolute).
+    """Which cells are positive: ``value op threshold`` (the quantile rule also needs value > 0).
     Missing values and flat markers are never positive."""
-    if summary.flat or np.isnan(summary.threshold):
-        return np.zeros(values.shape, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        if summary.threshold_source == "absolute":
-            return values > summary.threshold if summary.threshold_op == ">" else values >= summary.threshold
-        return (values >= summary.threshold) & (values > 0)
+    return _positive(values, summary.threshold, summary.threshold_op, summary.threshold_source, summary.flat)
+
+
+HISTOGRAM_BINS = 48
+
+
+def marker_histogram(marker: str, values: np.ndarray) -> dict[str, list]:
+    """The distribution of one marker as ``HISTOGRAM_BINS`` bins between its 0.1% and 99.9%
+    quantiles (long format: marker, lower, upper, count), for drawing the split on it."""
+    valid = values[~np.isnan(values)]
+    if not valid.size:
+        return {"marker": [], "lower": [], "upper": [], "count": []}
+    lo, hi = np.quantile(valid, [0.001, 0.999])
+    if not hi > lo:
+        lo, hi = float(valid.min()), float(valid.max()) + (0.0 if valid.max() > valid.min() else 1.0)
+    counts, edges = np.histogram(np.clip(valid, lo, hi), bins=HISTOGRAM_BINS, range=(lo, hi))
+    return {"marker": [marker] * HISTOGRAM_BINS, "lower": edges[:-1].tolist(), "upper": edges[1:].tolist(),
+            "count": counts.astype(np.int64).tolist()}
 
 
 def absolute_thresholds(ruleset, mapping: dict[str, str]) -> dict[str, tuple[str, float]]:

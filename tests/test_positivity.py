@@ -1,0 +1,108 @@
+"""The data-driven positivity split (positivity: auto) on synthetic distributions of known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctr.rules.params import ScoringParams
+from ctr.stats import compute_statistics
+from ctr.stats.positivity import find_split
+
+N = 50_000
+# A split is "found" when the share it calls positive is within this of the true share, and the
+# positives it calls are this pure.
+SHARE_TOLERANCE = 0.01
+MIN_PURITY = 0.97
+
+
+def two_populations(share: float, *, zeros: float = 0.0, negative=(0.0, 1.0), positive=(5.0, 1.0), seed=0):
+    """Values and truth: ``share`` positive cells, ``zeros`` of the negatives exact zeros."""
+    rng = np.random.default_rng(seed)
+    n_pos = int(N * share)
+    n_zero = int((N - n_pos) * zeros)
+    values = np.r_[rng.normal(*negative, N - n_pos - n_zero), np.zeros(n_zero), rng.normal(*positive, n_pos)]
+    truth = np.r_[np.zeros(N - n_pos, bool), np.ones(n_pos, bool)]
+    return values, truth
+
+
+def called(values, split):
+    return values > split.threshold if split.op == ">" else values >= split.threshold
+
+
+@pytest.mark.parametrize("share", [0.02, 0.30, 0.80])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(),  # continuous with negatives (flow after arcsinh/logicle)
+        dict(zeros=0.5, negative=(0.8, 0.3), positive=(3.0, 0.5)),  # true zeros (MIBI/IMC counts)
+        dict(negative=(-0.5, 0.4), positive=(2.0, 0.6)),  # close populations, negatives below zero
+    ],
+    ids=["continuous", "zeros", "close"],
+)
+def test_two_populations_are_split(share, shape):
+    values, truth = two_populations(share, **shape)
+    if "zeros" in shape:
+        values = np.clip(values, 0.0, None)
+    split = find_split(values)
+    pos = called(values, split)
+    assert split.method == "mixture"
+    assert split.quality >= 2.0
+    assert abs(pos.mean() - share) <= SHARE_TOLERANCE
+    assert truth[pos].mean() >= MIN_PURITY
+
+
+def test_unimodal_marker_has_few_positives_and_says_so():
+    values = np.random.default_rng(1).normal(2.0, 0.5, N)
+    split = find_split(values)
+    assert split.method == "tail"
+    assert called(values, split).mean() < 0.01
+
+
+def test_zeros_and_one_expressed_population_means_detected():
+    # log-normalised RNA: a gene is zero or expressed at one level; detected = positive
+    rng = np.random.default_rng(2)
+    values = np.r_[np.zeros(30_000), rng.normal(1.5, 0.4, 20_000).clip(0.05)]
+    split = find_split(values)
+    assert split.method == "floor" and split.op == ">" and split.threshold == 0.0
+    assert called(values, split).mean() == pytest.approx(0.4)
+
+
+def test_constant_marker_has_no_split():
+    assert find_split(np.full(100, 3.0)).method == "none"
+
+
+def test_missing_values_are_ignored():
+    values, truth = two_populations(0.3)
+    values[::10] = np.nan
+    split = find_split(values)
+    assert split.method == "mixture"
+    assert abs(called(values[~np.isnan(values)], split).mean() - 0.3) <= SHARE_TOLERANCE
+
+
+def test_majority_population_reads_as_enriched():
+    # 80% of cells express the marker; the 80% cluster must read as enriched, not as "the median"
+    values, truth = two_populations(0.8)
+    labels = np.where(truth, "pos", "neg")
+    auto = compute_statistics(values[:, None], labels, ["K"], ScoringParams())
+    old = compute_statistics(values[:, None], labels, ["K"], ScoringParams(positivity="quantile", enrichment_reference="median"))
+
+    def stat(stats, cluster, column):
+        return dict(zip(stats.cluster["cluster"], stats.cluster[column]))[cluster]
+
+    assert stat(auto, "pos", "pos_frac") > 0.97
+    assert stat(auto, "neg", "pos_frac") < 0.03
+    assert stat(auto, "pos", "enrichment") > 1.0
+    # the quantile rule calls at most a quarter of the non-zero values positive (a few more
+    # here, where negatives are non-zero too): the expressing majority cannot read as positive
+    assert stat(old, "pos", "pos_frac") < 0.35
+    g = auto.global_.row(0, named=True)
+    assert g["threshold_method"] == "mixture"
+    assert g["enrichment_reference"] == pytest.approx(g["negative_median"])
+
+
+def test_absolute_threshold_still_wins():
+    values, _ = two_populations(0.3)
+    stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(), thresholds={"K": (">", 4.0)})
+    g = stats.global_.row(0, named=True)
+    assert (g["threshold"], g["threshold_source"], g["threshold_method"]) == (4.0, "absolute", "absolute")
