@@ -30,7 +30,6 @@ SINGLE_CLUSTER = register("CTR508", "warning", "one single cluster for all cells
 EMPTY_CATEGORIES = register("CTR509", "info", "empty categories in the cluster column")
 SINGLETON_CLUSTERS = register("CTR510", "warning", "clusters with one cell")
 MISSING_LABELS = register("CTR515", "warning", "cells without a cluster label")
-DATA_PROFILE = register("CTR520", "info", "what kind of values the layer holds")
 
 # integers up to 92 in 10x PBMC UMI counts (800 cells): log-normalised data is never all-integer
 RAW_COUNT_MAX = 20.0
@@ -161,7 +160,6 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
                 hint="expression is expected >= 0 (log or arcsinh intensities); check background subtraction "
                      "or choose another --layer"))
     profile = profile or profile_values(matrix, layer_name)
-    diags.append(Diagnostic(DATA_PROFILE, f"{where} holds {profile.describe()}", severity="info"))
     if lo_all >= 0 and hi_all > RAW_COUNT_MAX and profile.integer:
         diags.append(Diagnostic(
             RAW_COUNTS, f"{where} looks like raw counts (non-negative integers up to {hi_all:.6g})",

@@ -28,6 +28,8 @@ import numpy as np
 FLOOR_MASS = 0.05
 # Ashman's D at or above which two mixture components are two populations.
 MIN_SEPARATION = 2.0
+# ... or one component (a narrow noise peak) lies this many of its standard deviations from the cut.
+ONE_SIDED = 3.0
 # The smaller component must hold at least this share of the fitted values.
 MIN_WEIGHT = 0.005
 # Robust standard deviations above the median where a unimodal marker's positive tail starts.
@@ -105,6 +107,17 @@ def _e_step(x, w, weights, means, variances):
     return np.exp(log_p[1] - total), float((w * total).sum())
 
 
+def resolved_side(cut: float, means: np.ndarray, variances: np.ndarray) -> float:
+    """How far the better-resolved component lies from ``cut``, in its own standard deviations.
+
+    Imaging data (CODEX, IMC) after background subtraction often hold a narrow noise peak just
+    above zero and a wide, skewed tail of stained cells: the two components overlap by Ashman's D
+    (the wide one's spread dominates), yet the noise peak ends well before the cut.
+    """
+    sd = np.sqrt(variances)
+    return float(max((cut - means[0]) / sd[0], (means[1] - cut) / sd[1]))
+
+
 def mixture_cut(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> float:
     """The value between the two means where both components are equally likely (Bayes' cut)."""
     grid = np.linspace(means[0], means[1], 1025)
@@ -127,10 +140,15 @@ def find_split(values: np.ndarray) -> Split:
     if fitted.size >= 10 and np.ptp(fitted) > 0:
         weights, means, variances = _fit_mixture(fitted)
         quality = ashman_d(means, variances)
-        if quality >= MIN_SEPARATION and weights.min() >= MIN_WEIGHT:
-            return Split(mixture_cut(weights, means, variances), ">=", "mixture", quality)
-    if floored:
+        cut = mixture_cut(weights, means, variances)
+        if weights.min() >= MIN_WEIGHT and (quality >= MIN_SEPARATION or resolved_side(cut, means, variances) >= ONE_SIDED):
+            return Split(cut, ">=", "mixture", quality)
+    # One population above the floor. The larger of the floor mass and that population is the
+    # negative one: a floor holding most cells (a gene most cells do not detect) leaves "detected"
+    # as positive; a population holding most cells (background staining above a few zeros) is
+    # itself negative, and only its upper tail is positive.
+    if floored and above.size <= values.size / 2:
         return Split(floor, ">", "floor", quality)
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median))) * _MAD_TO_SD
+    median = float(np.median(fitted))
+    mad = float(np.median(np.abs(fitted - median))) * _MAD_TO_SD
     return Split(median + TAIL_MADS * mad if mad > 0 else median, ">", "tail", quality)
