@@ -318,6 +318,10 @@ def annotate_adata(
             annotation_only=True,
             unit=opts.unit,
         )
+    if result.provenance.get("data_profile"):
+        from ctr.data.checks import DataProfile
+
+        progress.note(f"data: layer '{result.layer}' holds {DataProfile(**result.provenance['data_profile']).describe()}")
     for choice in result.provenance.get("inherited", []):
         value = result.provenance.get(choice) if choice == "preset" else result.provenance["tissue"]["name"]
         notes.append(f"using {choice} '{value}' of the run that made the input (pass --{choice} none to drop it)")

@@ -77,9 +77,13 @@ def natural_order(labels) -> list[str]:
 
 
 def _column(matrix, j: int) -> np.ndarray:
+    """Column ``j`` as float64, infinite values made missing (NaN) like NaN itself."""
     if sp.issparse(matrix):
-        return np.asarray(matrix[:, [j]].toarray(), dtype=np.float64).ravel()
-    return np.asarray(matrix[:, j], dtype=np.float64)
+        values = np.asarray(matrix[:, [j]].toarray(), dtype=np.float64).ravel()
+    else:
+        values = np.array(matrix[:, j], dtype=np.float64)
+    values[np.isinf(values)] = np.nan
+    return values
 
 
 def compute_statistics(
