@@ -59,15 +59,15 @@ def test_coverage_counts_the_markers_the_panel_measures():
     assert ns.coverage[0] == pytest.approx(2 / 3)
     assert ns.panel_coverage[0] == pytest.approx(3 / 4)
     assert ns.missing == ["X"]
-    assert ns.assessable and ns.needed == 2
+    assert ns.assessable and ns.needed == 1
 
 
 def test_a_type_with_too_few_measured_markers_is_not_assessable():
-    ns = scored(rs=ruleset(node("Z", ["A", "Q1", "Q2"])), path=("Z",))
+    two = ResolvedParams(gating=GatingParams(min_measured_markers=2))
+    ns = scored(rs=ruleset(node("Z", ["A", "Q1", "Q2"])), path=("Z",), params=two)
     assert (len(ns.positive), ns.needed, ns.assessable) == (1, 2, False)
-    one = scored(rs=ruleset(node("Z", ["A", "Q1", "Q2"])), path=("Z",),
-                 params=ResolvedParams(gating=GatingParams(min_measured_markers=1)))
-    assert one.assessable
+    assert scored(rs=ruleset(node("Z", ["A", "Q1", "Q2"])), path=("Z",)).assessable  # default: one is enough
+    assert not scored(rs=ruleset(node("Z", ["Q1", "Q2"])), path=("Z",)).assessable
 
 
 def test_means_over_resolved_markers():

@@ -90,7 +90,7 @@ class GatingParams(_Block):
         "the lowest by at least this much (null: never)")
     min_measured_markers: int = Field(
         1, ge=1, le=100, description="positive markers of a type the panel must measure to judge the type "
-        "(all of them when the type lists fewer); a type with fewer is 'not assessable on this panel'")
+        "(all of them when the type lists fewer); a type with fewer is not assessable on this panel")
 
     @field_validator("level_defaults", mode="before")
     @classmethod

@@ -1,0 +1,138 @@
+"""Choose ctr's default parameters by leave-one-set-out cross-validation (docs/accuracy.md).
+
+Every candidate configuration in :data:`GRID` is run once over every (labelled set, ruleset)
+pair of ``benchmarks/accuracy.py`` (annotation only, default parameters otherwise). Then, for
+each labelled set in turn, the configuration with the best mean accuracy on the *other* sets is
+chosen and its accuracy on the held-out set is reported: what a default chosen without that set
+would have given on it. The default we ship is the configuration with the best mean accuracy
+over all sets; the table says how often the folds agreed with it.
+
+Usage::
+
+    python benchmarks/choose_defaults.py [--sets a,b] [--csv OUT.csv] [--quick]
+
+Prints the per-configuration table, the per-fold table and the choice. Takes minutes: every
+configuration recomputes the statistics of every set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import accuracy  # noqa: E402  (the harness beside this file)
+
+# Each axis: a dotted parameter key and the values tried. The first value of every axis is the
+# candidate default. Axes are crossed; configurations that differ only in a parameter that has no
+# effect (a split parameter under positivity 'quantile') are run once.
+GRID: dict[str, list] = {
+    "scoring.positivity": ["auto", "quantile"],
+    "scoring.enrichment_reference": ["negative", "median"],
+    "scoring.split_separation": [2.0, 1.5, 2.5],
+    "scoring.split_tail_mads": [3.0, 2.0],
+    "gating.level_defaults.0.min_coverage": [0.5, 0.34],
+    "scoring.anti_agg": ["top2mean", "mean"],
+}
+QUICK: dict[str, list] = {k: v[:2] for k, v in GRID.items() if k != "scoring.split_separation"}
+_ONLY_WITH_AUTO = ("scoring.split_separation", "scoring.split_tail_mads")
+
+
+def nested(config: dict[str, object]) -> dict:
+    """``{"a.b.c": 1}`` -> ``{"a": {"b": {"c": 1}}}``: the shape ``accuracy.run`` takes."""
+    out: dict = {}
+    for key, value in config.items():
+        node = out
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def configurations(grid: dict[str, list]) -> list[dict[str, object]]:
+    """Every combination of the grid's values, without the ones that cannot differ."""
+    seen, out = set(), []
+    for values in itertools.product(*grid.values()):
+        config = dict(zip(grid, values))
+        if config.get("scoring.positivity") == "quantile":
+            for key in _ONLY_WITH_AUTO:
+                if key in grid:
+                    config[key] = grid[key][0]
+        frozen = json.dumps(config, sort_keys=True)
+        if frozen not in seen:
+            seen.add(frozen)
+            out.append(config)
+    return out
+
+
+def label(config: dict[str, object], grid: dict[str, list]) -> str:
+    """The configuration as its differences from the candidate default ('default' when none)."""
+    changed = [f"{k.split('.')[-1] if not k.startswith('gating.level') else 'L0.' + k.split('.')[-1]}={v}"
+               for k, v in config.items() if v != grid[k][0]]
+    return ", ".join(changed) or "default"
+
+
+def score_all(grid: dict[str, list], sets: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per (configuration, set, ruleset) with the accuracy figures of ``accuracy.run``."""
+    frames = []
+    for i, config in enumerate(configurations(grid)):
+        t0 = time.perf_counter()
+        table = accuracy.run(nested(config), sets=sets)
+        table.insert(0, "config", label(config, grid))
+        frames.append(table)
+        print(f"[{i + 1}] {label(config, grid)}: mean accuracy {table['accuracy'].mean():.3f} "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def leave_one_set_out(scores: pd.DataFrame) -> pd.DataFrame:
+    """For each held-out set: the configuration best on the other sets and its held-out figures."""
+    by_config_set = scores.groupby(["config", "set"])["accuracy"].mean().unstack("set")
+    rows = []
+    for held_out in by_config_set.columns:
+        others = by_config_set.drop(columns=held_out).mean(axis=1)
+        chosen = others.idxmax()
+        held = scores[(scores["config"] == chosen) & (scores["set"] == held_out)]
+        default = scores[(scores["config"] == "default") & (scores["set"] == held_out)]
+        rows.append({
+            "held_out": held_out, "chosen_on_others": chosen,
+            "accuracy": held["accuracy"].mean(), "oracle": held["oracle"].mean(), "gap": held["gap"].mean(),
+            "default_accuracy": default["accuracy"].mean(),
+            "best_possible": by_config_set[held_out].max(),
+        })
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", help="comma-separated labelled sets (default: all present)")
+    parser.add_argument("--quick", action="store_true", help="two values per axis, no separation axis")
+    parser.add_argument("--csv", help="write every (configuration, set, ruleset) row here")
+    args = parser.parse_args(argv)
+    grid = QUICK if args.quick else GRID
+    scores = score_all(grid, args.sets.split(",") if args.sets else None)
+    if args.csv:
+        scores.to_csv(args.csv, index=False)
+    pd.set_option("display.width", 200)
+    summary = scores.groupby("config").agg(mean_accuracy=("accuracy", "mean"), mean_gap=("gap", "mean"),
+                                           worst_gap=("gap", "max")).sort_values("mean_accuracy", ascending=False)
+    print(summary.round(3).to_string())
+    folds = leave_one_set_out(scores)
+    print()
+    print(folds.round(3).to_string(index=False))
+    best = summary.index[0]
+    agree = int((folds["chosen_on_others"] == best).sum())
+    print(f"\nchosen on all sets: {best}; {agree} of {len(folds)} folds chose it without their held-out set")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
