@@ -3,7 +3,7 @@
 The gate functions of :mod:`ctr.engine.gates` then evaluate requirements, vetoes, conditions and
 coverage on one cell's own values, the same way they do on a cluster: ``pos_frac`` is 1 or 0
 (the cell is positive or not by the marker's threshold), ``median`` and ``mean`` are the value,
-``enrichment`` is ``(x - global_median) / global_std``; ``de_z`` and ``de_rank`` have no meaning
+``enrichment`` is ``(x - enrichment_reference) / global_std``; ``de_z`` and ``de_rank`` have no meaning
 for one cell and are missing. Used by ``--unit cell`` and by cell-state calling per cell.
 """
 
@@ -24,15 +24,17 @@ def cell_evidence(matrix, markers: list[str], global_: pd.DataFrame, rows: np.nd
     x = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
     g = global_.set_index("marker").loc[markers]
     median = g["global_median"].to_numpy(dtype=float)
+    reference = g["enrichment_reference"].to_numpy(dtype=float) if "enrichment_reference" in g else median
     std = g["global_std"].to_numpy(dtype=float)
     threshold = g["threshold"].to_numpy(dtype=float)
-    absolute = (g["threshold_source"] == "absolute").to_numpy() if "threshold_source" in g else np.zeros(len(markers), bool)
+    # only the quantile rule also asks for x > 0 (an absolute or data-driven split is the whole rule)
+    quantile = (g["threshold_source"] == "quantile").to_numpy() if "threshold_source" in g else np.ones(len(markers), bool)
     strict = (g["threshold_op"] == ">").to_numpy() if "threshold_op" in g else np.zeros(len(markers), bool)
     flat = g["flat"].to_numpy(dtype=bool)
     with np.errstate(invalid="ignore"):
         above = np.where(strict, x > threshold, x >= threshold)
-        positive = above & (absolute | (x > 0)) & ~flat  # semantics: quantile positivity also needs x > 0
-        enrichment = np.where(std > 0, (x - median) / np.where(std > 0, std, 1.0), 0.0)
+        positive = above & (~quantile | (x > 0)) & ~flat
+        enrichment = np.where(std > 0, (x - reference) / np.where(std > 0, std, 1.0), 0.0)
     missing = np.isnan(x)
     pos_frac = np.where(missing, np.nan, positive.astype(float))
     n = x.shape[0]
@@ -40,5 +42,5 @@ def cell_evidence(matrix, markers: list[str], global_: pd.DataFrame, rows: np.nd
     return ClusterEvidence(
         clusters=[str(i) for i in range(n)], n_cells=np.ones(n, dtype=np.int64), markers=list(markers),
         column={m: j for j, m in enumerate(markers)}, pos_frac=pos_frac, enrichment=np.where(missing, np.nan, enrichment),
-        median=x, mean=x, de_z=none, de_rank=none, threshold=threshold, global_median=median, global_std=std, flat=flat,
+        median=x, mean=x, de_z=none, de_rank=none, threshold=threshold, global_median=median, reference=reference, global_std=std, flat=flat,
     )
