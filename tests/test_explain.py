@@ -119,5 +119,5 @@ def test_reason_column_is_the_rows_in_words(real_run):
     assert trace["reason"].tolist() == reasons(trace)
     (cov,) = rows(real_run, "5", cell_type="Epithelium", gate="coverage")
     written = trace[(trace.cluster == "5") & (trace.cell_type == "Epithelium") & (trace.gate == "coverage")].reason.iloc[0]
-    assert written.startswith(f"coverage {cov.observed:.2f} < {cov.threshold:.2f}: 2 of 4 markers on (EPCAM, KRT8)")
+    assert written.startswith(f"coverage {cov.observed:.2f} < {cov.threshold:.2f}: 2 of 4 measured markers on (EPCAM, KRT8)")
     assert written.endswith(f"(rule {cov.location})")
