@@ -291,14 +291,14 @@ def staged_run_dir(target: str | os.PathLike, *, force: bool = False, inputs: It
         raise OutputError(f"output directory {str(given)!r} is the root of the file system; refusing to write a run there",
                           hint="pass --output-dir a folder for this run")
     inputs = [Path(p) for p in inputs]
-    check_run_target(target, force=force, inputs=inputs)  # fail fast, before the lock and any folder
+    check_run_target(given, force=force, inputs=inputs)  # fail fast, before the lock and any folder (named as given)
     try:
         created = _create_parents(target.parent)
     except OSError as exc:
         raise OutputError(f"cannot create output directory {str(target)!r}: {exc.strerror or exc}") from None
     try:
         with _locked(target), _Interrupts() as interrupts:
-            manifest = check_run_target(target, force=force, inputs=inputs)  # again, now that no other run can write
+            manifest = check_run_target(given, force=force, inputs=inputs)  # again, now that no other run can write
             _remove_leftovers(target)
             staging = target.parent / f".{target.name}{STAGING_MARKER}{os.getpid()}"
             try:
