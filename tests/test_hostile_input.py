@@ -530,7 +530,11 @@ def test_failure_while_writing_leaves_no_partial_file(exc, exit_code, message, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "tiny.ctr"]
 
 
-def test_failed_rerun_keeps_the_previous_complete_output(tmp_path, ruleset, capsys, monkeypatch):
+@pytest.mark.parametrize("exc, exit_code, message", [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (OSError(28, "No space left on device"), 1, "No space left on device"),
+])
+def test_failed_rerun_keeps_the_previous_complete_output(exc, exit_code, message, tmp_path, ruleset, capsys, monkeypatch):
     path = write(tiny(), tmp_path / "in.h5ad")
     run = tmp_path / "run"
     assert annotate(capsys, path, run, ruleset=ruleset)[0] == 0
@@ -543,13 +547,14 @@ def test_failed_rerun_keeps_the_previous_complete_output(tmp_path, ruleset, caps
         calls.append(1)
         if len(calls) == 3:  # the third table: half written, then interrupted
             handle.write("cluster,final_annotation\n0,")
-            raise KeyboardInterrupt
+            raise exc
         return real_to_csv(self, handle, *args, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv_then_fail)
     code, _, err = annotate(capsys, path, run, "--force", "--scoring-params", '{"anti_weight": 0.9}', ruleset=ruleset)
-    assert code == 130 and "interrupted" in err
+    assert code == exit_code and message in err
     assert snapshot(run) == before  # the old complete run, every file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad", "run", "tiny.ctr"]  # no staging left
 
 
 def _run_cli(args, **kwargs) -> subprocess.Popen:
