@@ -115,3 +115,20 @@ def test_transform_silences_the_untransformed_warning(tmp_path, ruleset, capsys)
     code, out, err = annotate(capsys, write(adata, tmp_path / "in.h5ad"), tmp_path / "run", "--transform", "arcsinh:150",
                               ruleset=ruleset, annotation_only=False)
     assert code == 0 and "CTR505" not in err + out and "CTR506" not in err + out
+
+
+def test_many_warnings_of_one_kind_are_folded_in_text_but_listed_in_json(tmp_path, capsys):
+    import json
+
+    markers = ", ".join(f"GENE{i}" for i in range(15))
+    rules = tmp_path / "wide.ctr"
+    rules.write_text(f'ruleset wide\ntype "A" {{\n  markers CD3, {markers}\n}}\n')
+    panel = tmp_path / "panel.txt"
+    panel.write_text("CD3\n")
+    main(["lint-ruleset", str(rules), "--panel", str(panel)])
+    text = capsys.readouterr().out
+    assert text.count("CTR300 warning:") == 10
+    assert "... 5 more CTR300 warnings (marker not found in the panel) at 3:" in text and "--format json" in text
+    main(["lint-ruleset", str(rules), "--panel", str(panel), "--format", "json"])
+    listed = json.loads(capsys.readouterr().out)["diagnostics"]
+    assert sum(d["code"] == "CTR300" for d in listed) == 15

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names, register
+from ctr.diagnostics import CODES, Diagnostic, DiagnosticList, SourceLoc, preview_names, register
 from ctr.rules.expr import markers_in
 from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
@@ -522,11 +522,23 @@ class LintReport:
     def sorted_diagnostics(self) -> list[Diagnostic]:
         return DiagnosticList(list(self.diagnostics)).sorted()
 
+    FOLD_AFTER = 10  # warnings/infos of one code shown in full; the rest in one line (JSON lists all)
+
     def format_text(self) -> str:
         blocks = []
+        shown: Counter = Counter()
+        folded: dict[str, list[Diagnostic]] = {}
         for diag in self.sorted_diagnostics():
+            if diag.level != "error" and shown[diag.code] >= self.FOLD_AFTER:
+                folded.setdefault(diag.code, []).append(diag)
+                continue
+            shown[diag.code] += 1
             source = self.sources.get(diag.loc.file) if diag.loc is not None and diag.loc.file else None
             blocks.append(diag.format(source))
+        for code, rest in folded.items():
+            where = [f"{d.loc.line}:{d.loc.column}" if d.loc is not None and d.loc.line else "?" for d in rest]
+            blocks.append(f"... {len(rest)} more {code} {rest[0].level}s ({CODES[code][1]}) at "
+                          f"{preview_names(where)}; `--format json` lists each")
         name = self.ruleset.name if self.ruleset is not None else self.target
         panel = f" against panel {self.panel_path}" if self.panel_path else ""
         blocks.append(f"{name}{panel}: {self.summary()}")
