@@ -14,13 +14,9 @@ import numpy as np
 
 
 def synthetic(n_cells: int, n_markers: int, n_clusters: int, sparse: bool, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    clusters = rng.integers(0, n_clusters, n_cells)
-    # each cluster expresses a few markers strongly: a realistic block structure
-    profile = rng.random((n_clusters, n_markers)) < 0.15
-    base = rng.exponential(0.3, (n_cells, n_markers)).astype(np.float32)
-    base += profile[clusters] * rng.normal(2.0, 0.5, (n_cells, n_markers)).astype(np.float32).clip(0)
-    base[rng.random((n_cells, n_markers)) < 0.4] = 0.0
+    from synthetic_h5ad import synthetic_matrix  # this folder is on sys.path when run as a script
+
+    base, clusters = synthetic_matrix(n_cells, n_markers, n_clusters, seed)
     if sparse:
         import scipy.sparse as sp
 

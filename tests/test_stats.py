@@ -180,3 +180,50 @@ def test_tied_de_z_share_a_rank():
     x = np.array([[5, 5, 3], [6, 6, 1], [0, 0, 2], [1, 1, 0]], dtype=float)
     stats = compute_statistics(x, ["a", "a", "b", "b"], ["A", "B", "C"], QUANTILE)
     assert [cell(stats, "a", m, "de_rank") for m in "ABC"] == [1, 1, 3]
+
+
+def _random_panel(seed: int = 3, n: int = 3000, n_clusters: int = 7):
+    """float32 values with ties, exact zeros, negative zeros and missing values; labels 0..k-1."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(0.5, 1.0, (n, 3)), 1).astype(np.float32)
+    x[rng.random((n, 3)) < 0.3] = 0.0
+    x[rng.random((n, 3)) < 0.05] = -0.0
+    x[rng.random((n, 3)) < 0.05] = np.nan
+    return x, rng.integers(0, n_clusters, n)
+
+
+def test_cluster_statistics_match_a_per_cluster_recomputation():
+    # the one-sort path (float32 values sorted as integer keys) against numpy/scipy per cluster
+    x, codes = _random_panel()
+    stats = compute_statistics(x, codes, ["A", "B", "C"], QUANTILE)
+    x64 = x.astype(np.float64)
+    for j, marker in enumerate(["A", "B", "C"]):
+        for k in range(7):
+            values = x64[codes == k, j]
+            values = values[~np.isnan(values)]
+            assert cell(stats, str(k), marker, "median") == pytest.approx(np.median(values), rel=1e-12)
+            assert cell(stats, str(k), marker, "mean") == pytest.approx(values.mean(), rel=1e-12)
+            assert cell(stats, str(k), marker, "n_nan") == int(np.isnan(x64[codes == k, j]).sum())
+            z = _reference_z(x64[:, j], codes.astype(str), str(k))
+            assert cell(stats, str(k), marker, "de_z") == pytest.approx(z, abs=1e-9)
+
+
+def test_float32_and_float64_values_give_the_same_tables():
+    # float64 values that are not float32 take the argsort path; the ranks and medians agree
+    x, codes = _random_panel()
+    as32 = compute_statistics(x, codes, ["A", "B", "C"], QUANTILE)
+    as64 = compute_statistics(x.astype(np.float64), codes, ["A", "B", "C"], QUANTILE)
+    shifted = compute_statistics(x.astype(np.float64) + 1e-12, codes, ["A", "B", "C"], QUANTILE)
+    assert as32.cluster.equals(as64.cluster)
+    assert shifted.cluster["de_z"].to_list() == pytest.approx(as32.cluster["de_z"].to_list(), abs=1e-9)
+
+
+def test_labels_as_categories_integers_or_text_give_the_same_tables():
+    import pandas as pd
+
+    x, codes = _random_panel(n_clusters=12)
+    text = compute_statistics(x, codes.astype(str), ["A", "B", "C"], QUANTILE)
+    for labels in (codes, pd.Categorical(codes), pd.Series(pd.Categorical(codes.astype(str))), list(codes)):
+        other = compute_statistics(x, labels, ["A", "B", "C"], QUANTILE)
+        assert other.cluster.equals(text.cluster)
+        assert other.cluster_ids == [str(k) for k in range(12)]

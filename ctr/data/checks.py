@@ -75,10 +75,20 @@ def column_ranges(matrix) -> tuple[np.ndarray, np.ndarray]:
         lo = np.where(implicit_zero, np.fmin(lo, 0.0), lo)
         hi = np.where(implicit_zero, np.fmax(hi, 0.0), hi)
         return lo, hi
-    dense = np.asarray(matrix, dtype=np.float64)
-    finite = np.where(np.isfinite(dense), dense, np.nan)
-    with np.errstate(invalid="ignore"), _quiet_all_nan():
-        return np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
+    dense = np.asarray(matrix)
+    lo = np.full(dense.shape[1], np.nan)
+    hi = np.full(dense.shape[1], np.nan)
+    # in blocks of rows, in the stored dtype: no float64 copy of the whole layer
+    for start in range(0, dense.shape[0], _RANGE_BLOCK):
+        block = dense[start:start + _RANGE_BLOCK]
+        finite = np.where(np.isfinite(block), block, np.nan)
+        with np.errstate(invalid="ignore"), _quiet_all_nan():
+            lo = np.fmin(lo, np.nanmin(finite, axis=0).astype(np.float64))
+            hi = np.fmax(hi, np.nanmax(finite, axis=0).astype(np.float64))
+    return lo, hi
+
+
+_RANGE_BLOCK = 1 << 16
 
 
 @contextmanager
@@ -184,8 +194,11 @@ UNLABELLED = "unlabelled"
 
 
 def _missing_labels(series: pd.Series) -> pd.Series:
-    """Cells without a label: NaN/None or an empty string. The text "nan" is a label like any other."""
-    return series.isna() | series.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
+    """Cells without a label: NaN/None or an empty string. The text "nan" is a label like any other.
+    Each distinct label is looked at once (a million cells hold a few hundred labels)."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    blank = np.array([isinstance(v, str) and not v.strip() for v in uniques] + [True], dtype=bool)
+    return pd.Series(blank[codes], index=series.index)  # code -1 (NaN/None) takes the last entry
 
 
 def _unlabelled_name(series: pd.Series) -> str:
@@ -201,11 +214,15 @@ def _unlabelled_name(series: pd.Series) -> str:
 def cluster_labels(labels) -> np.ndarray:
     """One string label per cell; cells without a label (NaN, None, empty) form one group whose name
     no real cluster has (a real cluster named "nan" stays apart from them)."""
-    series = pd.Series(labels).astype(object)
+    series = pd.Series(labels)
     missing = _missing_labels(series)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    # text made once per distinct label; unlabelled cells (code -1 or a blank label) share one name
+    text = np.asarray(pd.Index(uniques).astype(str), dtype=object)
     if missing.any():
-        series = series.where(~missing, _unlabelled_name(series))
-    return series.astype(str).to_numpy()
+        text = np.append(text, _unlabelled_name(series)).astype(object)
+        codes = np.where(missing.to_numpy(), len(text) - 1, codes)
+    return text[codes].astype(str) if len(codes) else np.zeros(0, dtype=str)
 
 
 @dataclass(frozen=True)

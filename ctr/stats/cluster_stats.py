@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import scipy.sparse as sp
 
@@ -14,7 +15,7 @@ from ctr.errors import InputError
 from ctr.progress import steps
 from ctr.rules.params import ScoringParams
 from ctr.stats.global_stats import MarkerSummary, marker_histogram, positive, summarise_marker
-from ctr.stats.ranksum import ranksum_z, tie_term
+from ctr.stats.ranksum import ranksum_z, tie_term_of_sizes
 
 
 @dataclass
@@ -76,6 +77,24 @@ def natural_order(labels) -> list[str]:
     return sorted({str(x) for x in labels}, key=natural_key)
 
 
+def cluster_codes(clusters) -> tuple[np.ndarray, list[str]]:
+    """Each cell's cluster as an integer code into the labels (as text) in natural order.
+
+    Labels are hashed once per cell (a categorical column only through its codes) and turned into
+    text once per distinct label, never a Python string per cell."""
+    raw = clusters.array if isinstance(clusters, pd.Series) else clusters
+    if not isinstance(raw, pd.Categorical):
+        raw = np.asarray(raw)
+        raw = raw.ravel() if raw.ndim else raw.reshape(1)
+    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    # labels equal as text are one cluster (1 and "1"), as when every label was made text first
+    text, inverse = np.unique(np.asarray(uniques, dtype=object).astype(str), return_inverse=True)
+    order = natural_order(text)
+    position = {label: i for i, label in enumerate(order)}
+    remap = np.array([position[t] for t in text], dtype=np.int64)[inverse] if len(text) else np.zeros(0, np.int64)
+    return remap[codes] if len(codes) else np.zeros(0, np.int64), order
+
+
 def _column(matrix, j: int) -> np.ndarray:
     """Column ``j`` as float64, infinite values made missing (NaN) like NaN itself."""
     if sp.issparse(matrix):
@@ -103,17 +122,11 @@ def compute_statistics(
     global statistics do not depend on the labels), reused instead of recomputed.
     """
     markers = [str(m) for m in markers]
-    labels = np.asarray(clusters).astype(str)
     if matrix.ndim != 2 or matrix.shape[1] != len(markers):
         raise InputError(f"statistics: the matrix has shape {matrix.shape} but {len(markers)} marker names were given")
-    if labels.shape[0] != matrix.shape[0]:
-        raise InputError(f"statistics: {labels.shape[0]} cluster labels for {matrix.shape[0]} cells")
-    uniq, codes = np.unique(labels, return_inverse=True)
-    order = natural_order(uniq)
-    # codes follow np.unique's lexical order; remap to the natural order
-    position = {label: i for i, label in enumerate(order)}
-    remap = np.array([position[u] for u in uniq], dtype=np.int64)
-    codes = remap[codes] if len(uniq) else codes.astype(np.int64)
+    codes, order = cluster_codes(clusters)
+    if codes.shape[0] != matrix.shape[0]:
+        raise InputError(f"statistics: {codes.shape[0]} cluster labels for {matrix.shape[0]} cells")
     n_clusters = len(order)
     if sp.issparse(matrix):
         matrix = matrix.tocsc()
@@ -146,51 +159,73 @@ def compute_statistics(
                       histograms=pl.concat(histograms) if histograms else None)
 
 
+def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values in ascending order and the cluster code of each, by one sort.
+
+    Values that are exactly float32 (anything read from an .h5ad of float32) are sorted as one
+    uint64 key per cell, the float32 bits made order-preserving above the cluster code: numpy's
+    vectorised integer sort is several times faster than an argsort of the floats. Other values
+    take one argsort. Either way ties end in an order that does not matter (average ranks)."""
+    narrow = values.astype(np.float32)
+    if codes.size and int(codes.max()) < 2**32 and np.array_equal(narrow, values):
+        bits = (narrow + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: one tie group
+        bits = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+        key = np.sort((bits.astype(np.uint64) << np.uint64(32)) | codes.astype(np.uint64))
+        bits = (key >> np.uint64(32)).astype(np.uint32)
+        bits = np.where(bits >> 31, bits & np.uint32(0x7FFFFFFF), ~bits)
+        return bits.view(np.float32).astype(np.float64), (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    order = np.argsort(values)
+    return values[order], codes[order]
+
+
 def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, scoring: ScoringParams) -> pl.DataFrame:
     valid = ~np.isnan(values)
-    frame = pl.DataFrame({"code": codes, "x": values, "pos": positive(values, summary)}).with_columns(
-        pl.col("x").fill_nan(None)
-    )
-    # one global ranking (average ranks over the non-missing values); rank sums per cluster
-    frame = frame.with_columns(pl.col("x").rank("average").alias("rank"))
-    agg = (
-        frame.group_by("code")
-        .agg(
-            pl.len().alias("n_cells"),
-            pl.col("x").null_count().alias("n_nan"),
-            pl.col("x").median().alias("median"),
-            pl.col("x").mean().alias("mean"),
-            pl.col("pos").sum().alias("n_pos"),
-            pl.col("rank").sum().alias("r1"),
-        )
-        .sort("code")
-        .with_columns((pl.col("n_cells") - pl.col("n_nan")).alias("n_valid"))
-    )
-    n_valid_total = int(valid.sum())
-    z = ranksum_z(agg["r1"].to_numpy(), agg["n_valid"].to_numpy(), n_valid_total, tie_term(values[valid]))
-    centre = agg["median"] if scoring.enrichment_center == "median" else agg["mean"]
-    if summary.flat:
-        enrichment = pl.Series([0.0] * agg.height)
+    n_cells = np.bincount(codes, minlength=n_clusters)
+    v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
+    n_valid = np.bincount(c, minlength=n_clusters)
+    sv, sc = _sorted_values(v, c)
+    # one global ranking (average ranks of the tie groups); rank sums per cluster are sums of
+    # half-integers, exact in float64 whatever the order of addition
+    n = sv.size
+    starts = np.flatnonzero(np.concatenate(([True], sv[1:] != sv[:-1]))) if n else np.zeros(0, np.int64)
+    sizes = np.diff(np.append(starts, n))
+    ranks = np.repeat(starts + (sizes + 1) / 2.0, sizes)
+    r1 = np.bincount(sc, weights=ranks, minlength=n_clusters)
+    z = ranksum_z(r1, n_valid, n, tie_term_of_sizes(sizes))
+    # each cluster's values in ascending order: a stable sort of the codes keeps the value order
+    # (numpy radix-sorts 16-bit integers)
+    grouped = sv[np.argsort(sc.astype(np.int16) if n_clusters <= 2**15 else sc, kind="stable")]
+    has = n_valid > 0
+    first = np.cumsum(n_valid) - n_valid
+    if n:
+        lower = grouped[np.where(has, first + (n_valid - 1) // 2, 0)]
+        upper = grouped[np.where(has, first + n_valid // 2, 0)]
+        median = np.where(has, lower + (upper - lower) * 0.5, np.nan)  # linear interpolation, as polars
     else:
-        enrichment = (centre - summary.enrichment_reference) / summary.global_std
-    return agg.select(
-        pl.col("code"),
-        pl.lit(summary.marker).alias("marker"),
-        pl.col("n_cells").cast(pl.Int64),
-        pl.col("n_nan").cast(pl.Int64),
-        pl.col("median").cast(pl.Float64),
-        pl.col("mean").cast(pl.Float64),
-        pl.when(pl.col("n_valid") > 0).then(pl.col("n_pos") / pl.col("n_valid")).otherwise(None).cast(pl.Float64).alias("pos_frac"),
-        enrichment.cast(pl.Float64).alias("enrichment"),
-        pl.Series("de_z", z, dtype=pl.Float64),
-    )
+        median = np.full(n_clusters, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(has, np.bincount(c, weights=v, minlength=n_clusters) / n_valid, np.nan)
+        n_pos = np.bincount(codes, weights=positive(values, summary), minlength=n_clusters)
+        pos_frac = np.where(has, n_pos / n_valid, np.nan)
+    centre = median if scoring.enrichment_center == "median" else mean
+    enrichment = np.zeros(n_clusters) if summary.flat else (centre - summary.enrichment_reference) / summary.global_std
+    present = n_cells > 0
+    return pl.DataFrame({
+        "code": np.arange(n_clusters, dtype=np.int64)[present],
+        "marker": [summary.marker] * int(present.sum()),
+        "n_cells": n_cells[present].astype(np.int64),
+        "n_nan": (n_cells - n_valid)[present].astype(np.int64),
+        "median": median[present], "mean": mean[present], "pos_frac": pos_frac[present],
+        "enrichment": enrichment[present].astype(np.float64), "de_z": z[present],
+    }, schema=_CLUSTER_SCHEMA, nan_to_null=True)  # NaN only where a cluster has no value: null, as before
+
+
+_CLUSTER_SCHEMA = {"code": pl.Int64, "marker": pl.Utf8, "n_cells": pl.Int64, "n_nan": pl.Int64, "median": pl.Float64,
+                   "mean": pl.Float64, "pos_frac": pl.Float64, "enrichment": pl.Float64, "de_z": pl.Float64}
 
 
 def _empty_cluster_frame() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={"code": pl.Int64, "marker": pl.Utf8, "n_cells": pl.Int64, "n_nan": pl.Int64, "median": pl.Float64,
-                "mean": pl.Float64, "pos_frac": pl.Float64, "enrichment": pl.Float64, "de_z": pl.Float64}
-    )
+    return pl.DataFrame(schema=_CLUSTER_SCHEMA)
 
 
 def _with_de_rank(cluster: pl.DataFrame, order: list[str], markers: list[str]) -> pl.DataFrame:

@@ -1,7 +1,7 @@
 """One-vs-rest Wilcoxon rank-sum z scores, every cluster from one global ranking per marker.
 
 The ranking (average ranks over a marker's non-missing values) is computed once; each cluster's
-rank sum R1 comes from a group-by over it, so the cost grows with cells, not cells x clusters.
+rank sum R1 is a weighted bincount over it, so the cost grows with cells, not cells x clusters.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def tie_term(values: np.ndarray) -> float:
-    """sum(t^3 - t) over the groups of tied values (the tie correction of the rank-sum variance)."""
-    _, counts = np.unique(values, return_counts=True)
-    counts = counts.astype(np.float64)
-    return float(np.sum(counts**3 - counts))
+def tie_term_of_sizes(sizes: np.ndarray) -> float:
+    """sum(t^3 - t) from the sizes ``t`` of the tie groups."""
+    t = np.asarray(sizes, dtype=np.float64)
+    return float(np.sum(t**3 - t))
 
 
 def ranksum_z(r1: np.ndarray, n1: np.ndarray, n: int, ties: float) -> np.ndarray:
