@@ -90,3 +90,21 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
     # the inline script ran: it fills in the filter count
     dom = _chromium(["--dump-dom", url], tmp_path).stdout
     assert "7 of 7 clusters shown" in dom
+
+
+def test_embedding_reads_a_fixed_number_of_cells_with_their_own_labels(real_run, monkeypatch):
+    # the report's cost must not grow with cells: it draws a fixed-size random subset
+    import anndata as ad
+    import numpy as np
+
+    from ctr.report import html as report_html
+    from ctr.report.rundir_view import load_run
+
+    run = load_run(real_run)
+    full = ad.read_h5ad(run.h5ad)
+    monkeypatch.setattr(report_html, "EMBEDDING_POINTS", 25)
+    coords, labels = report_html._read_obsm(run, ("X_umap",))
+    assert len(labels) == len(coords["X_umap"]) == 25 < full.n_obs
+    umap = np.asarray(full.obsm["X_umap"])[:, :2]
+    rows = [int(np.flatnonzero((umap == point).all(axis=1))[0]) for point in coords["X_umap"]]
+    assert labels.tolist() == full.obs["ctr_label"].astype(str).iloc[rows].tolist()

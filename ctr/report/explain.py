@@ -215,10 +215,11 @@ def _candidate_scores(run: RunDir, cluster: str) -> tuple[dict[str, float], dict
     """Score and pass/fail per node path, from gating_details (marker_scores as a fallback)."""
     scores: dict[str, float] = {}
     passed: dict[str, bool] = {}
-    for table in (run.scores, run.gating):
+    for name in ("scores", "gating"):
+        table = getattr(run, name)
         if table.empty or "score" not in table.columns:
             continue
-        rows = table.loc[table["cluster"] == cluster]
+        rows = run.rows_of(name, cluster)
         key = rows["path"] if "path" in rows.columns else rows["cell_type"]
         scores.update(dict(zip(key, rows["score"].astype(float))))
         if "passed" in rows.columns:

@@ -319,13 +319,14 @@ def _deciding_markers(ev: pd.DataFrame, explanations: list[ClusterExplanation], 
     key = "path" if "path" in ev.columns else "cell_type"
     depth = max((len(e.path) for e in explanations), default=0)
     markers: list[str] = []
+    by_cluster = {str(c): rows for c, rows in ev.groupby("cluster", sort=False)}  # one pass, not one per cluster
     for up in range(depth):
         for e in explanations:
-            if up >= len(e.path):
+            if up >= len(e.path) or e.cluster not in by_cluster:
                 continue
             node = PATH_SEP.join(e.path[: len(e.path) - up]) if key == "path" else e.path[len(e.path) - up - 1]
-            rows = ev.loc[(ev["cluster"] == e.cluster) & (ev[key] == node)]
-            markers += list(rows["marker"].astype(str))
+            rows = by_cluster[e.cluster]
+            markers += list(rows.loc[rows[key] == node, "marker"].astype(str))
     return list(dict.fromkeys(markers))[:limit]
 
 
@@ -354,42 +355,50 @@ def _embedding(run: RunDir, colours: dict[str, str]) -> str:
     return head + "".join(parts) + "</section>"
 
 
+# the embedding plots draw at most this many cells (a fixed random subset): the report's cost
+# must not grow with cells, and beyond a few ten thousand points a scatter shows nothing more
+EMBEDDING_POINTS = 50_000
+
+
 def _read_obsm(run: RunDir, keys: tuple[str, ...]) -> tuple[dict[str, np.ndarray], pd.Series] | None:
-    """The first two columns of each present ``obsm`` key of output.h5ad, and the cells' final labels."""
+    """The first two columns of each present ``obsm`` key of output.h5ad, and the cells' final
+    labels, for at most ``EMBEDDING_POINTS`` cells; only those elements are read from the file."""
     if run.h5ad is None:
         return None
-    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
 
-    adata = ad.read_h5ad(run.h5ad, backed="r")
-    try:
-        label_col = "ctr_label" if "ctr_label" in adata.obs else next(
-            (c for c in adata.obs.columns if c.endswith("_label") and c.replace("_label", "_stop_reason") in adata.obs), None)
-        if label_col is None:
-            return None
-        coords = {}
-        for key in keys:
-            if key in adata.obsm:
-                values = np.asarray(adata.obsm[key], dtype=float)
-                if values.ndim == 2 and values.shape[1] >= 2:
-                    coords[key] = values[:, :2]
-        return coords, adata.obs[label_col].astype(str).reset_index(drop=True)
-    finally:
-        if getattr(adata, "file", None) is not None:
-            adata.file.close()
+    with h5py.File(run.h5ad, "r") as f:
+        present = [k for k in keys if "obsm" in f and k in f["obsm"] and isinstance(f["obsm"][k], h5py.Dataset)
+                   and f["obsm"][k].ndim == 2 and f["obsm"][k].shape[1] >= 2]
+        columns = _obs_columns(f)
+        label_col = "ctr_label" if "ctr_label" in columns else next(
+            (c for c in columns if c.endswith("_label") and c.replace("_label", "_stop_reason") in columns), None)
+        if label_col is None or not present:
+            return ({}, pd.Series([], dtype=str)) if label_col is not None else None
+        labels = read_elem(f["obs"][label_col])
+        n = len(labels)
+        rows = np.arange(n) if n <= EMBEDDING_POINTS else np.sort(
+            np.random.default_rng(0).choice(n, EMBEDDING_POINTS, replace=False))
+        coords = {k: np.asarray(f["obsm"][k][:, :2], dtype=float)[rows] for k in present}
+    return coords, pd.Series(np.asarray(labels[rows])).astype(str)
+
+
+def _obs_columns(f) -> list[str]:
+    """The obs column names of an open .h5ad (read from the group's attributes, no column loaded)."""
+    if "obs" not in f:
+        return []
+    return [str(c) for c in f["obs"].attrs.get("column-order", [])]
 
 
 def _reference_hint(run: RunDir) -> str:
     """Without an evaluation: a pointer to `ctr evaluate` when the data carry reference labels."""
     if run.h5ad is None:
         return ""
-    import anndata as ad
+    import h5py
 
-    adata = ad.read_h5ad(run.h5ad, backed="r")
-    try:
-        found = [c for c in adata.obs.columns if str(c).lower() in REFERENCE_COLUMNS]
-    finally:
-        if getattr(adata, "file", None) is not None:
-            adata.file.close()
+    with h5py.File(run.h5ad, "r") as f:
+        found = [c for c in _obs_columns(f) if c.lower() in REFERENCE_COLUMNS]
     if not found:
         return ""
     column = found[0]
@@ -476,7 +485,8 @@ def _card_evidence(run: RunDir, e: ClusterExplanation) -> str:
         return ""
     key = "path" if "path" in ev.columns else "cell_type"
     nodes = [PATH_SEP.join(e.path[: i + 1]) for i in range(len(e.path))] if key == "path" else e.path
-    rows = ev.loc[(ev["cluster"] == e.cluster) & ev[key].isin(nodes)]
+    rows = run.rows_of("evidence", e.cluster)
+    rows = rows.loc[rows[key].isin(nodes)]
     if rows.empty:
         return ""
     cols = [c for c in ("marker", "cell_type", "role", "pos_frac", "enrichment", "median", "threshold", "de_rank") if c in rows.columns]

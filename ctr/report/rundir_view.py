@@ -52,6 +52,9 @@ class RunDir:
     states: pd.DataFrame = field(default_factory=pd.DataFrame)  # cell states called per cluster
     state_trace: pd.DataFrame = field(default_factory=pd.DataFrame)  # their gate rows
     display_name: str = ""  # the run's name while it is still written under a staging name
+    # each table split by cluster once, on first use (views ask per cluster; a scan each would be
+    # O(clusters x rows))
+    _by_cluster: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -67,11 +70,22 @@ class RunDir:
         return path if path.is_file() else None
 
     def cluster_row(self, cluster: str) -> pd.Series:
-        return self.clusters.loc[self.clusters["cluster"] == cluster].iloc[0]
+        return self.rows_of("clusters", cluster).iloc[0]
+
+    def rows_of(self, table: str, cluster: str) -> pd.DataFrame:
+        """The rows of the table named ``table`` (``trace``, ``gating``, ...) that belong to ``cluster``."""
+        frame: pd.DataFrame = getattr(self, table)
+        if "cluster" not in frame.columns:
+            return frame.iloc[0:0]
+        groups = self._by_cluster.get(table)
+        if groups is None:
+            groups = {str(key): rows for key, rows in frame.groupby("cluster", sort=False)}
+            self._by_cluster[table] = groups
+        return groups.get(cluster, frame.iloc[0:0])
 
     def trace_of(self, cluster: str) -> pd.DataFrame:
         """The cluster's trace rows in decision order."""
-        rows = self.trace.loc[self.trace["cluster"] == cluster]
+        rows = self.rows_of("trace", cluster)
         return rows.sort_values("step", kind="stable") if "step" in rows else rows
 
 
