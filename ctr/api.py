@@ -280,7 +280,8 @@ def annotate(
         )
     panel_names = list(dict.fromkeys(resolution.mapping.values()))
     col_index = pd.Index(var_names).get_indexer(panel_names)
-    sub = matrix[:, col_index]
+    # every column, in order: no copy of the layer (statistics only read it)
+    sub = matrix if np.array_equal(col_index, np.arange(matrix.shape[1])) else matrix[:, col_index]
     data_profile = profile_values(sub, layer_name)
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate

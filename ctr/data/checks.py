@@ -254,7 +254,8 @@ class DataProfile:
 def profile_values(matrix, layer_name: str = "") -> DataProfile:
     """Classify a layer's values (see :class:`DataProfile`); implicit sparse zeros count as zeros."""
     values = _values(matrix)
-    finite = values[np.isfinite(values)]
+    is_finite = np.isfinite(values)
+    finite = values if is_finite.all() else values[is_finite]  # no copy of a layer without NaN/inf
     n_total = matrix.shape[0] * matrix.shape[1]
     implicit = n_total - values.size if sp.issparse(matrix) else 0
     if finite.size == 0:

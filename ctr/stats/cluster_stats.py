@@ -140,12 +140,15 @@ def compute_statistics(
     with steps(len(markers), "statistics", unit="marker") as advance:
         for j, marker in enumerate(markers):
             values = _column(matrix, j)
+            valid = ~np.isnan(values)
+            v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
+            ordered = _sorted_values(v, c)  # the one sort of this marker, shared by every statistic
             summary = known.get(marker)
             if summary is None:
-                summary = summarise_marker(marker, values, scoring, thresholds.get(marker))
-                histograms.append(pl.DataFrame(marker_histogram(marker, values), schema=_HISTOGRAM_SCHEMA))
+                summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0])
+                histograms.append(pl.DataFrame(marker_histogram(marker, ordered[0]), schema=_HISTOGRAM_SCHEMA))
             summaries.append(summary)
-            frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring))
+            frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring, ordered))
             advance(1)
 
     columns = [f.name for f in fields(MarkerSummary)]
@@ -178,12 +181,14 @@ def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, n
     return values[order], codes[order]
 
 
-def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, scoring: ScoringParams) -> pl.DataFrame:
+def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, scoring: ScoringParams,
+                          ordered: tuple[np.ndarray, np.ndarray]) -> pl.DataFrame:
+    """One marker's per-cluster table; ``ordered``: its non-missing values sorted, with their codes."""
     valid = ~np.isnan(values)
     n_cells = np.bincount(codes, minlength=n_clusters)
     v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
     n_valid = np.bincount(c, minlength=n_clusters)
-    sv, sc = _sorted_values(v, c)
+    sv, sc = ordered
     # one global ranking (average ranks of the tie groups); rank sums per cluster are sums of
     # half-integers, exact in float64 whatever the order of addition
     n = sv.size
