@@ -196,11 +196,12 @@ def _check_before_clustering(adata, layer: str | None, progress: Progress, *, tr
     say now what looks wrong with the values (raw counts, untransformed intensities), not after the
     run. Returns the codes said."""
     from ctr.data.anndata_io import expression
-    from ctr.data.checks import RAW_COUNTS, RAW_INTENSITIES, check_matrix, stop_on_errors
+    from ctr.data.checks import RAW_COUNTS, RAW_INTENSITIES, check_duplicate_cells, check_matrix, stop_on_errors
 
     matrix, var_names, name = expression(adata, layer)
     diags = check_matrix(matrix, var_names, layer_name=name)
     stop_on_errors(diags)
+    diags += check_duplicate_cells(matrix, layer_name=name)
     if transforming:  # --transform answers "looks like raw counts / untransformed"
         diags = [d for d in diags if d.code not in (RAW_COUNTS, RAW_INTENSITIES)]
     for diag in diags:

@@ -304,3 +304,23 @@ def test_background_subtracted_cytometry_is_not_called_standardised():
     values[:100, 0] += 5.0
     (diag,) = [d for d in check_matrix(values, list("ABCDE"), layer_name="asinh") if d.code == "CTR504"]
     assert diag.level == "info" and "noise around zero" in diag.message and "standardised" not in diag.message
+
+
+def test_a_sample_repeated_three_times_is_reported_with_its_share():
+    import io
+
+    from ctr.data.checks import check_duplicate_cells
+    from ctr.pipeline import _check_before_clustering
+    from ctr.progress import Progress
+
+    rng = np.random.default_rng(0)
+    sample = rng.exponential(1.0, (400, 6)).astype(np.float32)
+    repeated = np.vstack([sample, sample, sample, np.zeros((50, 6), np.float32)])  # empty cells are no copies
+    for matrix in (repeated, sp.csr_matrix(repeated)):
+        (diag,) = check_duplicate_cells(matrix, layer_name="X")
+        assert diag.code == "CTR516" and "66.7% of the cells" in diag.message
+    assert check_duplicate_cells(np.vstack([sample, np.zeros((50, 6))]), layer_name="X") == []
+    # said before clustering, in the run's own notes
+    stream = io.StringIO()
+    said = _check_before_clustering(ad.AnnData(repeated), None, Progress(stream=stream))
+    assert "CTR516" in said and "66.7%" in stream.getvalue()

@@ -30,6 +30,11 @@ SINGLE_CLUSTER = register("CTR508", "warning", "one single cluster for all cells
 EMPTY_CATEGORIES = register("CTR509", "info", "empty categories in the cluster column")
 SINGLETON_CLUSTERS = register("CTR510", "warning", "clusters with one cell")
 MISSING_LABELS = register("CTR515", "warning", "cells without a cluster label")
+DUPLICATE_CELLS = register("CTR516", "warning", "many cells are exact copies of other cells")
+
+# warn when at least this share of the cells (with any non-zero value) repeat an earlier cell
+DUPLICATE_CELL_SHARE = 0.05
+_HASH_BLOCK = 1 << 16
 
 # integers up to 92 in 10x PBMC UMI counts (800 cells): log-normalised data is never all-integer
 RAW_COUNT_MAX = 20.0
@@ -309,3 +314,33 @@ def check_clusters(labels) -> list[Diagnostic]:
                                 f"{len(singletons)} clusters have a single cell: {preview_names(singletons)}",
                                 hint="statistics on one cell are fragile; consider merging them or a lower --resolution"))
     return diags
+
+
+def duplicate_cell_share(matrix) -> float:
+    """Share of the cells with a non-zero value whose values repeat an earlier cell exactly (all-zero
+    cells are empty, not copies). Rows are hashed in blocks: memory stays bounded for sparse input."""
+    n_cells = matrix.shape[0]
+    hashes, nonempty = [], []
+    for start in range(0, n_cells, _HASH_BLOCK):
+        block = matrix[start:start + _HASH_BLOCK]
+        block = np.asarray(block.toarray() if sp.issparse(block) else block)
+        hashes.append(pd.util.hash_pandas_object(pd.DataFrame(block), index=False).to_numpy())
+        nonempty.append((block != 0).any(axis=1))
+    if not hashes:
+        return 0.0
+    keep = np.concatenate(nonempty)
+    rows = pd.Series(np.concatenate(hashes)[keep])
+    return float(rows.duplicated().mean()) if len(rows) else 0.0
+
+
+def check_duplicate_cells(matrix, *, layer_name: str) -> list[Diagnostic]:
+    """CTR516 when ``DUPLICATE_CELL_SHARE`` or more of the cells are exact copies of other cells:
+    clustering splits identical cells into many tiny clusters and slows every stage down."""
+    share = duplicate_cell_share(matrix)
+    if share < DUPLICATE_CELL_SHARE:
+        return []
+    return [Diagnostic(DUPLICATE_CELLS,
+                       f"layer '{layer_name}': {share:.1%} of the cells (with any non-zero value) are exact copies "
+                       "of other cells; clustering copies gives many tiny clusters",
+                       hint="drop repeated cells first (e.g. adata = adata[~adata.to_df().duplicated().to_numpy()]) "
+                            "or check how the file was assembled")]
