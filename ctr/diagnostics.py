@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Severity = Literal["error", "warning", "info"]
+from ctr.codes import CODES, Severity
 
 
 class SourceLoc(BaseModel):
@@ -67,13 +66,12 @@ def preview_names(names, limit: int = 10) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-# code -> (default severity, title). Modules register their codes here, nowhere else.
-CODES: dict[str, tuple[Severity, str]] = {}
-
-
 def register(code: str, severity: Severity, title: str) -> str:
-    """Register a diagnostic code (idempotent) and return it, for use as a module constant."""
-    CODES.setdefault(code, (severity, title))
+    """Deprecated: codes live in ctr/codes.py. Kept so that a branch still registering a code keeps
+    working until it moves the code there (tests/test_docs.py fails while any module calls this)."""
+    from ctr.codes import Code
+
+    CODES.setdefault(code, Code(severity, title, code))
     return code
 
 
@@ -82,14 +80,18 @@ class Diagnostic:
     code: str
     message: str
     loc: SourceLoc | None = None
-    severity: Severity | None = None  # None: the code's registered default
+    severity: Severity | None = None  # None: the code's default (ctr.codes)
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"diagnostic code {self.code!r} is not in ctr.codes.CODES; add it there and to docs/errors.md")
 
     @property
     def level(self) -> Severity:
         if self.severity is not None:
             return self.severity
-        return CODES.get(self.code, ("error", ""))[0]
+        return CODES[self.code].severity
 
     def header(self) -> str:
         where = f"{self.loc}: " if self.loc is not None else ""

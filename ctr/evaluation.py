@@ -28,13 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
+from ctr.codes import UNKNOWN_MAPPED_TYPE, UNMATCHED_TRUTH, UNUSED_MAPPING_KEY
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.errors import InputError, ParameterError
 
-BAD_MAPPING = register("CTR711", "error", "evaluation mapping is not a mapping of labels to cell types")
-UNKNOWN_MAPPED_TYPE = register("CTR712", "error", "evaluation mapping names a cell type the ruleset does not have")
-UNUSED_MAPPING_KEY = register("CTR713", "warning", "evaluation mapping key is not a reference label")
-UNMATCHED_TRUTH = register("CTR714", "warning", "reference label matches no cell type of the ruleset")
 
 PATH_SEP = " / "
 UNASSIGNED = "Unassigned"

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctr.codes import BAD_MAPPING
 from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.errors import InputError, ParameterError
 from ctr.evaluation import (
     AMBIGUITY_SEP,
-    BAD_MAPPING,
     UNASSIGNED,
     Evaluation,
     LabelMapping,

@@ -3,7 +3,8 @@
 import json
 
 
-from ctr.diagnostics import CODES, SourceLoc
+from ctr.codes import CODES
+from ctr.diagnostics import SourceLoc
 from ctr.rules import lint as L
 from ctr.rules.expr import Compare, MarkerStat, Num
 from ctr.rules.lint import LintReport, lint

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctr.diagnostics import CODES
+from ctr.codes import CODES
 from ctr.lang import compile_ruleset
 
 SNIPPETS = [

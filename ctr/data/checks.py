@@ -17,20 +17,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ctr.diagnostics import Diagnostic, preview_names, register
-
-EMPTY_DATA = register("CTR501", "error", "the input has no cells or no markers")
-DUPLICATE_MARKERS = register("CTR502", "error", "duplicate marker names")
-NON_FINITE = register("CTR503", "warning", "NaN or infinite values")
-NEGATIVE_VALUES = register("CTR504", "warning", "negative values")
-RAW_COUNTS = register("CTR505", "warning", "values look like raw counts")
-RAW_INTENSITIES = register("CTR506", "warning", "values look like untransformed intensities")
-ALL_FLAT = register("CTR507", "error", "every marker is constant")
-SINGLE_CLUSTER = register("CTR508", "warning", "one single cluster for all cells")
-EMPTY_CATEGORIES = register("CTR509", "info", "empty categories in the cluster column")
-SINGLETON_CLUSTERS = register("CTR510", "warning", "clusters with one cell")
-MISSING_LABELS = register("CTR515", "warning", "cells without a cluster label")
-DUPLICATE_CELLS = register("CTR516", "warning", "many cells are exact copies of other cells")
+from ctr.codes import (
+    ALL_FLAT,
+    DUPLICATE_CELLS,
+    DUPLICATE_MARKERS,
+    EMPTY_CATEGORIES,
+    EMPTY_DATA,
+    MISSING_LABELS,
+    NEGATIVE_VALUES,
+    NON_FINITE,
+    RAW_COUNTS,
+    RAW_INTENSITIES,
+    SINGLETON_CLUSTERS,
+    SINGLE_CLUSTER,
+)
+from ctr.diagnostics import Diagnostic, preview_names
 
 # warn when at least this share of the cells (with any non-zero value) repeat an earlier cell
 DUPLICATE_CELL_SHARE = 0.05

@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ctr.diagnostics import Diagnostic, preview_names, register
+from ctr.codes import IMPUTED_FOR_CLUSTERING, LOW_VARIANCE, NO_CLUSTERING_MARKERS, TECHNICAL_MOVED
+from ctr.diagnostics import Diagnostic, preview_names
 from ctr.errors import InputError, ParameterError
 
-TECHNICAL_MOVED = register("CTR511", "info", "technical channels left out of clustering")
-LOW_VARIANCE = register("CTR512", "info", "near-constant markers left out of clustering")
-NO_CLUSTERING_MARKERS = register("CTR513", "error", "no marker left to cluster on")
-IMPUTED_FOR_CLUSTERING = register("CTR514", "warning", "NaN/infinite values filled for clustering")
 
 TRANSFORM_FORMS = "'arcsinh:COFACTOR' (e.g. arcsinh:5 for CyTOF, arcsinh:150 for imaging) or 'log1p'"
 NORMALIZE_FORMS = "'total' (each cell scaled to 10,000 counts) or 'total:TARGET' (e.g. total:1e6 for CPM)"

@@ -13,13 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
+from ctr.codes import BAD_ANTI_AGG, BAD_PARAM, UNKNOWN_PARAM
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.rules.model import Alias, CellType, Condition, MarkerRef, Requirement, Threshold, Veto
 from ctr.rules.params import GatingParams, LevelParams, RefinementParams, ScoringParams
 
-UNKNOWN_PARAM = register("CTR420", "error", "unknown parameter name")
-BAD_PARAM = register("CTR421", "error", "parameter value out of range or of the wrong type")
-BAD_ANTI_AGG = register("CTR422", "error", "unknown anti_agg value")
 
 MAX_TYPE_DEPTH = 64  # nesting of cell types; deeper trees are rejected (CTR108)
 

@@ -17,22 +17,25 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.lexer import PatternStr
 from lark.visitors import Transformer_NonRecursive, v_args
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
+from ctr.codes import (
+    BAD_ESCAPE,
+    BAD_NUMBER,
+    BAD_OPERATOR,
+    BAD_PARAM,
+    KIND_MISMATCH,
+    TOO_DEEP,
+    TYPES_TOO_DEEP,
+    UNCLOSED_BRACE,
+    UNEXPECTED_CHAR,
+    UNEXPECTED_TOKEN,
+    UNTERMINATED_STRING,
+)
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type, valid_keys
 from ctr.resources import grammar_path
 from ctr.rules import expr as E
 from ctr.rules.model import Alias, CellState, CellType, Condition, MarkerRef, Requirement, Threshold, Veto, split_path
 
-UNEXPECTED_TOKEN = register("CTR101", "error", "unexpected token")
-UNTERMINATED_STRING = register("CTR102", "error", "unterminated string")
-UNEXPECTED_CHAR = register("CTR103", "error", "unexpected character")
-TOO_DEEP = register("CTR104", "error", "expression nested too deeply")
-BAD_ESCAPE = register("CTR107", "error", "invalid escape in a quoted string")
-TYPES_TOO_DEEP = register("CTR108", "error", "cell types nested too deeply")
-BAD_OPERATOR = register("CTR109", "error", "comparison operator not allowed here")
-KIND_MISMATCH = register("CTR110", "error", "number where a condition is needed, or the reverse")
-BAD_NUMBER = register("CTR111", "error", "invalid number")
-UNCLOSED_BRACE = register("CTR112", "error", "'{' never closed")
 
 START_RULES = ("start", "condition", "require_spec", "veto_spec", "threshold_spec")
 
@@ -449,7 +452,7 @@ class _ToDocument(Transformer_NonRecursive):
         except ValueError:
             self.diags.append(
                 Diagnostic(
-                    "CTR421",
+                    BAD_PARAM,
                     f"require {marker}: pos_frac must be between 0 and 1 (got {values.get('min_pos_frac')})",
                     loc,
                 )
@@ -478,7 +481,7 @@ class _ToDocument(Transformer_NonRecursive):
                 return Veto(markers=names, max_pos_frac=limits[0], loc=loc)
             except ValueError:
                 self.diags.append(
-                    Diagnostic("CTR421", f"veto pos_frac must be between 0 and 1 (got {limits[0]})", loc)
+                    Diagnostic(BAD_PARAM, f"veto pos_frac must be between 0 and 1 (got {limits[0]})", loc)
                 )
         return Veto(markers=names, loc=loc)
 

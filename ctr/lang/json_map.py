@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register  # noqa: F401
+from ctr.codes import ABSENT_ROOT, INVALID_JSON, PLACEHOLDER, UNKNOWN_META
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean  # noqa: F401
 from ctr.lang.document import Document, Setting, Statement, valid_keys
 from ctr.lang.yaml_spelling import (
     BAD_SHAPE,
@@ -24,13 +25,9 @@ from ctr.lang.yaml_spelling import (
 )
 from ctr.rules.model import Alias, CellType
 
-INVALID_JSON = register("CTR106", "error", "invalid JSON")
-ABSENT_ROOT = register("CTR212", "warning", "gating entry names a cell type that is not a root of the map")
 
 META_KEYS = ("_marker_map_metadata", "_cell_state_markers", "_ruleset", "_description", "_gating_params",
              "_scoring_params", "_refinement_params", "_aliases", "_thresholds")
-UNKNOWN_META = register("CTR238", "warning", "unknown metadata key in a JSON marker map (ignored)")
-PLACEHOLDER = register("CTR239", "warning", "deprecated placeholder cell type skipped")
 NODE_KEYS = ("markers", "anti_markers", "children", "subtypes", "require", "veto", "when", "cite", "overrides")
 GATING_KEYS = ("root_hard_requirements", "root_veto_markers", "level_defaults")
 REQ_KEYS = {"marker": "marker", "min_pos_frac": "min_pos_frac", "min_enrichment": "min_enrichment"}

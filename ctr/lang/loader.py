@@ -10,7 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
+from ctr.codes import (
+    DUPLICATE_NAME,
+    DUPLICATE_RULESET,
+    DUPLICATE_STATE,
+    EMPTY_TYPE,
+    FILE_TOO_LARGE,
+    INCLUDE_CYCLE,
+    INCLUDE_ESCAPES,
+    INCLUDE_MISSING,
+    INCLUDE_TOO_DEEP,
+    NOT_FOUND,
+    PATH_NOT_FOUND,
+    STATE_SCOPE,
+    UNKNOWN_FORMAT,
+    UNREADABLE,
+)
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.errors import RulesetError
 from ctr.lang import dsl, importers, json_map, yaml_spelling
 from ctr.lang.document import Document, Setting, check_setting
@@ -18,20 +34,6 @@ from ctr.resources import rulesets_dir
 from ctr.rules.model import PATH_SEP, Alias, CellType, Include, Ruleset, Threshold, assign_paths, split_path
 from ctr.rules.params import GatingParams, LevelParams, RefinementParams, ScoringParams
 
-DUPLICATE_NAME = register("CTR201", "error", "two sibling cell types with the same name")
-INCLUDE_MISSING = register("CTR203", "error", "include file not found")
-INCLUDE_CYCLE = register("CTR204", "error", "include cycle")
-PATH_NOT_FOUND = register("CTR205", "error", "extend/replace/remove path not found")
-EMPTY_TYPE = register("CTR206", "warning", "cell type with no markers and no children")
-INCLUDE_ESCAPES = register("CTR207", "error", "include escapes the ruleset folder")
-INCLUDE_TOO_DEEP = register("CTR208", "error", "includes nested too deeply")
-FILE_TOO_LARGE = register("CTR209", "error", "ruleset file too large")
-NOT_FOUND = register("CTR211", "error", "ruleset not found")
-UNKNOWN_FORMAT = register("CTR213", "error", "unknown ruleset file format")
-UNREADABLE = register("CTR214", "error", "ruleset file cannot be read")
-DUPLICATE_RULESET = register("CTR216", "warning", "'ruleset' statement written twice")
-DUPLICATE_STATE = register("CTR235", "error", "cell state declared twice")
-STATE_SCOPE = register("CTR236", "error", "cell state applies to an unknown cell type")
 
 MAX_INCLUDE_DEPTH = 16
 MAX_FILE_BYTES = 2 * 1024 * 1024

@@ -13,15 +13,12 @@ from typing import Any
 import yaml
 from yaml.events import AliasEvent
 
-from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean, register
+from ctr.codes import BAD_PARAM, BAD_SHAPE, DUPLICATE_KEY, INVALID_YAML, STATE_APPROX, UNKNOWN_KEY
+from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.lang import dsl
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type
 from ctr.rules.model import PATH_SEP, Alias, CellState, CellType, MarkerRef, Requirement, Threshold, Veto, split_path
 
-INVALID_YAML = register("CTR105", "error", "invalid YAML")
-UNKNOWN_KEY = register("CTR202", "error", "unknown key")
-BAD_SHAPE = register("CTR210", "error", "value has the wrong shape")
-DUPLICATE_KEY = register("CTR215", "error", "key written twice in one mapping")
 
 TOP_KEYS = ("ruleset", "description", "include", "aliases", "thresholds", "scoring", "gating", "levels",
             "refinement", "types", "states", "extend", "replace", "remove")
@@ -298,7 +295,7 @@ class Reader:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
-            self.error("CTR421", f"{cls.__name__.lower()} '{where}': {err['msg'].lower()} (got {err.get('input')!r})", loc)
+            self.error(BAD_PARAM, f"{cls.__name__.lower()} '{where}': {err['msg'].lower()} (got {err.get('input')!r})", loc)
             return None
 
     def threshold(self, marker: str, value, loc) -> Threshold | None:
@@ -328,7 +325,7 @@ class Reader:
                 if level < 0 or isinstance(key, bool) or (isinstance(key, float) and not key.is_integer()):
                     raise ValueError
             except (TypeError, ValueError):
-                self.error("CTR421", f"level key {key!r} is not a level number (0 = root types)", kloc)
+                self.error(BAD_PARAM, f"level key {key!r} is not a level number (0 = root types)", kloc)
                 continue
             self.settings("level", block, self.loc_of(data, key), level)
 
@@ -388,7 +385,6 @@ class Reader:
 
 
 STATE_KEYS = ("markers", "anti", "applies_to", "excludes", "when", "description", "cite", "rules")
-STATE_APPROX = register("CTR237", "warning", "cell state scope approximated")
 
 
 def _kind(value) -> str:

@@ -13,34 +13,37 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ctr.diagnostics import CODES, Diagnostic, DiagnosticList, SourceLoc, preview_names, register
+from ctr.codes import (
+    ALIAS_CONFLICT,
+    ALIAS_SHADOWS,
+    CODES,
+    CONDITION_MISSING,
+    CONDITION_UNLISTED,
+    EMPTY_RULESET,
+    INDISTINGUISHABLE,
+    MARKER_REPEATED,
+    NEVER_COVERED,
+    NO_MARKERS,
+    NO_OVERLAP,
+    PANEL_MISSING,
+    POS_AND_ANTI,
+    REQUIRE_MISSING,
+    REQUIRE_UNLISTED,
+    SAME_PANEL_MARKER,
+    SINGLE_CHILD,
+    THRESHOLD_DUPLICATE,
+    THRESHOLD_UNUSED,
+    VETO_POSITIVE,
+    VETO_UNLISTED,
+)
+from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names
 from ctr.rules.expr import markers_in
 from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import level_params
 
-POS_AND_ANTI = register("CTR250", "error", "marker is both positive and anti on one cell type")
-NO_MARKERS = register("CTR251", "error", "cell type has no positive markers")
-REQUIRE_UNLISTED = register("CTR252", "warning", "requirement on a marker the cell type does not list")
-VETO_UNLISTED = register("CTR253", "warning", "veto on a marker that is not an anti-marker of the cell type")
-VETO_POSITIVE = register("CTR254", "error", "veto marker is also a positive marker of the cell type")
-ALIAS_CONFLICT = register("CTR255", "error", "alias name appears in more than one place")
-THRESHOLD_UNUSED = register("CTR256", "warning", "absolute threshold on a marker no rule uses")
-THRESHOLD_DUPLICATE = register("CTR257", "error", "two absolute thresholds for one marker")
-CONDITION_UNLISTED = register("CTR258", "info", "condition uses a marker the cell type does not list")
-MARKER_REPEATED = register("CTR259", "warning", "marker listed twice on one cell type")
-SINGLE_CHILD = register("CTR260", "warning", "cell type has a single subtype")
 
-PANEL_MISSING = register("CTR300", "warning", "marker not found in the panel")
-NEVER_COVERED = register("CTR301", "warning", "cell type can never pass its coverage gate with this panel")
-INDISTINGUISHABLE = register("CTR302", "warning", "sibling cell types have identical resolved markers")
-REQUIRE_MISSING = register("CTR303", "warning", "required marker is missing from the panel")
-NO_OVERLAP = register("CTR304", "error", "no ruleset marker is present in the panel")
-ALIAS_SHADOWS = register("CTR305", "warning", "alias joins names the panel has as separate markers")
-EMPTY_RULESET = register("CTR261", "error", "ruleset defines no cell types")
-SAME_PANEL_MARKER = register("CTR306", "warning", "two markers of one cell type resolve to the same panel marker")
-CONDITION_MISSING = register("CTR307", "warning", "condition reads a marker missing from the panel")
 
 
 SUGGESTION_BUDGET = 200_000  # names compared by "did you mean" searches in one lint, all together
@@ -537,7 +540,7 @@ class LintReport:
             blocks.append(diag.format(source))
         for code, rest in folded.items():
             where = [f"{d.loc.line}:{d.loc.column}" if d.loc is not None and d.loc.line else "?" for d in rest]
-            blocks.append(f"... {len(rest)} more {code} {rest[0].level}s ({CODES[code][1]}) at "
+            blocks.append(f"... {len(rest)} more {code} {rest[0].level}s ({CODES[code].title}) at "
                           f"{preview_names(where)}; `--format json` lists each")
         name = self.ruleset.name if self.ruleset is not None else self.target
         panel = f" against panel {self.panel_path}" if self.panel_path else ""

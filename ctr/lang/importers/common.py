@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ctr.diagnostics import Diagnostic, SourceLoc, register
+from ctr.codes import IMPORT_BAD, IMPORT_LOSS
+from ctr.diagnostics import Diagnostic, SourceLoc
 from ctr.lang import dsl
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type
 from ctr.rules.model import CellType, MarkerRef, Threshold
 
-IMPORT_LOSS = register("CTR230", "warning", "imported rule approximated")
-IMPORT_BAD = register("CTR231", "error", "another tool's marker file cannot be read")
 
 
 @dataclass
