@@ -20,6 +20,7 @@ from ctr import __version__
 from ctr.diagnostics import Diagnostic
 from ctr.errors import InputError, ParameterError
 from ctr.rules.model import Ruleset
+from ctr.rules.plan import RefinementPlan
 from ctr.rules.params import ResolvedParams, check_node_entries, resolve_params
 
 # obs columns written per cell (prefixed with key_added); "cluster" is the final cluster id, which
@@ -200,7 +201,7 @@ def annotate(
     scoring_params: dict | str | None = None,
     gating_params: dict | str | None = None,
     refinement_params: dict | str | None = None,
-    refinement_plan: str | Path | dict | None = None,
+    refinement_plan: str | Path | dict | RefinementPlan | None = None,
     skip_refinement: bool = False,
     random_seed: int = 0,
     key_added: str = "ctr",
@@ -236,15 +237,20 @@ def annotate(
     -------
     AnnotationResult with the per-cluster table, the trace and the statistics tables.
     """
+    from functools import partial
+
     from ctr.data.anndata_io import detect_cluster_key, expression
     from ctr.data.checks import check_clusters, check_matrix, check_var_names, cluster_labels, profile_values, stop_on_errors
-    from ctr.engine import annotate_clusters
+    from ctr.data.cluster import subcluster
+    from ctr.engine.annotate import EngineInputs
+    from ctr.engine.refine import LOG_COLUMNS, refine
+    from ctr.lang.plan_file import load_plan
     from ctr.options import parameter_blocks
     from ctr.report.sentences import gating_with_reasons, with_reasons
     from ctr.rules.lint import require_cell_types
     from ctr.rules.markers import resolve_markers
     from ctr.rules.tissues import load_tissue
-    from ctr.stats import absolute_thresholds, compute_statistics
+    from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
 
     diagnostics: list[Diagnostic] = []
     tissue, preset, inherited = _choices_from_previous_run(adata, key_added, tissue, preset)
@@ -260,6 +266,8 @@ def annotate(
     if rs is None:
         rs, auto_share = choose_builtin(list(var_names))
     require_cell_types(rs)
+    plan = load_plan(refinement_plan) if isinstance(refinement_plan, (str, Path, dict)) else refinement_plan
+    plan_origin = str(refinement_plan) if isinstance(refinement_plan, (str, Path)) else "refinement plan"
     cli_blocks = parameter_blocks(scoring_params, gating_params, refinement_params)
     params = resolve_params(_layers(rs, profile, preset, cli_blocks))
     check_node_entries(params, rs)
@@ -289,22 +297,17 @@ def annotate(
 
     stats = compute_statistics(sub, labels, panel_names, params.scoring, thresholds)
     marker_table = pd.DataFrame(stats.global_.to_dict(as_series=False))
-    annotation = annotate_clusters(stats, rs, resolution.mapping, params, cell_matrix=sub, cell_clusters=labels)
-
-    clusters_table = annotation.clusters
-    from ctr.engine.refine import LOG_COLUMNS
+    inputs = EngineInputs(rs, resolution.mapping, params, cell_matrix=sub)
+    annotation = inputs.annotate(stats, labels)
 
     refinement_log = pd.DataFrame(columns=LOG_COLUMNS)
     cell_cluster = labels
     if not skip_refinement:
-        from ctr.engine.refine import refine
-
-        refined = refine(
-            annotation, stats, rs, resolution.mapping, params,
-            cell_matrix=sub, cell_clusters=labels, plan=refinement_plan, random_seed=random_seed,
-        )
+        refined = refine(annotation, stats, inputs, cell_clusters=labels, plan=plan, origin=plan_origin,
+                         split=partial(subcluster, random_seed=random_seed),
+                         statistics=statistics_for_labels(stats, sub, params.scoring))
         annotation, refinement_log, cell_cluster = refined.annotation, refined.log, refined.cell_clusters
-        clusters_table = annotation.clusters
+    clusters_table = annotation.clusters
 
     cell_labels = _cell_labels(clusters_table, cell_cluster, adata.obs_names)
     if unit == "cell":

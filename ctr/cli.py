@@ -90,7 +90,8 @@ DEFAULT_EXPORT = "fallopian_tube"
 
 def _cmd_export(args) -> int:
     from ctr.io.rundir import check_output_file
-    from ctr.lang import export_ruleset, load_ruleset, ruleset_files
+    from ctr.lang import load_ruleset, ruleset_files
+    from ctr.ruleset_commands import export_ruleset
 
     if args.ruleset is None:
         # the tuning guide's `ctr export-markers --output FILE` exports the default map; never silently

@@ -151,7 +151,7 @@ def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Rul
     that the run compiles it once; its warnings (the loss report of another tool's file read on
     the fly among them) go to ``warnings``."""
     from ctr.options import check_run_parameters, parameter_blocks
-    from ctr.rules.plan import load_plan
+    from ctr.lang.plan_file import load_plan
     from ctr.rules.presets import preset_blocks
     from ctr.rules.tissues import load_tissue
 

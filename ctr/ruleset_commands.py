@@ -1,5 +1,6 @@
-"""The ruleset commands: ``ctr lint-ruleset`` (compile, lint, optionally against a panel file) and
-``ctr rulesets`` (the built-in rulesets and tissue profiles).
+"""The ruleset commands: ``ctr lint-ruleset`` (compile, lint, optionally against a panel file),
+``ctr export-markers`` (write a ruleset in another spelling) and ``ctr rulesets`` (the built-in
+rulesets and tissue profiles).
 
 They join the front end (:mod:`ctr.lang`), the rule checks (:mod:`ctr.rules.lint`) and the panel
 reader (:mod:`ctr.data.panel`), so they live above all three.
@@ -7,13 +8,31 @@ reader (:mod:`ctr.data.panel`), so they live above all three.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ctr.data.panel import read_panel
-from ctr.errors import CtrError
-from ctr.lang import builtin_rulesets, compile_ruleset, load_ruleset
+from ctr.errors import CtrError, RulesetError
+from ctr.io.atomic import write_text_atomic
+from ctr.lang import builtin_rulesets, compile_ruleset, export_text, format_of, load_ruleset
+from ctr.lang.export import source_copy
 from ctr.lang.loader import EMPTY_TYPE
 from ctr.rules.lint import NO_MARKERS, LintReport, lint, panel_verdict
 from ctr.rules.markers import resolve_markers
 from ctr.rules.tissues import list_tissues
+
+
+def export_ruleset(ruleset, path: str | Path, fmt: str | None = None) -> Path:
+    """Write the ruleset to ``path`` (format from ``fmt`` or the extension), atomically."""
+    path = Path(path)
+    kind = format_of(path, fmt)
+    if kind is None:
+        raise RulesetError(f"cannot tell the export format of '{path}'",
+                           hint="use a .ctr, .yaml, .yml or .json file name, or pass --format ctr|yaml|json")
+    if kind == "ctr":
+        copy = source_copy(ruleset)
+        if copy is not None:  # the ruleset as its author wrote it, comments and layout included
+            return write_text_atomic(path, copy)
+    return write_text_atomic(path, export_text(ruleset, kind))
 
 
 def lint_target(source: str, panel_path: str | None = None) -> LintReport:

@@ -731,7 +731,7 @@ def test_exit_codes_are_documented():
 
 def test_plan_with_yaml_aliases_is_refused(tmp_path):
     from ctr.errors import ParameterError
-    from ctr.rules.plan import load_plan
+    from ctr.lang.plan_file import load_plan
 
     plan = tmp_path / "plan.yaml"
     plan.write_text('a: &x ["1", "2"]\nmerge:\n  - clusters: *x\n')

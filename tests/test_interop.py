@@ -13,7 +13,7 @@ from ctr.lang import compile_ruleset, load_ruleset
 from ctr.lang.exporters import WRITERS
 from ctr.lang.importers import PARSERS, detect
 from ctr.rules.lint import lint
-from ctr.rules.plan import load_plan
+from ctr.lang.plan_file import load_plan
 
 GARNETT = """\
 >B cells

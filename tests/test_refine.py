@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 from polars.testing import assert_frame_equal
 
+from ctr.data.cluster import subcluster
 from ctr.engine import annotate_clusters
+from ctr.engine.annotate import EngineInputs
 from ctr.engine.heterogeneity import frontier, heterogeneity
 from ctr.engine.refine import LOG_COLUMNS, refine
 from ctr.errors import ParameterError
+from ctr.lang.plan_file import load_plan
 from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset, Threshold, assign_paths
 from ctr.rules.params import RefinementParams, resolve_params
-from ctr.stats import absolute_thresholds, compute_statistics, natural_key
+from ctr.stats import absolute_thresholds, compute_statistics, natural_key, statistics_for_labels
 
 PANEL = ["P", "CA", "CB", "R", "N"]
 MAPPING = {m: m for m in PANEL}
@@ -71,8 +75,9 @@ def params(**refinement):
 def run(p=None, plan=None, seed=0, matrix=MATRIX, labels=LABELS):
     p = p or params()
     stats = compute_statistics(matrix, labels, PANEL, p.scoring, absolute_thresholds(RS, MAPPING))
-    ann = annotate_clusters(stats, RS, MAPPING, p, cell_matrix=matrix, cell_clusters=labels)
-    return refine(ann, stats, RS, MAPPING, p, cell_matrix=matrix, cell_clusters=labels, plan=plan, random_seed=seed)
+    inputs = EngineInputs(RS, MAPPING, p, cell_matrix=matrix)
+    return refine(inputs.annotate(stats, labels), stats, inputs, cell_clusters=labels, plan=plan,
+                  split=partial(subcluster, random_seed=seed), statistics=statistics_for_labels(stats, matrix, p.scoring))
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +253,7 @@ def test_plan_applies_override_merge_subcluster_relabel_in_order(tmp_path):
 
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(PLAN))
-    result = run(plan=path)
+    result = run(plan=load_plan(path))  # the engine is given the plan; the edge reads its file
     plan_rows = result.log[result.log.source == "plan"]
     assert plan_rows.iteration.unique().tolist() == [0]
     actions = plan_rows.action.tolist()
@@ -297,11 +302,12 @@ def test_without_cells_only_overrides_and_relabels_apply():
     p = params()
     stats = compute_statistics(MATRIX, LABELS, PANEL, p.scoring, absolute_thresholds(RS, MAPPING))
     ann = annotate_clusters(stats, RS, MAPPING, p)
-    result = refine(ann, stats, RS, MAPPING, p, plan={"relabel": [{"cluster": "2", "to": "SecB"}]})
+    inputs = EngineInputs(RS, MAPPING, p)
+    result = refine(ann, stats, inputs, plan={"relabel": [{"cluster": "2", "to": "SecB"}]})
     assert row(result, "2").final_annotation == "SecB"
     assert result.log.action.tolist() == ["relabel"]
     with pytest.raises(ParameterError, match="merge needs the per-cell data"):
-        refine(ann, stats, RS, MAPPING, p, plan={"merge": [{"clusters": ["1", "3"]}]})
+        refine(ann, stats, inputs, plan={"merge": [{"clusters": ["1", "3"]}]})
 
 
 def test_plan_rows_in_the_trace_cite_the_plan():

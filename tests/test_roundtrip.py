@@ -7,7 +7,8 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctr.lang import compile_ruleset, export_ruleset, export_text, load_ruleset
+from ctr.lang import compile_ruleset, export_text, load_ruleset
+from ctr.ruleset_commands import export_ruleset
 from ctr.rules import expr as E
 from ctr.rules.model import (
     Alias,
@@ -181,7 +182,7 @@ def test_example_survives_all_spellings_and_keeps_partial_params(tmp_path):
 
 
 def test_export_to_ctr_keeps_the_authors_comments(tmp_path):
-    from ctr.lang import export_ruleset, load_ruleset
+    from ctr.lang import load_ruleset
 
     source = tmp_path / "mine.ctr"
     source.write_text('ruleset mine "with notes"\n# why these markers: Hu et al. 2020\ntype "T" {\n'

@@ -39,6 +39,24 @@ EVIDENCE_COLUMNS = [
 VOTE_COLUMNS = ["cell", "cluster", "candidates", "vote"]
 
 
+@dataclass(frozen=True)
+class EngineInputs:
+    """What every annotation of one run shares: the ruleset, the panel name of each resolved ruleset
+    marker (``mapping``), the parameters in force, and optionally the cells (``cell_matrix``: cells
+    x the statistics' markers) for per-cell votes and refinement."""
+
+    ruleset: Ruleset
+    mapping: dict[str, str]
+    params: ResolvedParams
+    cell_matrix: object = None
+
+    def annotate(self, stats: Statistics, cell_clusters=None) -> Annotation:
+        """:func:`annotate_clusters` of ``stats``; ``cell_clusters`` labels the rows of ``cell_matrix``."""
+        return annotate_clusters(stats, self.ruleset, self.mapping, self.params,
+                                 cell_matrix=self.cell_matrix if cell_clusters is not None else None,
+                                 cell_clusters=cell_clusters)
+
+
 @dataclass
 class Annotation:
     """The engine's result: the tables written to the run directory, plus the decisions."""

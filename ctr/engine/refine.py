@@ -12,23 +12,22 @@ and a split whose pieces all agree is undone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ctr.engine.annotate import Annotation, annotate_clusters, cells_by_cluster, evaluate_nodes
+from ctr.engine.annotate import Annotation, EngineInputs, cells_by_cluster, evaluate_nodes
 from ctr.engine.decide import Decision
 from ctr.engine.heterogeneity import frontier, frontier_votes
 from ctr.engine.scoring import ClusterEvidence
 from ctr.engine.trace import Step, param_provenance, trace_frame
 from ctr.errors import ParameterError
 from ctr.progress import steps
-from ctr.rules.model import CellType, Ruleset
-from ctr.rules.params import ResolvedParams
-from ctr.rules.plan import RefinementPlan, check_plan, load_plan, resolve_target
-from ctr.stats import Statistics, compute_statistics, natural_key
+from ctr.rules.model import CellType
+from ctr.rules.plan import RefinementPlan, check_plan, plan_from_data, resolve_target
+from ctr.stats import Statistics, natural_key
 
 LOG_COLUMNS = [
     "iteration", "cluster", "action", "reason", "before_label", "after_label", "before_score", "after_score",
@@ -110,39 +109,46 @@ class _State:
     splits: list[_Split] = field(default_factory=list)  # this round's splits, awaiting their pieces' labels
 
 
+Split = Callable[[object, float], np.ndarray]  # (the cells' rows of the matrix, resolution) -> a piece id per cell
+StatisticsFor = Callable[[np.ndarray], Statistics]  # a label per cell -> cluster statistics of those labels
+
+
 def refine(
     annotation: Annotation,
     stats: Statistics,
-    ruleset: Ruleset,
-    mapping: dict[str, str],
-    params: ResolvedParams,
+    inputs: EngineInputs,
     *,
-    cell_matrix=None,
     cell_clusters=None,
-    plan: RefinementPlan | str | Path | dict | None = None,
-    random_seed: int = 0,
+    split: Split | None = None,
+    statistics: StatisticsFor | None = None,
+    plan: RefinementPlan | dict | None = None,
+    origin: str = "refinement plan",
 ) -> Refinement:
     """Apply the manual ``plan`` (override, merge, subcluster, relabel), then the automatic policy
     for up to ``params.refinement.max_iterations`` rounds, and annotate the final clusters.
 
-    ``cell_matrix`` (cells x ``stats.markers``) and ``cell_clusters`` (a label per cell) are the
-    data ``stats`` were computed from; without them only plan overrides and relabels apply.
+    ``cell_clusters`` labels the rows of ``inputs.cell_matrix`` (the data ``stats`` came from);
+    ``split`` divides a cluster's cells into pieces (Leiden, reproducibly) and ``statistics``
+    computes the cluster statistics of new labels (:func:`ctr.stats.statistics_for_labels`): the
+    engine runs no clustering and reads no file. Without the cells only plan overrides and relabels
+    apply. ``origin`` names the plan in messages (its file).
     """
-    run = _Run(stats, ruleset, mapping, params, cell_matrix, random_seed)
-    has_cells = cell_matrix is not None and cell_clusters is not None
+    has_cells = inputs.cell_matrix is not None and cell_clusters is not None
+    if has_cells and (split is None or statistics is None):
+        raise ValueError("refine needs split and statistics functions when the cells are given")
+    run = _Run(stats, inputs, split, statistics)
     labels = np.asarray(cell_clusters).astype(str) if has_cells else None
     state = _State(labels=labels if labels is not None else np.array([], dtype=str))
-    view = _view_of(annotation, stats, ruleset, mapping, params, labels)
+    view = _view_of(annotation, stats, inputs, labels)
 
     if plan is not None:
-        origin = str(plan) if isinstance(plan, (str, Path)) else "refinement plan"
-        plan = plan if isinstance(plan, RefinementPlan) else load_plan(plan)
-        check_plan(plan, view.ev.clusters, ruleset, origin)
+        plan = plan if isinstance(plan, RefinementPlan) else plan_from_data(plan, origin)
+        check_plan(plan, view.ev.clusters, inputs.ruleset, origin)
         view = _apply_plan(run, state, view, plan, has_cells)
 
     if has_cells:
         todo = [c for c in view.ev.clusters if c not in state.manual]
-        for iteration in range(1, params.refinement.max_iterations + 1):
+        for iteration in range(1, inputs.params.refinement.max_iterations + 1):
             changed: list[str] = []
             with steps(len(todo), f"refinement round {iteration}", unit="cluster") as advance:
                 for cluster in todo:
@@ -164,33 +170,30 @@ def refine(
 
 
 class _Run:
-    def __init__(self, stats, ruleset, mapping, params, cell_matrix, random_seed):
-        self.stats, self.ruleset, self.mapping, self.params = stats, ruleset, mapping, params
-        self.matrix, self.seed = cell_matrix, random_seed
+    """One refinement: the shared inputs, and the functions that split and re-measure clusters."""
 
-    def statistics(self, labels: np.ndarray) -> Statistics:
-        """Cluster statistics for ``labels``, with the original run's global statistics."""
-        fresh = compute_statistics(self.matrix, labels, self.stats.markers, self.params.scoring, global_=self.stats.global_)
-        return Statistics(global_=self.stats.global_, cluster=fresh.cluster, clusters=fresh.clusters, markers=self.stats.markers)
+    def __init__(self, stats: Statistics, inputs: EngineInputs, split: Split | None, statistics: StatisticsFor | None):
+        self.stats, self.inputs = stats, inputs
+        self.ruleset, self.mapping, self.params = inputs.ruleset, inputs.mapping, inputs.params
+        self.matrix = inputs.cell_matrix
+        self._split, self.statistics = split, statistics
 
     def view(self, labels: np.ndarray) -> _View:
         stats = self.statistics(labels)
-        ann = annotate_clusters(stats, self.ruleset, self.mapping, self.params, cell_matrix=self.matrix, cell_clusters=labels)
+        ann = self.inputs.annotate(stats, labels)
         return _View(stats, ann.cluster_evidence, ann.evaluations, ann, cells_by_cluster(labels))
 
     def split(self, cells: np.ndarray, resolution: float) -> np.ndarray:
-        """Leiden labels ("0" the largest piece) of the cells, reproducible for the seed."""
-        from ctr.data.cluster import subcluster
-
-        return np.asarray(subcluster(self.matrix[cells], resolution, self.seed)).astype(str)
+        """The pieces of the cells ("0" the largest), as the caller's split function gives them."""
+        return np.asarray(self._split(self.matrix[cells], resolution)).astype(str)
 
 
-def _view_of(annotation, stats, ruleset, mapping, params, labels) -> _View:
+def _view_of(annotation: Annotation, stats: Statistics, inputs: EngineInputs, labels) -> _View:
     """The caller's annotation of the original clusters as the first state."""
     ev, evaluations = annotation.cluster_evidence, annotation.evaluations
     if ev is None:  # an Annotation assembled without the engine's node evaluations
         ev = ClusterEvidence.from_statistics(stats)
-        evaluations = evaluate_nodes(ev, ruleset, mapping, params)
+        evaluations = evaluate_nodes(ev, inputs.ruleset, inputs.mapping, inputs.params)
     cells = {} if labels is None else cells_by_cluster(labels)
     return _View(stats, ev, evaluations, annotation, cells)
 

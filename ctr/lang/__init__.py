@@ -6,17 +6,15 @@ Public API (used by the CLI and the engine)::
     load_ruleset(source) -> Ruleset                                     # raises RulesetError
     builtin_rulesets() -> dict[str, Path]
     export_text(ruleset, fmt) -> str
-    export_ruleset(ruleset, path, fmt=None) -> Path
 """
 
-from ctr.lang.export import export_ruleset, export_text
+from ctr.lang.export import export_text
 from ctr.lang.loader import CompileResult, builtin_rulesets, compile_ruleset, format_of, load_ruleset, ruleset_files
 
 __all__ = [
     "CompileResult",
     "builtin_rulesets",
     "compile_ruleset",
-    "export_ruleset",
     "export_text",
     "format_of",
     "load_ruleset",

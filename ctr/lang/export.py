@@ -7,7 +7,6 @@ with the same :meth:`~ctr.rules.model.Ruleset.canonical` form.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -353,23 +352,6 @@ def export_text(ruleset: Ruleset, fmt: str, notes: dict[tuple[str, ...], str] | 
         sources = json.dumps({PATH_SEP.join(p): n for p, n in notes.items()}, ensure_ascii=False)
         return to_json(ruleset.model_copy(update={"meta": {**ruleset.meta, "sources": sources}}))
     return _WRITERS[key](ruleset, notes)
-
-
-def export_ruleset(ruleset: Ruleset, path: str | Path, fmt: str | None = None) -> Path:
-    """Write the ruleset to ``path`` (format from ``fmt`` or the extension), atomically."""
-    from ctr.lang.loader import format_of
-
-    path = Path(path)
-    kind = format_of(path, fmt)
-    if kind is None:
-        raise RulesetError(f"cannot tell the export format of '{path}'", hint="use a .ctr, .yaml, .yml or .json file name, or pass --format ctr|yaml|json")
-    from ctr.io.atomic import write_text_atomic
-
-    if kind == "ctr":
-        copy = source_copy(ruleset)
-        if copy is not None:  # the ruleset as its author wrote it, comments and layout included
-            return write_text_atomic(path, copy)
-    return write_text_atomic(path, export_text(ruleset, kind))
 
 
 def source_copy(ruleset: Ruleset) -> str | None:

@@ -20,15 +20,11 @@ resolution, reason}]``, with ``version`` and ``iteration`` kept as plan metadata
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ctr.diagnostics import did_you_mean
 from ctr.errors import ParameterError
 from ctr.rules.model import PATH_SEP, Ruleset
-from ctr.textfile import read_text
 
 
 class _Op(BaseModel):
@@ -111,29 +107,8 @@ def _from_reference_spelling(data: dict) -> dict:
     return out
 
 
-def load_plan(source: str | Path | dict) -> RefinementPlan:
-    """Read and validate a plan (a YAML file path or a dict)."""
-    origin = "refinement plan"
-    data = source
-    if not isinstance(source, dict):
-        path = Path(source)
-        origin = str(path)
-        try:
-            text = read_text(path, "refinement plan", ParameterError)
-            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
-                # anchors/aliases can expand a small file into a huge document; a plan never needs them
-                raise ParameterError(f"{path}: YAML anchors and aliases (*name) are not allowed in a refinement plan; "
-                                     "write each operation out")
-            data = yaml.safe_load(text)
-        except OSError as exc:
-            raise ParameterError(f"{path}: cannot read the refinement plan: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-            raise ParameterError(f"{where}: invalid YAML in the refinement plan: {getattr(exc, 'problem', exc)}",
-                                 hint=PLAN_HINT) from None
-        except RecursionError:
-            raise ParameterError(f"{path}: invalid YAML in the refinement plan: nested too deeply", hint=PLAN_HINT) from None
+def plan_from_data(data: dict | None, origin: str = "refinement plan") -> RefinementPlan:
+    """Validate a plan given as data (a parsed YAML document or a dict); ``origin`` names it in errors."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
