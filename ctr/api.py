@@ -19,6 +19,8 @@ import pandas as pd
 from ctr import __version__
 from ctr.diagnostics import Diagnostic
 from ctr.errors import InputError, ParameterError
+from ctr.options import Choices
+from ctr.previous_run import PreviousRun
 from ctr.rules.model import Ruleset
 from ctr.rules.plan import RefinementPlan
 from ctr.rules.params import ResolvedParams, check_node_entries, resolve_params
@@ -69,90 +71,6 @@ class AnnotationResult:
         from ctr.io.writers import write_run
 
         return write_run(self, run_dir, adata=adata, force=force)
-
-
-def _as_ruleset(ruleset, marker_map) -> Ruleset | None:
-    from ctr.lang import load_ruleset
-
-    if ruleset is not None and marker_map is not None:
-        raise ParameterError("give either a ruleset or a marker map, not both")
-    if marker_map is not None:
-        return load_ruleset(str(marker_map))
-    if isinstance(ruleset, Ruleset):
-        return ruleset
-    if ruleset is not None:
-        return load_ruleset(str(ruleset))
-    return None
-
-
-def _choices_from_previous_run(adata, key_added: str, tissue: str | None, preset: str | None):
-    """Tissue and preset of the run that made ``adata`` (an output.h5ad), unless given now.
-
-    Rerunning with one changed parameter must not silently drop the earlier run's preset, or
-    every other threshold moves too. ``"none"`` turns an inherited choice off.
-    Returns (tissue, preset, the names of what was inherited).
-    """
-    import json
-
-    info = adata.uns.get(key_added)
-    previous = {}
-    if isinstance(info, dict) and info.get("provenance"):
-        try:
-            previous = json.loads(str(info["provenance"]))
-        except ValueError:
-            previous = {}
-    inherited = []
-    if tissue is None and isinstance(previous.get("tissue"), dict) and previous["tissue"].get("name"):
-        tissue = previous["tissue"]["name"]
-        inherited.append("tissue")
-    if preset is None and previous.get("preset"):
-        preset = previous["preset"]
-        inherited.append("preset")
-    none = {"none", "None", ""}
-    return (None if tissue in none else tissue), (None if preset in none else preset), inherited
-
-
-def _ruleset_from_previous_run(adata, key_added: str) -> Ruleset | None:
-    """An output.h5ad of an earlier run carries its ruleset; reuse it for --annotation-only.
-
-    The text the user wrote is compiled under its original path, so the trace cites the lines of
-    that file; ``stored_sha256`` records that the run used a stored copy (verified by checksum).
-    When that text no longer compiles on its own (an include that moved), the flattened copy is
-    used and cited by the original path without lines."""
-    from ctr.lang import compile_ruleset
-
-    info = adata.uns.get(key_added)
-    if not isinstance(info, dict) or "ruleset" not in info:
-        return None
-    rs = info["ruleset"]
-    original = str(rs.get("source_file") or rs.get("name") or "previous-run")
-    digest = str(rs.get("sha256") or "")
-    fmt = str(rs.get("format") or "ctr")
-    if rs.get("source_text"):
-        result = compile_ruleset(original, text=str(rs["source_text"]), fmt=fmt)
-        if result.ok and (not digest or result.ruleset.digest == digest):
-            return result.ruleset.model_copy(update={"stored_sha256": result.ruleset.digest})
-    text = rs.get("compiled_text")  # the flattened ruleset (includes resolved), in the DSL
-    if not text:
-        return None
-    result = compile_ruleset(f"{rs.get('name', 'previous-run')} (from {key_added} run in the input file)", text=str(text), fmt="ctr")
-    if not result.ok:
-        return None
-    return _without_lines(result.ruleset, original)
-
-
-def _without_lines(ruleset: Ruleset, original: str) -> Ruleset:
-    """A ruleset compiled from a flattened copy, its locations pointing at the original file (no
-    line: the copy's lines are not the user's)."""
-    from ctr.diagnostics import SourceLoc
-
-    where = SourceLoc(file=original)
-    for node in ruleset.walk():
-        node.override_locs = {k: where for k in node.override_locs}
-        for rule in (*node.requires, *node.vetoes, *node.conditions):
-            rule.loc = where
-    ruleset.param_locs = {k: where for k in ruleset.param_locs}
-    return ruleset.model_copy(update={"source_file": original, "stored_sha256": ruleset.digest})
 
 
 def choose_builtin(panel: list[str]) -> tuple[Ruleset, float]:
@@ -211,6 +129,9 @@ def annotate(
 ) -> AnnotationResult:
     """Annotate the clusters of ``adata`` with a ruleset.
 
+    A convenience over :func:`annotate_with`: names, paths and JSON text are read here, once, into
+    :class:`ctr.options.Choices`.
+
     Parameters
     ----------
     adata
@@ -225,7 +146,7 @@ def annotate(
         Expression values: a layer name, ``"X"``, or ``"raw"`` for ``adata.raw`` (default: first of
         ``batchcorr``, ``aligned``, then ``X``).
     scoring_params, gating_params, refinement_params
-        Partial parameter blocks (dicts or JSON text), highest precedence.
+        Partial parameter blocks (dicts or JSON text), the command-line layer.
     key_added
         Prefix of the ``obs`` columns and the ``uns`` key written.
     unit
@@ -237,52 +158,135 @@ def annotate(
     -------
     AnnotationResult with the per-cluster table, the trace and the statistics tables.
     """
-    from functools import partial
+    from ctr.options import resolve_choices
 
-    from ctr.data.anndata_io import detect_cluster_key, expression
-    from ctr.data.checks import check_clusters, check_matrix, check_var_names, cluster_labels, profile_values, stop_on_errors
-    from ctr.data.cluster import subcluster
-    from ctr.engine.annotate import EngineInputs
-    from ctr.engine.refine import LOG_COLUMNS, refine
-    from ctr.lang.plan_file import load_plan
-    from ctr.options import parameter_blocks
-    from ctr.report.sentences import gating_with_reasons, with_reasons
+    choices = resolve_choices(ruleset=ruleset, marker_map=marker_map, tissue=tissue, preset=preset,
+                              scoring_params=scoring_params, gating_params=gating_params,
+                              refinement_params=refinement_params, refinement_plan=refinement_plan)
+    return annotate_with(adata, choices, cluster_key=cluster_key, layer=layer, skip_refinement=skip_refinement,
+                         random_seed=random_seed, key_added=key_added, write_obs=write_obs,
+                         annotation_only=annotation_only, unit=unit)
+
+
+def annotate_with(
+    adata,
+    choices: Choices,
+    *,
+    cluster_key: str | None = None,
+    layer: str | None = None,
+    skip_refinement: bool = False,
+    random_seed: int = 0,
+    key_added: str = "ctr",
+    write_obs: bool = True,
+    annotation_only: bool = True,
+    unit: str = "cluster",
+) -> AnnotationResult:
+    """Annotate the clusters of ``adata`` with typed, validated ``choices``, in stages: resolve
+    the ruleset and parameters, resolve the inputs (layer, cluster key, marker names), annotate
+    the clusters, refine, and write ``obs``/``uns``."""
+    if unit not in ("cluster", "cell"):
+        raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
+    previous = PreviousRun.of(adata, key_added)
+    matrix, var_names, layer_name = _expression(adata, layer)
+    chosen = resolve_ruleset(choices, previous, list(var_names))
+    data = resolve_inputs(adata, chosen.ruleset, matrix, var_names, layer_name,
+                          cluster_key=cluster_key, annotation_only=annotation_only)
+    result = annotate_inputs(data, chosen, choices, skip_refinement=skip_refinement, random_seed=random_seed,
+                             unit=unit, obs_names=adata.obs_names)
+    if write_obs:
+        write_obs_columns(adata, result, key_added)
+    return result
+
+
+# ---- stage 1: the ruleset and the parameters --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChosenRuleset:
+    """The ruleset, tissue profile and preset in force, the parameters they resolve to, and what
+    was kept from the run that made the input or chosen automatically."""
+
+    ruleset: Ruleset
+    params: ResolvedParams
+    tissue: Any = None  # TissueProfile
+    preset: str | None = None
+    inherited: tuple[str, ...] = ()
+    auto_share: float | None = None  # the panel's share of the markers, when the ruleset was chosen automatically
+
+
+def resolve_ruleset(choices: Choices, previous: PreviousRun, panel: list[str]) -> ChosenRuleset:
+    """The given ruleset, else the tissue profile's, else the previous run's, else the built-in the
+    panel covers best; the tissue and preset given, else the previous run's (unless "none"); and
+    the parameters they resolve to (scope before layer)."""
+    from ctr.lang import load_ruleset
     from ctr.rules.lint import require_cell_types
-    from ctr.rules.markers import resolve_markers
     from ctr.rules.tissues import load_tissue
-    from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
 
-    diagnostics: list[Diagnostic] = []
-    tissue, preset, inherited = _choices_from_previous_run(adata, key_added, tissue, preset)
-    profile = load_tissue(tissue) if tissue else None
-    rs = _as_ruleset(ruleset, marker_map)
-    if rs is None and profile is not None:
-        rs = _as_ruleset(profile.ruleset, None)
+    inherited = []
+    tissue = choices.tissue
+    if tissue is None and not choices.drop_tissue and previous.tissue:
+        tissue, _ = load_tissue(previous.tissue), inherited.append("tissue")
+    preset = choices.preset
+    if preset is None and not choices.drop_preset and previous.preset:
+        preset, _ = previous.preset, inherited.append("preset")
+    rs, auto_share = choices.ruleset, None
+    if rs is None and tissue is not None:
+        rs = load_ruleset(tissue.ruleset)
     if rs is None:
-        rs = _ruleset_from_previous_run(adata, key_added)
+        rs = previous.ruleset()
+    if rs is None:
+        rs, auto_share = choose_builtin(panel)
+    require_cell_types(rs)
+    params = resolve_params(_layers(rs, tissue, preset, choices.blocks))
+    check_node_entries(params, rs)
+    return ChosenRuleset(rs, params, tissue, preset, tuple(inherited), auto_share)
+
+
+# ---- stage 2: the inputs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The cells as the engine sees them: the ruleset markers' columns of the chosen layer, a cluster
+    label per cell, and how each ruleset marker was found in the panel."""
+
+    matrix: Any  # cells x panel_names
+    labels: np.ndarray
+    panel_names: list[str]
+    resolution: Any  # ctr.rules.markers.MarkerResolution
+    cluster_key: str
+    layer: str
+    diagnostics: list[Diagnostic]
+    profile: Any  # ctr.data.checks.DataProfile: what the values look like
+
+
+def _expression(adata, layer: str | None):
+    from ctr.data.anndata_io import expression
+    from ctr.data.checks import check_var_names, stop_on_errors
+
     matrix, var_names, layer_name = expression(adata, layer)
     stop_on_errors(check_var_names(var_names, layer_name=layer_name))  # markers are looked up by name
-    auto_share = None
-    if rs is None:
-        rs, auto_share = choose_builtin(list(var_names))
-    require_cell_types(rs)
-    plan = load_plan(refinement_plan) if isinstance(refinement_plan, (str, Path, dict)) else refinement_plan
-    plan_origin = str(refinement_plan) if isinstance(refinement_plan, (str, Path)) else "refinement plan"
-    cli_blocks = parameter_blocks(scoring_params, gating_params, refinement_params)
-    params = resolve_params(_layers(rs, profile, preset, cli_blocks))
-    check_node_entries(params, rs)
+    return matrix, var_names, layer_name
+
+
+def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, *, cluster_key: str | None,
+                   annotation_only: bool) -> Inputs:
+    """The cluster key and labels, the ruleset's markers in the panel, and the data checks."""
+    from ctr.data.anndata_io import detect_cluster_key
+    from ctr.data.checks import check_clusters, check_matrix, cluster_labels, profile_values, stop_on_errors
+    from ctr.rules.markers import resolve_markers
 
     key = detect_cluster_key(adata, cluster_key, annotation_only)
     if key is None:
         raise InputError("no cluster labels: pass cluster_key=... (or run the full pipeline, which clusters first)")
+    diagnostics: list[Diagnostic] = []
     labels = cluster_labels(adata.obs[key])  # NaN-labelled cells: one group, never merged with a cluster "nan"
     diagnostics += check_clusters(adata.obs[key])  # the column itself: its unused categories are reported
-
-    resolution = resolve_markers(rs, list(var_names))
+    resolution = resolve_markers(ruleset, list(var_names))
     if not resolution.mapping:
         raise InputError(
-            f"none of the {len(rs.all_markers())} markers of ruleset '{rs.name}' "
-            f"(e.g. {', '.join(map(str, list(rs.all_markers())[:8]))}) is in the panel of layer '{layer_name}' "
+            f"none of the {len(ruleset.all_markers())} markers of ruleset '{ruleset.name}' "
+            f"(e.g. {', '.join(map(str, list(ruleset.all_markers())[:8]))}) is in the panel of layer '{layer_name}' "
             f"({len(var_names)} markers, e.g. {', '.join(map(str, list(var_names)[:8]))})",
             hint="check the layer/var_names (gene symbols vs protein names) or add `alias` lines to the ruleset",
         )
@@ -293,31 +297,47 @@ def annotate(
     data_profile = profile_values(sub, layer_name)
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
-    thresholds = absolute_thresholds(rs, resolution.mapping)
+    return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile)
 
-    stats = compute_statistics(sub, labels, panel_names, params.scoring, thresholds)
+
+# ---- stages 3 and 4: annotate the clusters, refine ---------------------------------------------
+
+
+def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, skip_refinement: bool = False,
+                    random_seed: int = 0, unit: str = "cluster", obs_names=None) -> AnnotationResult:
+    """Statistics, the engine's decision per cluster, refinement, per-cell labels and cell states."""
+    from functools import partial
+
+    from ctr.data.cluster import subcluster
+    from ctr.engine.annotate import EngineInputs
+    from ctr.engine.refine import LOG_COLUMNS, refine
+    from ctr.report.sentences import gating_with_reasons, with_reasons
+    from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
+
+    rs, params, mapping = chosen.ruleset, chosen.params, data.resolution.mapping
+    thresholds = absolute_thresholds(rs, mapping)
+    stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds)
+    inputs = EngineInputs(rs, mapping, params, cell_matrix=data.matrix)
+    annotation = inputs.annotate(stats, data.labels)
     marker_table = pd.DataFrame(stats.global_.to_dict(as_series=False))
-    inputs = EngineInputs(rs, resolution.mapping, params, cell_matrix=sub)
-    annotation = inputs.annotate(stats, labels)
 
     refinement_log = pd.DataFrame(columns=LOG_COLUMNS)
-    cell_cluster = labels
+    cell_cluster = data.labels
     if not skip_refinement:
-        refined = refine(annotation, stats, inputs, cell_clusters=labels, plan=plan, origin=plan_origin,
-                         split=partial(subcluster, random_seed=random_seed),
-                         statistics=statistics_for_labels(stats, sub, params.scoring))
+        refined = refine(annotation, stats, inputs, cell_clusters=data.labels, plan=choices.plan,
+                         origin=choices.plan_origin, split=partial(subcluster, random_seed=random_seed),
+                         statistics=statistics_for_labels(stats, data.matrix, params.scoring))
         annotation, refinement_log, cell_cluster = refined.annotation, refined.log, refined.cell_clusters
     clusters_table = annotation.clusters
 
-    cell_labels = _cell_labels(clusters_table, cell_cluster, adata.obs_names)
+    obs_names = obs_names if obs_names is not None else pd.RangeIndex(len(data.labels)).astype(str)
+    cell_labels = _cell_labels(clusters_table, cell_cluster, obs_names)
     if unit == "cell":
         from ctr.engine.cells import cell_level_labels
 
-        cell_labels = cell_level_labels(cell_labels, rs, resolution.mapping, marker_table, sub,
-                                        panel_names, params.scoring.per_cell_gap, params=params)
-    elif unit != "cluster":
-        raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
-    calls = _call_states(rs, resolution.mapping, params, stats, sub, cell_cluster, panel_names, thresholds,
+        cell_labels = cell_level_labels(cell_labels, rs, mapping, marker_table, data.matrix, data.panel_names,
+                                        params.scoring.per_cell_gap, params=params)
+    calls = _call_states(rs, mapping, params, stats, data.matrix, cell_cluster, data.panel_names, thresholds,
                          clusters_table, cell_labels)
     result = AnnotationResult(
         clusters=clusters_table,
@@ -327,34 +347,33 @@ def annotate(
         trace=with_reasons(annotation.trace),
         refinement_log=refinement_log,
         markers=pd.DataFrame(
-            [{"marker": m, "panel_name": resolution.mapping.get(m, ""), "how": resolution.how.get(m, "missing")} for m in rs.all_markers()]
+            [{"marker": m, "panel_name": mapping.get(m, ""), "how": data.resolution.how.get(m, "missing")}
+             for m in rs.all_markers()]
         ),
         params=params,
         ruleset=rs,
-        cluster_key=key,
-        layer=layer_name,
+        cluster_key=data.cluster_key,
+        layer=data.layer,
         cell_labels=cell_labels,
         thresholds=marker_table,
         histograms=pd.DataFrame(stats.histograms.to_dict(as_series=False)) if stats.histograms is not None else pd.DataFrame(),
-        diagnostics=diagnostics,
+        diagnostics=data.diagnostics,
         provenance={
             "ctr_version": __version__,
-            "inherited": inherited,
+            "inherited": list(chosen.inherited),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "cluster_key": key,
-            "layer": layer_name,
-            "data_profile": data_profile.to_dict(),
-            "tissue": profile.model_dump() if profile is not None else None,
-            "preset": preset,
-            "ruleset_auto_chosen": auto_share is not None,
-            "ruleset_panel_share": auto_share,
+            "cluster_key": data.cluster_key,
+            "layer": data.layer,
+            "data_profile": data.profile.to_dict(),
+            "tissue": chosen.tissue.model_dump() if chosen.tissue is not None else None,
+            "preset": chosen.preset,
+            "ruleset_auto_chosen": chosen.auto_share is not None,
+            "ruleset_panel_share": chosen.auto_share,
         },
     )
     if calls is not None:
         result.states, result.state_trace = calls.calls, with_reasons(calls.steps)
-        result.cell_states = calls.cells.set_axis(adata.obs_names)
-    if write_obs:
-        write_obs_columns(adata, result, key_added)
+        result.cell_states = calls.cells.set_axis(obs_names)
     return result
 
 
@@ -404,13 +423,13 @@ def check_keys_free(adata, key_added: str = "ctr") -> None:
     problem = key_added_problem(key_added)
     if problem:
         raise ParameterError(problem)
-    previous = adata.uns.get(key_added)
-    if previous is not None and not (isinstance(previous, dict) and "version" in previous):
+    previous = PreviousRun.of(adata, key_added)
+    if previous.present and not previous.made_by_ctr:
         raise InputError(
             f"uns['{key_added}'] exists and was not written by ctr; refusing to overwrite it",
             hint=f"choose another prefix with --key-added (now '{key_added}')",
         )
-    ours = set(previous.get("obs_keys", [])) if isinstance(previous, dict) else set()
+    ours = previous.obs_keys
     for column in obs_keys(key_added):
         if column in adata.obs.columns and column not in ours:
             raise InputError(
@@ -447,8 +466,7 @@ def _write_state_columns(adata, result: AnnotationResult, key_added: str) -> Non
     from ctr.engine.states import states_summary
 
     cells = result.cell_states
-    previous = adata.uns.get(key_added)
-    ours = set(previous.get("obs_keys", [])) if isinstance(previous, dict) else set()
+    ours = PreviousRun.of(adata, key_added).obs_keys
     columns = state_keys(key_added, list(cells.columns))
     for column in columns:
         if column in adata.obs.columns and column not in ours:

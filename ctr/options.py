@@ -1,18 +1,24 @@
-"""Parameter options given as inline JSON or ``@file.json`` (CLI) or dicts (Python API).
+"""The user's options, read and validated once at the edge: parameter blocks given as inline JSON
+or ``@file.json`` (CLI) or dicts (Python API), run parameters, and :class:`Choices` (ruleset,
+tissue profile, preset, parameter blocks, refinement plan) as typed values.
 
-They are validated against the same models as ruleset parameter blocks, so an unknown key
-is an error naming the valid keys, wherever it was written.
+Parameter blocks are validated against the same models as ruleset parameter blocks, so an unknown
+key is an error naming the valid keys, wherever it was written.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ctr.errors import ParameterError
+from ctr.rules.model import Ruleset
 from ctr.rules.params import parse_block
+from ctr.rules.plan import RefinementPlan
+from ctr.rules.tissues import TissueProfile
 from ctr.textfile import quote, read_text
 
 # numpy's legacy RandomState, which scanpy and scikit-learn seed, takes 0 <= seed < 2**32
@@ -116,3 +122,62 @@ def check_neighbors_k(neighbors_k: int, n_cells: int) -> None:
     if neighbors_k >= n_cells:
         raise ParameterError(f"--neighbors-k {neighbors_k} is not below the number of cells ({n_cells}); "
                              f"give a value from 2 to {n_cells - 1}")
+
+
+NONE = ("none", "None", "")  # "--tissue none" / "--preset none": do not keep the earlier run's
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The user's choices of what to annotate with, each read and validated once (at the CLI edge,
+    or by :func:`ctr.api.annotate` for names and JSON given in a notebook); nothing below parses
+    JSON or opens a parameter file again.
+
+    ``None`` means "not given": a rerun on an output.h5ad keeps that run's choice; ``drop_tissue``
+    and ``drop_preset`` record an explicit "none".
+    """
+
+    ruleset: Ruleset | None = None
+    tissue: TissueProfile | None = None
+    drop_tissue: bool = False
+    preset: str | None = None
+    drop_preset: bool = False
+    blocks: dict[str, Any] = field(default_factory=dict)  # the command line's partial parameter blocks
+    plan: RefinementPlan | None = None
+    plan_origin: str = "refinement plan"
+
+
+def resolve_choices(
+    *,
+    ruleset: Ruleset | str | Path | None = None,
+    marker_map: str | Path | None = None,
+    tissue: str | None = None,
+    preset: str | None = None,
+    scoring_params: str | dict | None = None,
+    gating_params: str | dict | None = None,
+    refinement_params: str | dict | None = None,
+    refinement_plan: str | Path | dict | RefinementPlan | None = None,
+    warnings: list | None = None,
+) -> Choices:
+    """Read and validate every choice: the ruleset (compiled once; its warnings go to ``warnings``),
+    the tissue profile, the preset, the ``--*-params`` blocks and the refinement plan."""
+    from ctr.lang import load_ruleset
+    from ctr.lang.plan_file import load_plan
+    from ctr.rules.presets import preset_blocks
+    from ctr.rules.tissues import load_tissue
+
+    if ruleset is not None and marker_map is not None:
+        raise ParameterError("give either a ruleset or a marker map, not both")
+    source = marker_map if marker_map is not None else ruleset
+    rs = source if isinstance(source, Ruleset) or source is None else load_ruleset(str(source), warnings)
+    drop_tissue, drop_preset = tissue in NONE, preset in NONE
+    profile = load_tissue(tissue) if tissue is not None and not drop_tissue else None
+    if preset is not None and not drop_preset:
+        preset_blocks(preset)  # an unknown name is an error naming the presets
+    plan, origin = refinement_plan, "refinement plan"
+    if isinstance(refinement_plan, (str, Path, dict)):
+        plan = load_plan(refinement_plan)
+        origin = str(refinement_plan) if not isinstance(refinement_plan, dict) else origin
+    return Choices(ruleset=rs, tissue=profile, drop_tissue=drop_tissue, preset=None if drop_preset else preset,
+                   drop_preset=drop_preset, blocks=parameter_blocks(scoring_params, gating_params, refinement_params),
+                   plan=plan, plan_origin=origin)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.errors import InputError, RulesetError, UsageError
+from ctr.options import Choices
+from ctr.previous_run import PreviousRun
 from ctr.progress import Progress
 from ctr.rules.model import Ruleset
 
@@ -97,11 +99,11 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
 
     progress = progress or Progress()
     warnings: list = []
-    ruleset = validate_options(opts, warnings)  # cheap checks first: a typo must not cost a clustering run
+    choices = validate_options(opts, warnings)  # cheap checks first: a typo must not cost a clustering run
     with _run_directory(opts.output_dir, opts.force, progress, inputs=input_files(opts)) as run:
         with progress.stage("read", opts.input):
             adata = read_input(opts.input)
-        run.summary = annotate_adata(adata, opts, run.staging, progress, ruleset=ruleset, ruleset_warnings=warnings)
+        run.summary = annotate_adata(adata, opts, run.staging, progress, choices=choices, ruleset_warnings=warnings)
     return run.finished()
 
 
@@ -144,16 +146,13 @@ def input_files(opts: AnnotateOptions) -> list[Path]:
     return [Path(v) for v in named if v and Path(v).is_file()]
 
 
-def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Ruleset | None:
-    """Fail fast on everything that does not need the data: parameters, names, files.
-
-    Returns the ruleset named by ``--ruleset``/``--marker-map`` (None when none was named), so
-    that the run compiles it once; its warnings (the loss report of another tool's file read on
-    the fly among them) go to ``warnings``."""
-    from ctr.options import check_run_parameters, parameter_blocks
-    from ctr.lang.plan_file import load_plan
-    from ctr.rules.presets import preset_blocks
-    from ctr.rules.tissues import load_tissue
+def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Choices:
+    """Read and check everything that does not need the data, once: run parameters, the input's
+    existence, the ruleset (compiled here; its warnings, the loss report of another tool's file
+    among them, go to ``warnings``), tissue, preset, parameter blocks, refinement plan, transform.
+    A typo must not cost a clustering run. Returns the typed :class:`~ctr.options.Choices` the
+    run uses; nothing later parses them again."""
+    from ctr.options import check_run_parameters
 
     if opts.ruleset and opts.marker_map:
         raise UsageError("--ruleset and --marker-map are alternatives; give one")
@@ -161,34 +160,30 @@ def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Rul
                          random_seed=opts.random_seed, key_added=opts.key_added)
     if not Path(opts.input).exists():
         raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file")
-    ruleset = None
-    if opts.ruleset or opts.marker_map:
-        from ctr.lang import load_ruleset
-        from ctr.rules.lint import require_cell_types
+    return read_choices(opts, warnings)
 
-        ruleset = load_ruleset(opts.ruleset or opts.marker_map, warnings)  # a ruleset mistake must not cost a clustering run
-        require_cell_types(ruleset)
-    parameter_blocks(opts.scoring_params, opts.gating_params, opts.refinement_params)
-    if opts.preset and opts.preset != "none":
-        preset_blocks(opts.preset)
-    if opts.tissue and opts.tissue != "none":
-        load_tissue(opts.tissue)
-    if opts.refinement_plan:
-        load_plan(opts.refinement_plan)
+
+def read_choices(opts: AnnotateOptions, warnings: list | None = None) -> Choices:
+    """The typed choices of ``opts`` (ruleset, tissue, preset, parameter blocks, plan), with the
+    transform and normalisation specs checked."""
+    from ctr.data.preprocess import normalize_target, parse_transform
+    from ctr.options import resolve_choices
+    from ctr.rules.lint import require_cell_types
+
+    choices = resolve_choices(ruleset=opts.ruleset, marker_map=opts.marker_map, tissue=opts.tissue, preset=opts.preset,
+                              scoring_params=opts.scoring_params, gating_params=opts.gating_params,
+                              refinement_params=opts.refinement_params, refinement_plan=opts.refinement_plan,
+                              warnings=warnings)
+    if choices.ruleset is not None:
+        require_cell_types(choices.ruleset)
     if opts.transform:
-        import numpy as np
-
-        from ctr.data.preprocess import apply_transform
-
-        apply_transform(np.zeros((1, 1)), opts.transform)  # raises on an unknown spec
+        parse_transform(opts.transform)
     if opts.normalize:
-        from ctr.data.preprocess import normalize_target
-
-        normalize_target(opts.normalize)  # raises on an unknown spec
+        normalize_target(opts.normalize)
         if opts.transform:
             raise UsageError("--normalize and --transform are alternatives: --normalize already applies log1p",
                              hint="count data: --normalize total; intensities: --transform arcsinh:COFACTOR")
-    return ruleset
+    return choices
 
 
 def _check_before_clustering(adata, layer: str | None, progress: Progress, *, transforming: bool = False) -> set[str]:
@@ -210,31 +205,30 @@ def _check_before_clustering(adata, layer: str | None, progress: Progress, *, tr
     return {d.code for d in diags if d.level == "warning"}
 
 
-def _ruleset_to_check(adata, opts: AnnotateOptions, ruleset: Ruleset | None) -> Ruleset | None:
+def _ruleset_to_check(adata, choices: Choices, previous: PreviousRun) -> Ruleset | None:
     """The ruleset the run will use, when it can be known before clustering (None: a rerun's own)."""
     from ctr import api
 
-    if ruleset is not None:
-        return ruleset
-    if opts.tissue and opts.tissue != "none":
+    if choices.ruleset is not None:
+        return choices.ruleset
+    if choices.tissue is not None:
         from ctr.lang import load_ruleset
-        from ctr.rules.tissues import load_tissue
 
-        return load_ruleset(load_tissue(opts.tissue).ruleset)
-    info = adata.uns.get(opts.key_added)
-    if isinstance(info, dict) and "ruleset" in info:
+        return load_ruleset(choices.tissue.ruleset)
+    if previous.has_ruleset:
         return None  # a rerun on an output.h5ad uses that run's ruleset
     return api.choose_builtin([str(v) for v in adata.var_names])[0]
 
 
-def check_panel(adata, layer: str | None, opts: AnnotateOptions, ruleset: Ruleset | None, progress: Progress) -> None:
+def check_panel(adata, layer: str | None, opts: AnnotateOptions, choices: Choices, previous: PreviousRun,
+                progress: Progress) -> None:
     """Before any clustering: lint the ruleset against the panel and say in one line which cell
     types the panel can support. Lint errors (a marker typo) and a panel on which no type can be
     assigned stop the run unless ``--force``."""
     from ctr.data.anndata_io import expression
     from ctr.rules.lint import lint, panel_verdict
 
-    rs = _ruleset_to_check(adata, opts, ruleset)
+    rs = _ruleset_to_check(adata, choices, previous)
     if rs is None:
         return
     _, var_names, layer_name = expression(adata, layer)
@@ -268,22 +262,27 @@ def _note(diag) -> str:
 
 
 def annotate_adata(
-    adata, opts: AnnotateOptions, run_dir: Path, progress: Progress, *, ruleset: Ruleset | None = None,
+    adata, opts: AnnotateOptions, run_dir: Path, progress: Progress, *, choices: Choices | None = None,
     ruleset_warnings: list | None = None,
 ) -> RunSummary:
-    """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``. ``ruleset``: the one
-    ``opts`` names, when the caller has already compiled it (with its ``ruleset_warnings``)."""
+    """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``. ``choices``: what
+    :func:`validate_options` read from ``opts`` (read here when not given), with the ruleset's
+    ``ruleset_warnings``."""
     from ctr import api
     from ctr.io.atomic import write_json_atomic
     from ctr.io.writers import write_run
 
+    if choices is None:
+        ruleset_warnings = []
+        choices = read_choices(opts, ruleset_warnings)
     notes: list[str] = [_note(d) for d in ruleset_warnings or []]
     api.check_keys_free(adata, opts.key_added)  # before any work: the user's own obs/uns keys stay
-    layer = opts.layer or _previous_layer(adata, opts.key_added)
+    previous = PreviousRun.of(adata, opts.key_added)
+    layer = opts.layer or previous.layer(adata)
     said: set[str] = set()
     if not opts.annotation_only:
         said = _check_before_clustering(adata, layer, progress, transforming=bool(opts.transform or opts.normalize))
-    check_panel(adata, layer, opts, ruleset, progress)
+    check_panel(adata, layer, opts, choices, previous, progress)
     if opts.transform or opts.normalize:
         layer = _transform(adata, layer, opts, progress)
     cluster_key = opts.cluster_key
@@ -301,24 +300,9 @@ def annotate_adata(
         extra["clustering"] = info
         notes += info.get("warnings", [])
     with progress.stage("annotate"):
-        result = api.annotate(
-            adata,
-            ruleset if ruleset is not None else opts.ruleset,
-            marker_map=None if ruleset is not None else opts.marker_map,
-            cluster_key=cluster_key,
-            layer=layer,
-            tissue=opts.tissue,
-            preset=opts.preset,
-            scoring_params=opts.scoring_params,
-            gating_params=opts.gating_params,
-            refinement_params=opts.refinement_params,
-            refinement_plan=opts.refinement_plan,
-            skip_refinement=opts.skip_refinement,
-            random_seed=opts.random_seed,
-            key_added=opts.key_added,
-            annotation_only=True,
-            unit=opts.unit,
-        )
+        result = api.annotate_with(adata, choices, cluster_key=cluster_key, layer=layer,
+                                   skip_refinement=opts.skip_refinement, random_seed=opts.random_seed,
+                                   key_added=opts.key_added, annotation_only=True, unit=opts.unit)
     if result.provenance.get("data_profile"):
         from ctr.data.checks import DataProfile
 
@@ -346,15 +330,6 @@ def annotate_adata(
                       cell_labels=result.cell_labels["label"], unit=opts.unit)
 
 
-def _previous_layer(adata, key_added: str) -> str | None:
-    info = adata.uns.get(key_added)
-    if isinstance(info, dict):
-        layer = info.get("layer")
-        if layer and (layer in adata.layers or layer == "raw"):
-            return str(layer)
-    return None
-
-
 def _transform(adata, layer: str | None, opts: AnnotateOptions, progress: Progress) -> str:
     """``--transform`` or ``--normalize`` the chosen values into ``layers['ctr_transformed']``; the
     input values stay."""
@@ -380,7 +355,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
     from ctr.options import check_neighbors_k
     from ctr.stats import natural_order
 
-    if CLUSTER_KEY in adata.obs.columns and not _made_by_ctr(adata, opts.key_added):
+    if CLUSTER_KEY in adata.obs.columns and not PreviousRun.of(adata, opts.key_added).made_by_ctr:
         raise InputError(
             f"obs['{CLUSTER_KEY}'] already exists and was not written by ctr; refusing to overwrite it",
             hint=f"reuse it with --annotation-only --cluster-key {CLUSTER_KEY}, or rename the column",
@@ -428,11 +403,6 @@ def technical_patterns(names: str | None) -> tuple[str, ...]:
     if [n.lower() for n in listed] == ["none"]:
         return ()
     return tuple(rf"^{re.escape(n)}$" for n in listed)
-
-
-def _made_by_ctr(adata, key_added: str) -> bool:
-    info = adata.uns.get(key_added)
-    return isinstance(info, dict) and "version" in info
 
 
 def demo_adata():

@@ -48,20 +48,29 @@ LOW_VARIANCE_MIN = 1e-6
 TECH_PREFIX = "tech_"
 
 
-def apply_transform(matrix, spec: str):
-    """``arcsinh(x / COFACTOR)`` for ``"arcsinh:COFACTOR"``, ``log1p(x)`` for ``"log1p"``; a new matrix."""
+def parse_transform(spec: str) -> tuple[str, float | None]:
+    """``("log1p", None)`` or ``("arcsinh", COFACTOR)`` for a ``--transform`` value; an unknown form
+    is a :class:`ParameterError` naming the valid ones (checked before any data is read)."""
     text = (spec or "").strip().lower()
     if text == "log1p":
+        return "log1p", None
+    match = re.fullmatch(r"(?:arcsinh|asinh):\s*([0-9.eE+-]+)", text)
+    cofactor = _positive_float(match.group(1)) if match else None
+    if cofactor is None:
+        raise ParameterError(f"--transform {spec!r} is not a transform; valid forms: {TRANSFORM_FORMS}")
+    return "arcsinh", cofactor
+
+
+def apply_transform(matrix, spec: str):
+    """``arcsinh(x / COFACTOR)`` for ``"arcsinh:COFACTOR"``, ``log1p(x)`` for ``"log1p"``; a new matrix."""
+    kind, cofactor = parse_transform(spec)
+    if kind == "log1p":
         func = np.log1p
         minimum = _min_value(matrix)
         if minimum < 0:
             raise InputError(f"--transform log1p needs values >= 0, but the layer has values down to {minimum:.4g}",
                              hint="use --transform arcsinh:COFACTOR, which is defined for negative values")
     else:
-        match = re.fullmatch(r"(?:arcsinh|asinh):\s*([0-9.eE+-]+)", text)
-        cofactor = _positive_float(match.group(1)) if match else None
-        if cofactor is None:
-            raise ParameterError(f"--transform {spec!r} is not a transform; valid forms: {TRANSFORM_FORMS}")
         def func(x, c=cofactor):
             return np.arcsinh(x / c)
     if sp.issparse(matrix):
