@@ -695,12 +695,12 @@ def test_usage_errors_exit_2(argv, fragment, capsys):
 
 
 def test_internal_error_exits_3_and_only_debug_shows_the_traceback(ok_h5ad, tmp_path, ruleset, capsys, monkeypatch):
-    import ctr.engine
+    import ctr.engine.annotate
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(ctr.engine, "annotate_clusters", broken)
+    monkeypatch.setattr(ctr.engine.annotate, "annotate_clusters", broken)
     code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", ruleset=ruleset)
     assert code == 3
     assert "internal error: ZeroDivisionError: simulated bug" in err and "--debug" in err
