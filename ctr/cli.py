@@ -42,7 +42,8 @@ def _add_annotate(sub) -> None:
     p.add_argument("--cluster-key", metavar="K", help="obs column with cluster labels (default with --annotation-only: cluster_lvl0, leiden, louvain, cluster)")
     p.add_argument("--annotation-only", action="store_true", help="use existing cluster labels, skip clustering")
     p.add_argument("--scoring-params", metavar="JSON", help="scoring parameters as inline JSON or @file.json")
-    p.add_argument("--gating-params", metavar="JSON", help="gating parameters as inline JSON or @file.json")
+    p.add_argument("--gating-params", metavar="JSON", help="gating parameters as inline JSON or @file.json: level_defaults per level, "
+                   "nodes per cell type ('{\"nodes\": {\"Lymphatics\": {\"min_coverage\": 0.5}}}')")
     p.add_argument("--refinement-params", metavar="JSON", help="refinement parameters as inline JSON or @file.json")
     p.add_argument("--refinement-plan", metavar="YAML", help="manual refinement plan (override, merge, subcluster, relabel)")
     p.add_argument("--skip-refinement", action="store_true", help="annotate only; no relabelling or subclustering")

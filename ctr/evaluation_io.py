@@ -26,6 +26,7 @@ from ctr.evaluation import (
     ruleset_nodes,
     split_label_path,
 )
+from ctr.previous_run import PreviousRun
 
 EVALUATION_CSV = "evaluation.csv"
 CONFUSION_CSV = "evaluation_confusion.csv"
@@ -149,7 +150,7 @@ def evaluate(
         labels, paths = obs[label_key].astype(str).to_numpy(), obs[path_key].astype(str).to_numpy()
         cluster_ids = _per_cell(f"{key_added}_cluster" if clusters is None else clusters, obs, "clusters", len(obs))
         truth_values = _per_cell(truth, obs, "truth", len(obs))
-        nodes = _nodes_from_uns(data.uns.get(key_added))
+        nodes = _nodes_of(PreviousRun.of(data, key_added))
     nodes = nodes_with_predictions(nodes, paths)
     return evaluate_labels(truth_values, labels, paths, cluster_ids, nodes, mapping=as_mapping(mapping), level=level)
 
@@ -171,17 +172,10 @@ def _per_cell(values, obs: pd.DataFrame | None, what: str, n: int) -> np.ndarray
     return out
 
 
-def _nodes_from_uns(info) -> list[Path_]:
-    """The node paths of the ruleset stored in ``uns['ctr']`` by the run (empty when absent)."""
-    if not isinstance(info, Mapping) or not isinstance(info.get("ruleset"), Mapping):
-        return []
-    text = info["ruleset"].get("compiled_text")
-    if not text:
-        return []
-    from ctr.lang import compile_ruleset
-
-    result = compile_ruleset(str(info["ruleset"].get("name", "run")), text=str(text), fmt="ctr")
-    return ruleset_nodes(result.ruleset) if result.ok else []
+def _nodes_of(run: PreviousRun) -> list[Path_]:
+    """The node paths of the ruleset the run stored in ``uns[key_added]`` (empty when absent)."""
+    ruleset = run.ruleset()
+    return ruleset_nodes(ruleset) if ruleset is not None else []
 
 
 def evaluate_run(run_dir: str | Path, truth: str, *, mapping: str | Path | None = None, level: int | None = None,

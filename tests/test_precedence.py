@@ -176,8 +176,19 @@ def test_lymphatics_keeps_its_own_min_coverage_and_cites_its_line():
     # an --annotation-only rerun reads the ruleset stored in the file and still cites the user's line
     again = api.annotate(adata, None, cluster_key="leiden", gating_params=gating, skip_refinement=True)
     assert again.ruleset.stored_sha256 == result.ruleset.digest
-    assert _cited(_coverage_rows(again, "Lymphatics")) == {"rulesets/codex_immune.ctr:89:3"}
+    rerun = _coverage_rows(again, "Lymphatics")
+    assert _cited(rerun) == {"rulesets/codex_immune.ctr:89:3"}
+    assert set(rerun.file_sha256) == {result.ruleset.digest}  # the original path plus the checksum
+    assert f"rulesets/codex_immune.ctr:89:3 (stored copy, sha256 {result.ruleset.digest[:12]})" in again.explain("1")
+    assert set(_coverage_rows(result, "Lymphatics").file_sha256) == {""}  # read from the file itself
     assert again.labels == result.labels
+
+    # without the text as written (only the flattened copy), the original path is cited without lines
+    del adata.uns["ctr"]["ruleset"]["source_text"]
+    flat = api.annotate(adata, None, cluster_key="leiden", gating_params=gating, skip_refinement=True, write_obs=False)
+    rows = _coverage_rows(flat, "Lymphatics")
+    assert _cited(rows) == {"rulesets/codex_immune.ctr"} and set(rows.file_sha256) == {result.ruleset.digest}
+    assert flat.labels == result.labels
 
     # the command line reaches one node by naming it
     one = api.annotate(adata, "codex_immune", cluster_key="leiden", write_obs=False, skip_refinement=True,

@@ -12,7 +12,7 @@ import pandas as pd
 from ctr.engine.decide import AMBIGUITY_SEP, Decision, NodeEvaluation, Selection, decide_cluster
 from ctr.engine.gates import GateOutcome, gate_node, node_passed
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
-from ctr.engine.trace import Step, param_provenance, trace_frame
+from ctr.engine.trace import Step, cite_stored_copy, param_provenance, trace_frame
 from ctr.engine.votes import cell_scores, composition, composition_text, vote
 from ctr.rules.expr import markers_in
 from ctr.rules.model import CellType, Ruleset
@@ -131,7 +131,7 @@ def annotate_clusters(
         gating=_gating_table(reached, evaluations, ev),
         scores=_score_table(ev, evaluations),
         evidence=_evidence_table(reached, evaluations, ev, mapping),
-        trace=trace_frame(steps),
+        trace=trace_frame(cite_stored_copy(steps, ruleset)),
         votes=votes,
         unresolved=unresolved,
         flat=[m for m, f in zip(ev.markers, ev.flat) if f],

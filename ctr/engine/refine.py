@@ -22,7 +22,7 @@ from ctr.engine.annotate import Annotation, EngineInputs, cells_by_cluster, eval
 from ctr.engine.decide import Decision
 from ctr.engine.heterogeneity import frontier, frontier_votes
 from ctr.engine.scoring import ClusterEvidence
-from ctr.engine.trace import Step, param_provenance, trace_frame
+from ctr.engine.trace import Step, cite_stored_copy, param_provenance, trace_frame
 from ctr.errors import ParameterError
 from ctr.progress import steps
 from ctr.rules.model import CellType
@@ -160,7 +160,7 @@ def refine(
             now = (renamed.get(c, c) for c in changed)
             todo = list(dict.fromkeys(c for c in now if c is not None and c in view.cells))
 
-    final = _finalise(view, state)
+    final = _finalise(view, state, inputs.ruleset)
     log = pd.DataFrame(state.log, columns=LOG_COLUMNS)
     cells_out = state.labels if has_cells else np.asarray([] if cell_clusters is None else cell_clusters).astype(str)
     return Refinement(final, log, cells_out)
@@ -522,7 +522,7 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
 # ---- the final tables ---------------------------------------------------------------------
 
 
-def _finalise(view: _View, state: _State) -> Annotation:
+def _finalise(view: _View, state: _State, ruleset) -> Annotation:
     """The engine's annotation of the final clusters, with forced labels, actions and refine steps."""
     ann = view.annotation
     clusters = ann.clusters.copy()
@@ -545,7 +545,7 @@ def _finalise(view: _View, state: _State) -> Annotation:
             clusters.loc[hit, key] = value
     trace = ann.trace
     if state.steps:
-        extra = trace_frame(state.steps)
+        extra = trace_frame(cite_stored_copy(state.steps, ruleset))
         trace = pd.concat([trace, extra], ignore_index=True) if len(trace) else extra
         trace["step"] = trace.groupby("cluster", sort=False).cumcount() + 1
     return replace(ann, clusters=clusters, trace=trace)

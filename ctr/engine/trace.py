@@ -48,6 +48,8 @@ class Step:
     shadowed_key: str = ""
     shadowed_layer: str = ""
     shadowed_value: float = math.nan
+    # the ruleset's checksum when ``file`` is cited from the copy an earlier run stored in its input
+    file_sha256: str = ""
     # what the statistic was computed over
     expression: str = ""  # a condition as written
     candidates: str = ""  # ";"-joined: ranked passing candidates (winner, ambiguous), all (none_passed), voted
@@ -109,6 +111,16 @@ def _float(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def cite_stored_copy(steps: list[Step], ruleset: Ruleset) -> list[Step]:
+    """Rows cited from a ruleset compiled from a stored copy carry that copy's checksum beside the
+    original path (``file_sha256``), so a reader can tell whether the file on disk is the same."""
+    if ruleset.stored_sha256:
+        for step in steps:
+            if step.layer == "ruleset" and step.file:
+                step.file_sha256 = ruleset.stored_sha256
+    return steps
 
 
 def trace_frame(steps: list[Step]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ TEXT_COLUMNS = (
     "cluster", "path", "parent", "annotation_path", "cell_type", "runner_up", "ambiguous_candidates",
     "vote_composition", "refinement_action", "failed_gates", "root", "root_type", "reason", "gate", "kind",
     "marker", "statistic", "comparison", "expression", "candidates", "markers", "absent", "values",
-    "param_key", "layer", "scope", "file", "shadowed_key", "shadowed_layer",
+    "param_key", "layer", "scope", "file", "file_sha256", "shadowed_key", "shadowed_layer",
 )
 TRACE_NAMES = ("decision_steps.csv", "decision_steps.jsonl")
 OPTIONAL_TABLES = {
@@ -129,7 +129,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     # Cluster ids look numeric ("0", "1", "3.1") but are labels: never let pandas parse them.
-    text_cols = {c: str for c in (*TEXT_COLUMNS[:4], "marker", "candidates", "markers", "absent", "file")}
+    text_cols = {c: str for c in (*TEXT_COLUMNS[:4], "marker", "candidates", "markers", "absent", "file", "file_sha256")}
     try:
         # only an empty field is missing (ctr writes NaN as ""): a cluster named "nan" or "NA" stays a name
         return _clean(pd.read_csv(path, dtype=text_cols, keep_default_na=False, na_values=[""], encoding=ENCODING))

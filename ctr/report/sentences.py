@@ -85,10 +85,18 @@ def parameter_name(step: Step) -> str | None:
     return name
 
 
+def where(step: Step) -> str:
+    """``file:line:col`` of what set the threshold, with the ruleset's checksum when the file was
+    cited from the copy an earlier run stored ('' when no file set it)."""
+    if not step.location:
+        return ""
+    return step.location + (f" (stored copy, sha256 {step.file_sha256[:12]})" if step.file_sha256 else "")
+
+
 def cite(step: Step) -> str:
     """' (rule file:line:col)' when a file set the threshold, else ' (<parameter key>, <layer>)'."""
     if step.location:
-        return f" (rule {step.location})"
+        return f" (rule {where(step)})"
     return f" ({step.param_key or step.gate}, {step.layer or 'default'})"
 
 
@@ -166,7 +174,7 @@ def describe(step: Step) -> str:
     absent = step.marker in _names(step.absent) if step.marker else False
     value = "missing from panel" if absent or _isnan(step.observed) else format_number(step.observed)
     what = f"{step.gate} {measure(step)}" if step.gate in ("requirement", "veto") else measure(step)
-    rule = step.location or step.layer or "default"
+    rule = where(step) or step.layer or "default"
     return (f"{what}: {value} {step.comparison} {format_number(step.threshold)} {outcome}"
             f" (rule {rule}, threshold from {step.layer or 'default'}{kept(step)})")
 
