@@ -222,13 +222,13 @@ def resolve_ruleset(choices: Choices, previous: PreviousRun, panel: list[str]) -
     from ctr.rules.lint import require_cell_types
     from ctr.rules.tissues import load_tissue
 
-    inherited = []
-    tissue = choices.tissue
-    if tissue is None and not choices.drop_tissue and previous.tissue:
-        tissue, _ = load_tissue(previous.tissue), inherited.append("tissue")
-    preset = choices.preset
-    if preset is None and not choices.drop_preset and previous.preset:
-        preset, _ = previous.preset, inherited.append("preset")
+    # rerunning with one changed parameter must not silently drop the earlier run's tissue or
+    # preset, or every other threshold moves too; "none" turns an inherited choice off
+    inherit_tissue = choices.tissue is None and not choices.drop_tissue and previous.tissue is not None
+    inherit_preset = choices.preset is None and not choices.drop_preset and previous.preset is not None
+    tissue = load_tissue(previous.tissue) if inherit_tissue else choices.tissue
+    preset = previous.preset if inherit_preset else choices.preset
+    inherited = [name for name, kept in (("tissue", inherit_tissue), ("preset", inherit_preset)) if kept]
     rs, auto_share = choices.ruleset, None
     if rs is None and tissue is not None:
         rs = load_ruleset(tissue.ruleset)
