@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     quick = "--quick" in sys.argv
     runs = [
+        ["bench_command.py", "--cells", "100000"] + ([] if quick else ["1000000"]),
         ["bench_annotate.py", "--cells", "100000"] + ([] if quick else ["1000000"]),
         ["bench_annotate.py", "--sparse", "--cells", "100000"] + ([] if quick else ["1000000"]),
         ["bench_cluster.py"] + (["--sizes", "20000"] if quick else []),

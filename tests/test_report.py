@@ -108,3 +108,20 @@ def test_embedding_reads_a_fixed_number_of_cells_with_their_own_labels(real_run,
     umap = np.asarray(full.obsm["X_umap"])[:, :2]
     rows = [int(np.flatnonzero((umap == point).all(axis=1))[0]) for point in coords["X_umap"]]
     assert labels.tolist() == full.obs["ctr_label"].astype(str).iloc[rows].tolist()
+
+
+def test_many_clusters_get_cards_for_the_largest_and_a_row_each_for_the_rest(real_run, tmp_path, monkeypatch):
+    # the report stays bounded on thousands of clusters: the largest get cards, the rest a table row
+    from ctr.report import html as report_html
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    monkeypatch.setattr(report_html, "CARDS_MAX", 3)
+    monkeypatch.setattr(report_html, "DOT_PLOT_ROWS", 2)
+    html = write_report(run).read_text()
+    clusters = pd.read_csv(run / "cluster_annotations.csv", dtype={"cluster": str})
+    largest = clusters.sort_values("n_cells", ascending=False, kind="stable")["cluster"].head(3)
+    assert html.count('<details class="card"') == 3
+    assert all(f'<span class="cid">Cluster {c}</span>' in html for c in largest)
+    assert f"{len(clusters) - 3} smaller clusters" in html
+    assert f"Rows: the 2 largest of the {len(clusters)} clusters." in html

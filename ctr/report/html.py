@@ -35,6 +35,10 @@ from ctr.rules.model import PATH_SEP
 
 REPORT_NAME = "report.html"
 OPEN_CARDS_UP_TO = 8  # small runs open every card; larger ones start collapsed
+# the report's cost follows what it shows: beyond these many clusters only the largest get a card
+# (the rest one table row each) and a row in the dot plot
+CARDS_MAX = 200
+DOT_PLOT_ROWS = 60
 
 
 def write_report(run_dir: str | Path, *, staged_as: str | None = None) -> Path:
@@ -52,7 +56,7 @@ def write_report(run_dir: str | Path, *, staged_as: str | None = None) -> Path:
 
 def render_report(run: RunDir) -> str:
     """The whole page as one string."""
-    explanations = explain_clusters(run)
+    explanations = explain_clusters(run, _largest_clusters(run, CARDS_MAX))
     clusters = run.clusters
     colours = plots.palette(_label_order(clusters))
     sections = [
@@ -296,7 +300,8 @@ def _evidence_section(run: RunDir, explanations: list[ClusterExplanation]) -> st
     decided = _deciding_markers(ev, explanations)
     if not decided:
         return "<section id=\"evidence\"><h2>Marker evidence</h2><p class=\"note\">No marker decided a label.</p></section>"
-    rows = [f"{e.cluster} · {e.label}" for e in explanations]
+    shown = set(_largest_clusters(run, DOT_PLOT_ROWS))
+    rows = [f"{e.cluster} · {e.label}" for e in explanations if e.cluster in shown]
     row_of = {e.cluster: f"{e.cluster} · {e.label}" for e in explanations}
     table = ev.assign(row=ev["cluster"].map(row_of)).dropna(subset=["row"])
     img = plots.dot_plot(table, rows, decided)
@@ -304,7 +309,7 @@ def _evidence_section(run: RunDir, explanations: list[ClusterExplanation]) -> st
             "cell type on the clusters' final paths. Dot size: fraction of the cluster's cells positive; colour: "
             "enrichment over the whole sample (blue below, red above; the scale is capped so that a few extreme "
             "markers do not wash out the rest). A missing dot: the marker was not evaluated "
-            f"for that cluster.</p><div class=\"panel\"><img class=\"figure\" alt=\"marker dot plot\" src=\"{img}\"></div></section>")
+            f"for that cluster.{_shown_of(len(rows), len(run.clusters))}</p><div class=\"panel\"><img class=\"figure\" alt=\"marker dot plot\" src=\"{img}\"></div></section>")
 
 
 def _positive_evidence(ev: pd.DataFrame) -> pd.DataFrame:
@@ -411,10 +416,40 @@ def _reference_hint(run: RunDir) -> str:
 
 def _cards(run: RunDir, explanations: list[ClusterExplanation], colours: dict[str, str]) -> str:
     open_all = len(explanations) <= OPEN_CARDS_UP_TO
-    cards = "".join(_card(i, e, run, colours, open_all) for i, e in enumerate(explanations))
+    cards = "".join(_card(i, e, run, colours, open_all) for i, e in enumerate(explanations)) + _other_clusters(run, explanations)
     return ("<section id=\"clusters\"><h2>Clusters</h2><p class=\"note\">One card per cluster: the decision at each "
             "level, every gate with its observed value, threshold and the rule that set it, and what would have to "
             f"change for the runner-up to win. Click a card to open it.</p>{cards}</section>")
+
+
+def _largest_clusters(run: RunDir, limit: int) -> list[str]:
+    """Every cluster id when there are at most ``limit``, else the ``limit`` largest; in run order."""
+    ids = run.cluster_ids
+    if len(ids) <= limit:
+        return ids
+    sizes = pd.to_numeric(run.clusters["n_cells"], errors="coerce").fillna(0).to_numpy() \
+        if "n_cells" in run.clusters.columns else np.zeros(len(ids))
+    keep = {ids[i] for i in np.argsort(-sizes, kind="stable")[:limit]}
+    return [c for c in ids if c in keep]
+
+
+def _shown_of(shown: int, total: int) -> str:
+    return "" if shown >= total else f" Rows: the {shown} largest of the {total} clusters."
+
+
+def _other_clusters(run: RunDir, explanations: list[ClusterExplanation]) -> str:
+    """One table row per cluster without a card (runs with more than ``CARDS_MAX`` clusters)."""
+    carded = {e.cluster for e in explanations}
+    rest = run.clusters.loc[~run.clusters["cluster"].isin(carded)]
+    if rest.empty:
+        return ""
+    cols = [c for c in ("cluster", "final_annotation", "n_cells", "stop_reason", "score") if c in rest.columns]
+    head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{escape(format_number(v) if isinstance(v, float) else str(v))}</td>"
+                                    for v in row) + "</tr>" for row in rest[cols].itertuples(index=False))
+    return (f"<h3 id=\"other-clusters\">{len(rest)} smaller clusters</h3><p class=\"note\">Cards are drawn for the "
+            f"{len(carded)} largest clusters; <code>ctr explain {escape(str(run.path))} --cluster ID</code> explains any "
+            f"other.</p><div class=\"panel\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _card(i: int, e: ClusterExplanation, run: RunDir, colours: dict[str, str], is_open: bool) -> str:

@@ -1,0 +1,85 @@
+"""Wall time per stage and peak memory of the whole `ctr annotate --annotation-only` command.
+
+Usage: python benchmarks/bench_command.py [--cells 100000 1000000] [--markers 40] [--clusters 200]
+                                          [--types 20] [--data DIR] [--no-report] [--source DIR]
+
+For each size it writes (once; reused from --data) a synthetic clustered .h5ad (float32, dense,
+clusters given in obs "cluster") and a ruleset of --types cell types, runs
+
+    ctr annotate DATA.h5ad --ruleset synthetic.ctr --annotation-only --cluster-key cluster
+                 --skip-refinement --output-dir RUN --force
+
+in a child process, and prints one row per size: the stages of the run's timings.json (read,
+annotate, write, report), the whole command's wall time (interpreter start included) and the
+child's peak resident memory, next to the size of the expression matrix. ``--source DIR`` runs the
+ctr of another checkout (for example a worktree of the previous commit) for a before/after pair.
+Figures only: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("read", "annotate", "write", "report")
+
+
+def run_command(h5ad: Path, ruleset: Path, out: Path, report: bool, source: Path | None = None) -> tuple[float, float, dict]:
+    """Run the command once; (wall seconds, peak RSS MiB, timings.json stages)."""
+    cmd = [sys.executable, "-m", "ctr", "annotate", str(h5ad), "--ruleset", str(ruleset), "--annotation-only",
+           "--cluster-key", "cluster", "--skip-refinement", "--output-dir", str(out), "--force"]
+    if not report:
+        cmd.append("--no-report")
+    t0 = time.perf_counter()
+    env = dict(os.environ, PYTHONPATH=str(source)) if source else None
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory, not the largest so far
+    wall = time.perf_counter() - t0
+    child.returncode = os.waitstatus_to_exitcode(status)
+    err = child.stderr.read().decode() if child.stderr else ""
+    if child.returncode:
+        raise SystemExit(f"ctr annotate failed ({child.returncode}):\n{err[-2000:]}")
+    stages = json.loads((out / "timings.json").read_text())["stages"]
+    return wall, usage.ru_maxrss / 1024, stages
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--markers", type=int, default=40)
+    ap.add_argument("--clusters", type=int, default=200)
+    ap.add_argument("--types", type=int, default=20)
+    ap.add_argument("--data", type=Path, help="folder for the synthetic inputs (kept; default: a temporary folder)")
+    ap.add_argument("--no-report", action="store_true", help="leave the report out (--no-report)")
+    ap.add_argument("--source", type=Path, help="a ctr checkout to run instead of the installed one")
+    args = ap.parse_args()
+
+    sys.path.insert(0, str(HERE))
+    from synthetic_h5ad import write
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or Path(tmp)
+        print(f"ctr annotate --annotation-only --skip-refinement; {args.markers} markers, {args.clusters} clusters, "
+              f"{args.types} cell types{', no report' if args.no_report else ''}"
+              f"{f'; ctr from {args.source}' if args.source else ''}")
+        print("| cells | " + " | ".join(f"{s} s" for s in STAGES) + " | command s | peak MiB | matrix MiB |")
+        print("|---:|" + "---:|" * (len(STAGES) + 3))
+        for n in args.cells:
+            h5ad, ruleset = data / f"synthetic_{n}.h5ad", data / "synthetic.ctr"
+            if not h5ad.is_file() or not ruleset.is_file():
+                write(data, n, args.markers, args.clusters, args.types)
+            wall, peak, stages = run_command(h5ad, ruleset, Path(tmp) / f"run_{n}", not args.no_report, args.source)
+            matrix = n * args.markers * 4 / 2**20
+            cells = " | ".join(f"{stages[s]:.2f}" if s in stages else "-" for s in STAGES)
+            print(f"| {n:,} | {cells} | {wall:.2f} | {peak:.0f} | {matrix:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
