@@ -39,7 +39,8 @@ def run_command(h5ad: Path, ruleset: Path, out: Path, report: bool, source: Path
         cmd.append("--no-report")
     t0 = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=str(source)) if source else None
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # `python -m` puts the working directory first on sys.path: run where no other ctr is found
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=source or out.parent)
     _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory, not the largest so far
     wall = time.perf_counter() - t0
     child.returncode = os.waitstatus_to_exitcode(status)

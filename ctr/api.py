@@ -394,11 +394,13 @@ def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_n
 
 
 def _cell_labels(clusters: pd.DataFrame, cell_cluster, obs_names) -> pd.DataFrame:
+    from ctr.stats.cluster_stats import cluster_codes
+
     table = clusters.set_index(clusters["cluster"].astype(str))
-    cc = pd.Index(np.asarray(cell_cluster, dtype=str))
-    pos = table.index.get_indexer(cc)
+    codes, order = cluster_codes(cell_cluster)  # distinct labels looked up once, not once per cell
+    pos = table.index.get_indexer(pd.Index(order, dtype=object))[codes] if len(codes) else np.zeros(0, np.int64)
     out = pd.DataFrame(index=pd.Index(obs_names))
-    out["cluster"] = np.asarray(cell_cluster, dtype=str)
+    out["cluster"] = np.asarray(order, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
 
     def take(col, fill):
         values = table[col].to_numpy()
