@@ -4,7 +4,7 @@ provenance of every threshold (which rule or parameter layer set it)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import pandas as pd
 
@@ -125,7 +125,10 @@ def cite_stored_copy(steps: list[Step], ruleset: Ruleset) -> list[Step]:
 
 def trace_frame(steps: list[Step]) -> pd.DataFrame:
     """The trace table; ``step`` numbers the records within each cluster from 1."""
-    frame = pd.DataFrame([asdict(s) for s in steps], columns=[*TRACE_COLUMNS[1:], "step"])
+    names = [f.name for f in fields(Step)]
+    # every field is a scalar: a plain tuple per row (dataclasses.asdict deep-copies each value)
+    frame = pd.DataFrame.from_records([tuple(getattr(s, n) for n in names) for s in steps], columns=names)
+    frame = frame.reindex(columns=[*TRACE_COLUMNS[1:], "step"])
     frame["step"] = frame.groupby("cluster", sort=False).cumcount() + 1 if len(frame) else []
     frame = frame[TRACE_COLUMNS]
     floats = {c: float for c in ("observed", "threshold", "line", "col", "shadowed_value", "n_markers")}
