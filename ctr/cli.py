@@ -127,6 +127,11 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_explain(args) -> int:
+    if args.markers:
+        from ctr.report import explain_markers
+
+        print(explain_markers(args.run_dir, args.format), end="")
+        return 0
     from ctr.report import explain_run
 
     print(explain_run(args.run_dir, args.cluster or None, args.format))
@@ -230,9 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "a symbolic link or a device)")
     p.set_defaults(func=_cmd_import)
 
-    p = sub.add_parser("explain", help="explain, gate by gate, why each cluster got its label")
+    p = sub.add_parser("explain", help="explain, gate by gate, why each cluster got its label",
+                       description="Explain, gate by gate, why each cluster got its label (read from the run's trace); "
+                       "a requirement or veto row names its marker's positivity split. With --markers: each "
+                       "marker's split instead (where it turns positive, the method that chose it, the fit "
+                       "quality as Ashman's D and the share of cells positive).",
+                       epilog="Docs: docs/explain-and-report.md.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--cluster", action="append", metavar="ID", help="only this cluster (repeatable)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--cluster", action="append", metavar="ID", help="only this cluster (repeatable)")
+    which.add_argument("--markers", action="store_true",
+                       help="list every marker's positivity threshold, method and fit quality (marker_thresholds.csv)")
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.set_defaults(func=_cmd_explain)
 

@@ -54,6 +54,22 @@ def test_run_directory_has_every_file(run1):
     assert {"stages", "total"} <= set(json.loads((run1 / "timings.json").read_text()))
 
 
+def test_marker_splits_of_a_real_panel_in_explain_and_report(run1, capsys):
+    """pbmc68k's 50-odd genes: every split listed with its method, drawn on pages of small multiples."""
+    import pandas as pd
+
+    table = pd.read_csv(run1 / "marker_thresholds.csv", dtype={"marker": str})
+    code, out, _ = run(capsys, "explain", run1, "--markers")
+    methods = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert code == 0 and set(methods) == set(table["marker"])
+    assert all(f" {m} " in methods[marker] for marker, m in zip(table["marker"], table["threshold_method"]))
+    html = (run1 / "report.html").read_text()
+    start = html.index('<section id="thresholds">')
+    part = html[start:html.index("</section>", start)]
+    assert part.count("data:image/png;base64,") == -(-len(table) // 36)  # pages of at most 6 x 6 panels
+    assert all(f"<tr><td>{marker}</td>" in part for marker in table["marker"])
+
+
 def test_same_seed_gives_identical_outputs(pbmc_h5ad, run1, tmp_path):
     again = tmp_path / "again"
     assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--output-dir", str(again), "--random-seed", "0"]) == 0

@@ -12,6 +12,7 @@ _EXPORTS = {
     "explain_run": "ctr.report.explain",
     "explain_clusters": "ctr.report.explain",
     "explain_tables": "ctr.report.explain",
+    "explain_markers": "ctr.report.thresholds",
     "write_report": "ctr.report.html",
     "render_report": "ctr.report.html",
     "diff_runs": "ctr.report.diff",

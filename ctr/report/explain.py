@@ -17,6 +17,7 @@ from ctr.engine.trace import Step
 from ctr.errors import InputError, UsageError
 from ctr.report.rundir_view import RunDir, load_run, run_from_result
 from ctr.report.sentences import describe, format_number, measure, parameter_name, steps_of, vote_shares
+from ctr.report.thresholds import MarkerSplit, splits_by_name
 from ctr.rules.model import PATH_SEP
 
 FORMATS = ("text", "markdown", "json")
@@ -34,6 +35,9 @@ STOP_REASONS = {
     "manual_override": "label set by the manual refinement plan",
     "cell_vote": "this cell descended below its cluster's label on its own vote (--unit cell)",
 }
+
+SPLIT_GATES = ("requirement", "veto")  # the gate rows that name one marker's positivity
+
 
 @dataclass
 class Candidate:
@@ -109,6 +113,13 @@ class ClusterExplanation:
     refinement: list[str]
     summary: str
     states: list[StateCall] = field(default_factory=list)
+    # marker named by a requirement or veto row -> its positivity split ('EPCAM >= 1.509 (mixture, D 9.69)')
+    marker_splits: dict[str, str] = field(default_factory=dict)
+
+    def split_note(self, g: Step) -> str:
+        """' [split EPCAM >= 1.509 (mixture, D 9.69)]' after a requirement or veto row, else ''."""
+        phrase = self.marker_splits.get(g.marker) if g.gate in SPLIT_GATES else None
+        return f" [split {phrase}]" if phrase else ""
 
     def to_dict(self) -> dict:
         return json_ready(asdict(self))
@@ -145,10 +156,11 @@ def explain_clusters(run: RunDir, clusters: list[str] | None = None) -> list[Clu
             raise InputError(f"{run.path}: unknown cluster id(s) {', '.join(map(repr, unknown))}; "
                              f"valid ids: {', '.join(valid)}")
     wanted = [c for c in valid if not clusters or c in clusters]
-    return [explain_cluster(run, c) for c in wanted]
+    splits = splits_by_name(run)
+    return [explain_cluster(run, c, splits) for c in wanted]
 
 
-def explain_cluster(run: RunDir, cluster: str) -> ClusterExplanation:
+def explain_cluster(run: RunDir, cluster: str, splits: dict[str, MarkerSplit] | None = None) -> ClusterExplanation:
     row = run.cluster_row(cluster)
     levels = _levels(run, cluster)
     label = str(row.get("final_annotation", ""))
@@ -174,7 +186,13 @@ def explain_cluster(run: RunDir, cluster: str) -> ClusterExplanation:
         states=_states(run, cluster),
     )
     expl.summary = _summary(expl)
+    expl.marker_splits = _gate_splits(levels, splits_by_name(run) if splits is None else splits)
     return expl
+
+
+def _gate_splits(levels: list[LevelDecision], splits: dict[str, MarkerSplit]) -> dict[str, str]:
+    named = {g.marker for d in levels for c in d.candidates for g in c.gates if g.gate in SPLIT_GATES and g.marker}
+    return {m: splits[m].phrase for m in sorted(named) if m in splits}
 
 
 # --- building the records from the trace -------------------------------------------------------
@@ -398,7 +416,7 @@ def render_text(e: ClusterExplanation) -> str:
             mark = "passed" if c.passed else "failed"
             lines.append(f"    - {c.cell_type} (score {format_number(c.score)}) {mark}")
             for g in c.shown:
-                lines.append(f"        {describe(g)}")
+                lines.append(f"        {describe(g)}{e.split_note(g)}")
     if e.near_miss:
         lines.append(f"  near miss: {e.near_miss.sentence}")
     if e.votes:
@@ -419,7 +437,7 @@ def render_markdown(e: ClusterExplanation) -> str:
         lines += [f"### {level_heading(d)}", "", outcome_sentence(d), "",
                   "| cell type | score | result | failed gates |", "|---|---|---|---|"]
         for c in d.candidates:
-            failed = "<br>".join(describe(g).replace("|", "\\|") for g in c.shown) or ""
+            failed = "<br>".join((describe(g) + e.split_note(g)).replace("|", "\\|") for g in c.shown) or ""
             lines.append(f"| {c.cell_type} | {format_number(c.score)} | {'passed' if c.passed else 'failed'} | {failed} |")
         lines.append("")
     if e.near_miss:

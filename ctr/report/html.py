@@ -31,6 +31,7 @@ from ctr.report.explain import (
 )
 from ctr.report.rundir_view import RunDir, load_run
 from ctr.report.sentences import describe, gate_reason, measure
+from ctr.report.thresholds import METHODS, marker_splits, table_cells
 from ctr.rules.model import PATH_SEP
 
 REPORT_NAME = "report.html"
@@ -63,6 +64,7 @@ def render_report(run: RunDir) -> str:
         _summary(run, colours),
         _hierarchy(run),
         _evidence_section(run, explanations),
+        _thresholds_section(run),
         _embedding(run, colours),
         _cards(run, explanations, colours),
     ]
@@ -118,7 +120,9 @@ def _toc(run: RunDir, explanations: list[ClusterExplanation]) -> str:
         "<nav class=\"toc\"><div class=\"brand\">ctr report<small>" + escape(run.name) + "</small></div>"
         "<h2>Contents</h2><ul><li><a href=\"#summary\">Summary</a></li>"
         + ("<li><a href=\"#accuracy\">Accuracy</a></li>" if _has_evaluation(run) else "") + "<li><a href=\"#hierarchy\">Hierarchy</a></li>"
-        "<li><a href=\"#evidence\">Marker evidence</a></li><li><a href=\"#embedding\">Embedding</a></li>"
+        "<li><a href=\"#evidence\">Marker evidence</a></li>"
+        + ("<li><a href=\"#thresholds\">Marker thresholds</a></li>" if marker_splits(run) else "")
+        + "<li><a href=\"#embedding\">Embedding</a></li>"
         "<li><a href=\"#clusters\">Clusters</a></li></ul>"
         "<h2>Filter clusters</h2>"
         f"<label for=\"filter-label\">Label</label><select id=\"filter-label\"><option value=\"\">all labels</option>{options(labels)}</select>"
@@ -335,6 +339,35 @@ def _deciding_markers(ev: pd.DataFrame, explanations: list[ClusterExplanation], 
     return list(dict.fromkeys(markers))[:limit]
 
 
+def _thresholds_section(run: RunDir) -> str:
+    """Each marker's positivity split: its histogram with the split drawn on it (small multiples)
+    and a table. Read from marker_thresholds.csv and marker_histograms.csv (a row per marker and
+    bin, never the cells); a run without them (written before they existed) has no section."""
+    splits = marker_splits(run)
+    if not splits:
+        return ""
+    images = plots.threshold_grids(run.histograms, splits)
+    part = lambda i: f" (part {i + 1} of {len(images)})" if len(images) > 1 else ""  # noqa: E731
+    figures = "".join(f"<div class=\"panel\"><img class=\"figure\" alt=\"marker distributions with positivity "
+                      f"thresholds{part(i)}\" src=\"{img}\"></div>" for i, img in enumerate(images))
+    rows = [table_cells(s) for s in splits]
+    text_cols = ("marker", "method")
+    head = "".join(f"<th{'' if c in text_cols else ' class=num'}>{escape(c)}</th>" for c in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td title=\"{escape(METHODS.get(v, ''))}\">{escape(v)}</td>" if c == "method" else
+                         f"<td{'' if c in text_cols else ' class=num'}>{escape(v)}</td>" for c, v in row.items()) + "</tr>"
+        for row in rows)
+    used = dict.fromkeys(s.method for s in splits)
+    legend = "; ".join(f"<em>{escape(m)}</em>: {escape(METHODS[m])}" for m in used if m in METHODS)
+    return ("<section id=\"thresholds\"><h2>Marker thresholds</h2><p class=\"note\">Where each marker turns positive "
+            "and how that was decided. Each panel is the marker's distribution over all cells (counts on a square-root "
+            "scale), the dashed line its threshold, bars above it red; the title gives the method and the share of "
+            "cells positive. Quality is Ashman's D of the two-population fit (2 or more: two resolved populations). "
+            "A threshold that cuts through a population rather than between two is worth a <code>threshold</code> "
+            f"line in the ruleset.</p>{figures}<table class=\"thresholds\"><thead><tr>{head}</tr></thead><tbody>{body}"
+            f"</tbody></table><p class=\"note\">{legend}</p></section>")
+
+
 # obs columns that hold reference labels in the data sets people bring (scanpy, CELESTA, FACS sorts)
 REFERENCE_COLUMNS = ("cell_type", "celltype", "cell_types", "reference_labels", "bulk_labels", "ground_truth",
                      "truth", "labels", "annotation", "cell_type_original")
@@ -462,7 +495,7 @@ def _card(i: int, e: ClusterExplanation, run: RunDir, colours: dict[str, str], i
     body = [f"<p class=\"summary-line\">{escape(e.summary)}</p>"]
     if e.path:
         body.append("<p class=\"crumbs\">" + "".join(f"<span>{escape(p)}</span>" for p in e.path) + "</p>")
-    body += [_level(d) for d in e.levels]
+    body += [_level(d, e) for d in e.levels]
     if e.near_miss:
         body.append(f"<div class=\"callout\"><strong>Near miss.</strong> {escape(e.near_miss.sentence)}</div>")
     if e.votes:
@@ -481,11 +514,11 @@ def _card(i: int, e: ClusterExplanation, run: RunDir, colours: dict[str, str], i
             f"data-search=\"{escape(_search_text(e))}\">{head}<div class=\"body\">{''.join(body)}</div></details>")
 
 
-def _level(d: LevelDecision) -> str:
+def _level(d: LevelDecision, e: ClusterExplanation) -> str:
     rows = []
     for c in d.candidates:
         chosen = " class=\"chosen\"" if c.cell_type == d.chosen and c.passed and d.outcome in ("winner", "leaf") else ""
-        gates = "".join(_gate_chip(g) for g in c.gates)
+        gates = "".join(_gate_chip(g, e.split_note(g)) for g in c.gates)
         rows.append(f"<tr{chosen}><td>{escape(c.cell_type)}</td><td class=\"num\">{format_number(c.score)}</td>"
                     f"<td>{'passed' if c.passed else 'failed'}</td><td><div class=\"gates\">{gates}</div></td></tr>")
     return (f"<div class=\"level\"><h4>{escape(level_heading(d))}</h4><div class=\"outcome\">{escape(outcome_sentence(d))}</div>"
@@ -493,13 +526,13 @@ def _level(d: LevelDecision) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def _gate_chip(g: Step) -> str:
+def _gate_chip(g: Step, split: str = "") -> str:
     cls = "pass" if g.passed else "fail"
     mark = "\u2713" if g.passed else "\u2717"
     value = "missing" if math.isnan(g.observed) else format_number(g.observed)
     text = f"{mark} {measure(g)} {value} {g.comparison} {format_number(g.threshold)}"
     loc = f" <span class=\"loc\">· {escape(g.location)}</span>" if not g.passed and g.location else ""
-    return f"<span class=\"gate {cls}\" title=\"{escape(describe(g) + '. ' + gate_reason(g))}\">{escape(text)}{loc}</span>"
+    return f"<span class=\"gate {cls}\" title=\"{escape(describe(g) + '. ' + gate_reason(g) + split)}\">{escape(text)}{loc}</span>"
 
 
 def _votes(votes: dict[str, float], colours: dict[str, str]) -> str:

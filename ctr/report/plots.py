@@ -136,3 +136,63 @@ def scatter_plot(coords: np.ndarray, labels: pd.Series, colours: dict[str, str],
     ax.set_ylabel(axis_names[1], fontsize=8, color=MUTED)
     _style(ax)
     return to_data_uri(fig)
+
+
+GRID_COLUMNS = 6  # small multiples per row: 1.5 inches each within FIGURE_MAX_WIDTH
+PANELS_PER_FIGURE = 36  # a larger panel is paged into several figures of 6 x 6
+POSITIVE = "#c8553d"
+NEGATIVE = "#9aa5b1"
+
+
+def threshold_grids(histograms: pd.DataFrame, splits: list) -> list[str]:
+    """Each marker's distribution (``marker_histograms.csv``'s bins) with its positivity split drawn
+    as a vertical line, one small panel per marker, in pages of at most :data:`PANELS_PER_FIGURE`.
+
+    ``splits`` are :class:`ctr.report.thresholds.MarkerSplit` records in panel order. Bars above
+    the split are coloured as positive; counts are on a square-root scale so that a floor of zeros
+    does not flatten the rest of the distribution."""
+    bins = {m: g for m, g in histograms.groupby("marker", sort=False)} if not histograms.empty else {}
+    pages = [splits[i:i + PANELS_PER_FIGURE] for i in range(0, len(splits), PANELS_PER_FIGURE)]
+    return [_threshold_page(page, bins) for page in pages]
+
+
+def _threshold_page(splits: list, bins: dict[str, pd.DataFrame]) -> str:
+    cols = min(GRID_COLUMNS, len(splits))
+    rows = -(-len(splits) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(FIGURE_MAX_WIDTH * cols / GRID_COLUMNS, 1.35 * rows), squeeze=False)
+    for ax, split in zip(axes.flat, splits):
+        _threshold_panel(ax, split, bins.get(split.marker))
+    for ax in list(axes.flat)[len(splits):]:
+        ax.set_visible(False)
+    fig.tight_layout(h_pad=0.6, w_pad=0.4)
+    return to_data_uri(fig)
+
+
+def _threshold_panel(ax, split, hist: pd.DataFrame | None) -> None:
+    p = split.positive_share
+    share = "" if np.isnan(p) else f" · {p:.1%} pos" if 0 < p < 0.01 else f" · {p:.0%} pos"
+    ax.set_title(f"{split.marker}\n{split.method}{share}", fontsize=7, color=INK, pad=2)
+    _style(ax)
+    ax.tick_params(labelsize=5.5, length=2, pad=1)
+    if hist is None or hist.empty:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", fontsize=7, color=MUTED, transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    lower, upper = hist["lower"].to_numpy(float), hist["upper"].to_numpy(float)
+    counts = hist["count"].to_numpy(float)
+    has_split = not np.isnan(split.threshold) and split.method != "none"
+    centre = (lower + upper) / 2
+    # splits are ">=" or ">" (docs/semantics.md); with "> floor" the bin that starts at the floor
+    # holds the floor's mass, which is negative
+    positive = (lower > split.threshold if split.op == ">" else centre >= split.threshold) if has_split \
+        else np.zeros(len(centre), bool)
+    ax.bar(lower, counts, width=np.maximum(upper - lower, 1e-12), align="edge", linewidth=0,
+           color=np.where(positive, POSITIVE, NEGATIVE))
+    ax.set_yscale("function", functions=(np.sqrt, np.square))
+    ax.set_yticks([])
+    if has_split:
+        ax.axvline(split.threshold, color=INK, linewidth=1.0, linestyle="--")
+        ax.set_xlim(min(lower.min(), split.threshold), max(upper.max(), split.threshold))
+    ax.locator_params(axis="x", nbins=3)
+

@@ -34,6 +34,9 @@ OPTIONAL_TABLES = {
     "scores": "marker_scores.csv",
     "evidence": "marker_evidence.csv",
     "refinement": "refinement_log.csv",
+    "resolution": "marker_resolution.csv",
+    "thresholds": "marker_thresholds.csv",  # each marker's positivity split (runs since positivity: auto)
+    "histograms": "marker_histograms.csv",  # each marker's distribution in bins, to draw the split on
 }
 
 
@@ -51,6 +54,9 @@ class RunDir:
     refinement: pd.DataFrame = field(default_factory=pd.DataFrame)
     states: pd.DataFrame = field(default_factory=pd.DataFrame)  # cell states called per cluster
     state_trace: pd.DataFrame = field(default_factory=pd.DataFrame)  # their gate rows
+    resolution: pd.DataFrame = field(default_factory=pd.DataFrame)  # ruleset marker -> panel name
+    thresholds: pd.DataFrame = field(default_factory=pd.DataFrame)  # one positivity split per panel marker
+    histograms: pd.DataFrame = field(default_factory=pd.DataFrame)  # marker, lower, upper, count
     display_name: str = ""  # the run's name while it is still written under a staging name
     # each table split by cluster once, on first use (views ask per cluster; a scan each would be
     # O(clusters x rows))
@@ -167,4 +173,6 @@ def run_from_result(result, path: str | Path = "<in memory>") -> RunDir:
     return RunDir(path=Path(path), clusters=table(result.clusters), trace=table(result.trace), params=params,
                   gating=table(result.gating), scores=table(result.scores), evidence=table(result.evidence),
                   refinement=table(result.refinement_log), states=table(getattr(result, "states", None)),
-                  state_trace=table(getattr(result, "state_trace", None)))
+                  state_trace=table(getattr(result, "state_trace", None)), resolution=table(result.markers),
+                  thresholds=table(getattr(result, "thresholds", None)),
+                  histograms=table(getattr(result, "histograms", None)))
