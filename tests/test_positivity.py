@@ -106,3 +106,25 @@ def test_absolute_threshold_still_wins():
     stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(), thresholds={"K": (">", 4.0)})
     g = stats.global_.row(0, named=True)
     assert (g["threshold"], g["threshold_source"], g["threshold_method"]) == (4.0, "absolute", "absolute")
+
+
+def test_counts_above_zero_are_detections_not_two_populations():
+    # normalised, log-transformed UMI counts: 1, 2, 3 ... counts form separate levels above a
+    # gap from zero; splitting them would cut one count from two
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(0.4, 20_000)
+    size = rng.uniform(0.8, 1.2, 20_000)
+    values = np.log1p(counts / size * 3.0)
+    split = find_split(values)
+    assert split.method == "floor" and split.threshold == 0.0
+    assert called(values, split).mean() == pytest.approx((counts > 0).mean())
+
+
+def test_split_parameters_move_the_split():
+    # a skewed, single population: the mixture separates it only under a lower bar
+    values = np.log1p(np.random.default_rng(4).lognormal(0.0, 1.0, N))
+    assert find_split(values).method == "tail"
+    assert find_split(values, separation=1.0).method == "mixture"
+    assert called(values, find_split(values, tail_mads=2.0)).mean() > called(values, find_split(values)).mean()
+    stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(split_separation=1.0))
+    assert stats.global_.row(0, named=True)["threshold_method"] == "mixture"

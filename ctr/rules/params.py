@@ -44,6 +44,12 @@ class ScoringParams(_Block):
     positivity: Literal["auto", "quantile"] = Field(
         "auto", description="how a marker's positive cells are found: 'auto' splits each marker's own distribution "
         "into two populations; 'quantile' cuts at positive_quantile of its non-zero values")
+    split_separation: float = Field(
+        2.0, ge=0.0, le=10.0, description="with positivity 'auto': Ashman's D at which a two-component fit counts as "
+        "two populations (lower splits more markers)")
+    split_tail_mads: float = Field(
+        3.0, ge=0.5, le=10.0, description="with positivity 'auto': robust standard deviations above the median where a "
+        "one-population marker's positive tail starts")
     positive_quantile: float = Field(0.75, gt=0.0, lt=1.0, description="with positivity 'quantile': the quantile of non-zero values that defines 'positive'")
     enrichment_reference: Literal["negative", "median"] = Field(
         "negative", description="what enrichment is measured from: the median of the marker's negative cells, or the median of all cells")

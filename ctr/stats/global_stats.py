@@ -54,7 +54,7 @@ def summarise_marker(
     if absolute is not None:
         split, source = Split(float(absolute[1]), absolute[0], "absolute", float("nan")), "absolute"
     elif scoring.positivity == "auto":
-        split, source = find_split(valid), "auto"
+        split, source = find_split(valid, scoring.split_separation, scoring.split_tail_mads), "auto"
     else:
         # the user guide's rule: a quantile of the non-zero values; a positive cell is also > 0
         t = float(np.quantile(nonzero, scoring.positive_quantile, method=QUANTILE_METHOD)) if nonzero.size else float("nan")

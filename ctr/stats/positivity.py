@@ -2,18 +2,21 @@
 
 Gating practice splits a marker's transformed values into a negative and a positive population.
 We fit a two-component Gaussian mixture to the values (on a fine histogram: the split is a
-property of the distribution, not of each cell) and cut where the two components are equally likely. What
-counts as "bimodal" is Ashman's D, the separation of the components in units of their pooled
-spread (D >= 2 is the usual bar for two resolved populations).
+property of the distribution, not of each cell) and cut where the two components are equally
+likely. The fit counts as two populations when Ashman's D, the separation of the components in
+units of their pooled spread, reaches ``scoring.split_separation`` (2, the usual bar), or when
+one component (a narrow noise peak next to a wide stained tail, as imaging data show) lies at
+least 3 of its own standard deviations from the cut.
 
-Three shapes of data are handled by one rule:
+One rule serves three shapes of data:
 - values with a mass at their floor (true zeros of MIBI/IMC counts or of log-normalised RNA):
-  the floor is negative by definition; the mixture is fitted to the values above it, and when
-  those form one population, "positive" means "above the floor" (detected);
+  the floor is negative by definition, and the mixture is fitted to the values above it;
 - continuous values with negatives (flow or mass cytometry after logicle/arcsinh): the mixture is
   fitted to all values;
-- a unimodal continuous marker (no second population to split off): positives are the upper tail
-  of the one population, beyond ``tail_mads`` robust standard deviations of its median.
+- one population only (no second one to split off): the larger of the floor mass and that
+  population is the negative one. A floor holding most cells leaves "above the floor" (detected)
+  as positive; otherwise positives are the population's upper tail, beyond
+  ``scoring.split_tail_mads`` robust standard deviations above its median.
 
 Every split records its method and a fit-quality figure, so a user can judge it by eye.
 """
@@ -34,6 +37,8 @@ ONE_SIDED = 3.0
 MIN_WEIGHT = 0.005
 # Robust standard deviations above the median where a unimodal marker's positive tail starts.
 TAIL_MADS = 3.0
+# Counts: the smallest value above the floor is at least this share of the median above it.
+DETECTION_GAP = 0.25
 # Histogram bins the mixture is fitted on; EM steps from each start; the starting splits.
 BINS = 512
 _EM_STEPS = 60
@@ -127,8 +132,19 @@ def mixture_cut(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -
     return float(grid[upper_wins[0]]) if upper_wins.size else float(means[1])
 
 
-def find_split(values: np.ndarray) -> Split:
-    """The positive/negative split of one marker from its non-missing ``values``."""
+def _detection_levels(above: np.ndarray, floor: float) -> bool:
+    """Counts (scRNA-seq UMIs, normalised and log-transformed) jump from the floor to their first
+    detection level: nothing lies between zero and one count. Such values above the floor are
+    detections, whatever their level; splitting them would cut one count from two."""
+    if above.size == 0:
+        return False
+    return float(above.min() - floor) >= DETECTION_GAP * float(np.median(above) - floor)
+
+
+def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads: float = TAIL_MADS) -> Split:
+    """The positive/negative split of one marker from its non-missing ``values``: two populations
+    when the fit separates them by Ashman's D >= ``separation`` (or resolves one side), else the
+    rule for one population, whose tail starts ``tail_mads`` robust SDs above its median."""
     values = values[~np.isnan(values)]
     if values.size < 2 or not np.ptp(values) > 0:
         return Split(float("nan"), ">=", "none", float("nan"))
@@ -137,11 +153,13 @@ def find_split(values: np.ndarray) -> Split:
     floored = (values.size - above.size) / values.size >= FLOOR_MASS
     fitted = above if floored else values
     quality = float("nan")
+    if floored and _detection_levels(above, floor):
+        return Split(floor, ">", "floor", quality)
     if fitted.size >= 10 and np.ptp(fitted) > 0:
         weights, means, variances = _fit_mixture(fitted)
         quality = ashman_d(means, variances)
         cut = mixture_cut(weights, means, variances)
-        if weights.min() >= MIN_WEIGHT and (quality >= MIN_SEPARATION or resolved_side(cut, means, variances) >= ONE_SIDED):
+        if weights.min() >= MIN_WEIGHT and (quality >= separation or resolved_side(cut, means, variances) >= ONE_SIDED):
             return Split(cut, ">=", "mixture", quality)
     # One population above the floor. The larger of the floor mass and that population is the
     # negative one: a floor holding most cells (a gene most cells do not detect) leaves "detected"
@@ -151,4 +169,4 @@ def find_split(values: np.ndarray) -> Split:
         return Split(floor, ">", "floor", quality)
     median = float(np.median(fitted))
     mad = float(np.median(np.abs(fitted - median))) * _MAD_TO_SD
-    return Split(median + TAIL_MADS * mad if mad > 0 else median, ">", "tail", quality)
+    return Split(median + tail_mads * mad if mad > 0 else median, ">", "tail", quality)
