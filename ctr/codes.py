@@ -98,7 +98,7 @@ EMPTY_RULESET = _code("CTR261", "error", "ruleset defines no cell types")
 
 # CTR3xx the ruleset against a panel
 PANEL_MISSING = _code("CTR300", "warning", "marker not found in the panel")
-NEVER_COVERED = _code("CTR301", "warning", "cell type can never pass its coverage gate with this panel")
+NEVER_COVERED = _code("CTR301", "warning", "cell type is not assessable on this panel")
 INDISTINGUISHABLE = _code("CTR302", "warning", "sibling cell types have identical resolved markers")
 REQUIRE_MISSING = _code("CTR303", "warning", "required marker is missing from the panel")
 NO_OVERLAP = _code("CTR304", "error", "no ruleset marker is present in the panel")

@@ -142,19 +142,16 @@ def test_missing_isoform_says_why():
     assert "isoform of PTPRC" in d.message
 
 
-def test_never_covered_uses_level_and_node_overrides():
-    # level 0 default min_coverage 0.50; 2 of 5 resolved -> at most 0.40
-    rs = ruleset(node("T", ["CD3", "CD2", "X1", "X2", "X3"], line=2))
-    d = only(lint(rs, ["CD3", "CD2"]), L.NEVER_COVERED)
-    assert d.loc == loc(2) and "0.40 < min_coverage 0.50" in d.message and "X1, X2, X3" in d.message
-    # the ruleset's level block lowers it
-    relaxed = ruleset(node("T", ["CD3", "CD2", "X1", "X2", "X3"]),
-                      gating=GatingParams(level_defaults={0: LevelParams(min_coverage=0.35)}))
-    assert L.NEVER_COVERED not in codes(lint(relaxed, ["CD3", "CD2"]))
-    # a node override raises it again
-    strict = ruleset(node("T", ["CD3", "CD2", "X1", "X2", "X3"], overrides=LevelParams(min_coverage=0.6)),
-                     gating=GatingParams(level_defaults={0: LevelParams(min_coverage=0.35)}))
-    assert L.NEVER_COVERED in codes(lint(strict, ["CD3", "CD2"]))
+def test_not_assessable_follows_the_measured_markers():
+    # coverage counts measured markers: 2 of 5 measured is enough to judge the type by default
+    assert L.NEVER_COVERED not in codes(lint(ruleset(node("T", ["CD3", "CD2", "X1", "X2", "X3"])), ["CD3", "CD2"]))
+    # none measured: not assessable
+    d = only(lint(ruleset(node("T", ["X1", "X2", "X3"], line=2), node("B", ["CD19"])), ["CD19"]), L.NEVER_COVERED)
+    assert d.loc == loc(2) and "not assessable" in d.message and "0 of its 3 markers" in d.message and "X1, X2, X3" in d.message
+    # the ruleset can ask for more measured markers
+    strict = ruleset(node("T", ["CD3", "CD2", "X1", "X2", "X3"]), gating=GatingParams(min_measured_markers=3))
+    d = only(lint(strict, ["CD3", "CD2"]), L.NEVER_COVERED)
+    assert "2 of its 5 markers are in the panel, 3 needed" in d.message
 
 
 def test_indistinguishable_siblings_after_resolution():

@@ -85,7 +85,7 @@ def test_marker_typo_stops_annotate_and_says_how_to_override(tmp_path, capsys):
 
 def test_no_assignable_type_stops_before_clustering(tmp_path, capsys):
     rules = tmp_path / "other.ctr"
-    rules.write_text('ruleset other\ntype "Epi" { markers EPCAM, KRT8 }\ntype "Fib" { markers DCN, LUM, CD3 }\n')
+    rules.write_text('ruleset other\ntype "Epi" { markers EPCAM, KRT8 }\ntype "Fib" { markers DCN, LUM, CD3  require DCN }\n')
     h5ad = write(tiny(), tmp_path / "in.h5ad")
     code, _, err = annotate(capsys, h5ad, tmp_path / "run", ruleset=rules, annotation_only=False)
     assert code == 1

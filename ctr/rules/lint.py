@@ -346,18 +346,19 @@ def _node_blockers(ruleset: Ruleset, node: CellType, mapping: dict[str, str], mi
     positives = list(dict.fromkeys(node.marker_names))
     resolved = [m for m in positives if m in mapping]
     if positives:
-        params = level_params(ruleset.gating, node.level, node.overrides)
-        best = len(resolved) / len(positives)
-        if params.min_coverage is not None and best < params.min_coverage:
+        # the engine's panel gate: coverage counts measured markers, so what stops a type is
+        # having too few of them measured to be judged at all
+        needed = min(ruleset.gating.min_measured_markers, len(positives))
+        if len(resolved) < needed:
             absent = [m for m in positives if m not in mapping]
             out.append(
                 Diagnostic(
                     NEVER_COVERED,
-                    f"{where} can never be assigned: only {len(resolved)} of its {len(positives)} markers are in "
-                    f"the panel (coverage at most {best:.2f} < min_coverage {params.min_coverage:.2f}); "
+                    f"{where} can never be assigned: it is not assessable on this panel ({len(resolved)} of its "
+                    f"{len(positives)} markers are in the panel, {needed} needed: gating.min_measured_markers); "
                     f"missing: {preview_names(absent)}",
                     node.loc,
-                    hint="replace the missing markers with ones the panel measures, or lower `min_coverage` on this type",
+                    hint="replace the missing markers with ones the panel measures (or add an `alias`)",
                 )
             )
     for req in node.requires:
