@@ -40,10 +40,10 @@ import accuracy  # noqa: E402  (the harness beside this file)
 GRID: dict[str, list] = {
     "scoring.positivity": ["auto", "quantile"],
     "scoring.enrichment_reference": ["negative", "median"],
-    "scoring.split_separation": [2.0, 1.5],
+    "scoring.split_separation": [1.5, 2.0],
     "scoring.split_tail_mads": [3.0, 2.0],
     "gating.level_defaults.0.min_coverage": [0.5, 0.34],
-    "scoring.anti_agg": ["top2mean", "mean"],
+    "scoring.anti_agg": ["mean", "top2mean"],
 }
 QUICK: dict[str, list] = {k: v for k, v in GRID.items() if k not in ("scoring.anti_agg", "scoring.enrichment_reference")}
 _ONLY_WITH_AUTO = ("scoring.split_separation", "scoring.split_tail_mads")

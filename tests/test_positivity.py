@@ -120,11 +120,19 @@ def test_counts_above_zero_are_detections_not_two_populations():
     assert called(values, split).mean() == pytest.approx((counts > 0).mean())
 
 
+def test_a_single_population_is_never_split_in_two():
+    # a Gaussian or a skewed population has one mode, however far apart a fit puts its halves
+    rng = np.random.default_rng(4)
+    for values in (rng.normal(1.5, 0.4, N), np.log1p(rng.lognormal(0.0, 1.0, N))):
+        assert find_split(values, separation=0.5).method == "tail"
+
+
 def test_split_parameters_move_the_split():
-    # a skewed, single population: the mixture separates it only under a lower bar
-    values = np.log1p(np.random.default_rng(4).lognormal(0.0, 1.0, N))
-    assert find_split(values).method == "tail"
-    assert find_split(values, separation=1.0).method == "mixture"
-    assert called(values, find_split(values, tail_mads=2.0)).mean() > called(values, find_split(values)).mean()
-    stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(split_separation=1.0))
-    assert stats.global_.row(0, named=True)["threshold_method"] == "mixture"
+    # two close populations (D about 2.6, a shallow valley): split at the default bar, not at 3
+    values, truth = two_populations(0.5, positive=(2.6, 1.0))
+    assert find_split(values).method == "mixture"
+    assert find_split(values, separation=3.0).method == "tail"
+    skewed = np.log1p(np.random.default_rng(4).lognormal(0.0, 1.0, N))
+    assert called(skewed, find_split(skewed, tail_mads=2.0)).mean() > called(skewed, find_split(skewed)).mean()
+    stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(split_separation=3.0))
+    assert stats.global_.row(0, named=True)["threshold_method"] == "tail"

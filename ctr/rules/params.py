@@ -45,7 +45,7 @@ class ScoringParams(_Block):
         "auto", description="how a marker's positive cells are found: 'auto' splits each marker's own distribution "
         "into two populations; 'quantile' cuts at positive_quantile of its non-zero values")
     split_separation: float = Field(
-        2.0, ge=0.0, le=10.0, description="with positivity 'auto': Ashman's D at which a two-component fit counts as "
+        1.5, ge=0.0, le=10.0, description="with positivity 'auto': Ashman's D at which a two-component fit counts as "
         "two populations (lower splits more markers)")
     split_tail_mads: float = Field(
         3.0, ge=0.5, le=10.0, description="with positivity 'auto': robust standard deviations above the median where a "
@@ -55,7 +55,7 @@ class ScoringParams(_Block):
         "negative", description="what enrichment is measured from: the median of the marker's negative cells, or the median of all cells")
     de_bonus: float = Field(0.6, ge=0.0, le=5.0, description="weight of the differential-expression component")
     anti_weight: float = Field(0.5, ge=0.0, le=5.0, description="weight of the anti-marker penalty")
-    anti_agg: Literal["top2mean", "max", "mean"] = Field("top2mean", description="aggregation of anti-marker evidence")
+    anti_agg: Literal["top2mean", "max", "mean"] = Field("mean", description="aggregation of anti-marker evidence")
     coverage_weight: float = Field(0.3, ge=0.0, le=5.0, description="weight of coverage in the score")
     de_top_frac: float = Field(0.2, gt=0.0, le=1.0, description="share of the panel counted as a cluster's top DE markers")
     de_min_k: int = Field(3, ge=1)

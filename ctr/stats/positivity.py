@@ -30,7 +30,7 @@ import numpy as np
 # A mass at the floor holding at least this share of the values is a negative population of its own.
 FLOOR_MASS = 0.05
 # Ashman's D at or above which two mixture components are two populations.
-MIN_SEPARATION = 2.0
+MIN_SEPARATION = 1.5
 # ... or one component (a narrow noise peak) lies this many of its standard deviations from the cut.
 ONE_SIDED = 3.0
 # The smaller component must hold at least this share of the fitted values.
@@ -112,6 +112,20 @@ def _e_step(x, w, weights, means, variances):
     return np.exp(log_p[1] - total), float((w * total).sum())
 
 
+def _density(x: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    sd = np.sqrt(variances)
+    return sum(w / s * np.exp(-0.5 * ((x - m) / s) ** 2) for w, m, s in zip(weights, means, sd))
+
+
+def has_valley(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> bool:
+    """Whether the fitted density dips between the two means: two populations make two modes.
+    A single population split in two by the fit (a Gaussian's halves, a skewed tail) has one
+    mode however far apart the halves' means are, so Ashman's D alone can mistake it."""
+    grid = np.linspace(means[0], means[1], 257)
+    density = _density(grid, weights, means, variances)
+    return bool(density.min() < (1.0 - 1e-3) * min(density[0], density[-1]))
+
+
 def resolved_side(cut: float, means: np.ndarray, variances: np.ndarray) -> float:
     """How far the better-resolved component lies from ``cut``, in its own standard deviations.
 
@@ -159,7 +173,8 @@ def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads
         weights, means, variances = _fit_mixture(fitted)
         quality = ashman_d(means, variances)
         cut = mixture_cut(weights, means, variances)
-        if weights.min() >= MIN_WEIGHT and (quality >= separation or resolved_side(cut, means, variances) >= ONE_SIDED):
+        two = quality >= separation and has_valley(weights, means, variances)
+        if weights.min() >= MIN_WEIGHT and (two or resolved_side(cut, means, variances) >= ONE_SIDED):
             return Split(cut, ">=", "mixture", quality)
     # One population above the floor. The larger of the floor mass and that population is the
     # negative one: a floor holding most cells (a gene most cells do not detect) leaves "detected"
