@@ -204,4 +204,4 @@ def test_worked_example_of_docs_semantics():
     assert r.score == pytest.approx(secretory)
     assert r.confidence == pytest.approx(secretory - ciliated)
     assert (r.runner_up, r.runner_up_score) == ("Ciliated", pytest.approx(ciliated))
-    assert score(ann, "7", "Epithelium") == pytest.approx(1.3 / 3 + 0.4 + 0.6 * (1 - 0.5**0.5) / 3 + 0.3 * 2 / 3 - 0.5 * (1.6 / 3 + 0.9 / 3))
+    assert score(ann, "7", "Epithelium") == pytest.approx(1.3 / 3 + 0.4 + 0.6 * (1 - 0.5**0.5) / 3 + 0.3 * 2 / 3 - 0.6)

@@ -45,17 +45,17 @@ class ScoringParams(_Block):
         "auto", description="how a marker's positive cells are found: 'auto' splits each marker's own distribution "
         "into two populations; 'quantile' cuts at positive_quantile of its non-zero values")
     split_separation: float = Field(
-        1.5, ge=0.0, le=10.0, description="with positivity 'auto': Ashman's D at which a two-component fit counts as "
+        2.0, ge=0.0, le=10.0, description="with positivity 'auto': Ashman's D at which a two-component fit counts as "
         "two populations (lower splits more markers)")
     split_tail_mads: float = Field(
-        3.0, ge=0.5, le=10.0, description="with positivity 'auto': robust standard deviations above the median where a "
+        2.0, ge=0.5, le=10.0, description="with positivity 'auto': robust standard deviations above the median where a "
         "one-population marker's positive tail starts")
     positive_quantile: float = Field(0.75, gt=0.0, lt=1.0, description="with positivity 'quantile': the quantile of non-zero values that defines 'positive'")
     enrichment_reference: Literal["negative", "median"] = Field(
         "negative", description="what enrichment is measured from: the median of the marker's negative cells, or the median of all cells")
     de_bonus: float = Field(0.6, ge=0.0, le=5.0, description="weight of the differential-expression component")
     anti_weight: float = Field(0.5, ge=0.0, le=5.0, description="weight of the anti-marker penalty")
-    anti_agg: Literal["top2mean", "max", "mean"] = Field("mean", description="aggregation of anti-marker evidence")
+    anti_agg: Literal["top2mean", "max", "mean"] = Field("top2mean", description="aggregation of anti-marker evidence")
     coverage_weight: float = Field(0.3, ge=0.0, le=5.0, description="weight of coverage in the score")
     de_top_frac: float = Field(0.2, gt=0.0, le=1.0, description="share of the panel counted as a cluster's top DE markers")
     de_min_k: int = Field(3, ge=1)
@@ -75,7 +75,7 @@ class LevelParams(_Block):
 
 
 DEFAULT_LEVELS: dict[int, LevelParams] = {
-    0: LevelParams(min_coverage=0.50, min_pos_frac=0.30, min_enrichment=0.0, min_gap=0.25),
+    0: LevelParams(min_coverage=0.34, min_pos_frac=0.30, min_enrichment=0.0, min_gap=0.25),
     1: LevelParams(min_coverage=0.40, min_pos_frac=0.20, min_enrichment=-0.5, min_gap=0.30),
     2: LevelParams(min_coverage=0.30, min_pos_frac=0.15, min_enrichment=-1.0, min_gap=0.20),
 }

@@ -30,13 +30,13 @@ import numpy as np
 # A mass at the floor holding at least this share of the values is a negative population of its own.
 FLOOR_MASS = 0.05
 # Ashman's D at or above which two mixture components are two populations.
-MIN_SEPARATION = 1.5
+MIN_SEPARATION = 2.0
 # ... or one component (a narrow noise peak) lies this many of its standard deviations from the cut.
 ONE_SIDED = 3.0
 # The smaller component must hold at least this share of the fitted values.
 MIN_WEIGHT = 0.005
 # Robust standard deviations above the median where a unimodal marker's positive tail starts.
-TAIL_MADS = 3.0
+TAIL_MADS = 2.0
 # Counts: the smallest value above the floor is at least this share of the median above it.
 DETECTION_GAP = 0.25
 # Histogram bins the mixture is fitted on; EM steps from each start; the starting splits.
