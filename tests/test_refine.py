@@ -440,3 +440,20 @@ def test_mixed_cluster_of_a_small_sample_is_split_with_default_min_cells():
     trace = result.annotation.trace
     pure = trace[(trace.kind == "refine") & (trace.cluster == "0") & (trace.statistic == "n_cells")]
     assert pure.threshold.tolist() == [500.0]
+
+
+def test_a_split_never_takes_a_label_away():
+    # Leiden pieces are decided afresh; one on which no root passes stays with its cluster's label
+    from types import SimpleNamespace
+
+    from ctr.engine.refine import _piece_outcome
+
+    epi = RS.node(("Epi",))
+    unassigned = SimpleNamespace(path=[], stop_reason="no_root_passed", label="Unassigned", annotation_path="Unassigned")
+    immune = SimpleNamespace(path=[RS.node(("Immune",))], stop_reason="leaf_reached", label="Immune", annotation_path="Immune")
+    view = SimpleNamespace(decision={"1.0": unassigned, "1.1": immune}.get)
+    split = SimpleNamespace(before="Epi", node=epi)
+    assert _piece_outcome(view, split, "1.0") == ("Epi", "Epi")
+    assert _piece_outcome(view, split, "1.1") == ("Immune", "Immune")  # another label is the split's business
+    unlabelled = SimpleNamespace(before="Unassigned", node=None)
+    assert _piece_outcome(view, unlabelled, "1.0") == ("Unassigned", "Unassigned")

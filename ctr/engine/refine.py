@@ -370,8 +370,7 @@ def _settle(run: _Run, state: _State, view: _View) -> tuple[_View, dict[str, str
     for s in state.splits:
         outcome: dict[tuple[str, str], list[str]] = {}
         for p in s.pieces:
-            d = view.decision(p)
-            outcome.setdefault((d.label, d.annotation_path), []).append(p)
+            outcome.setdefault(_piece_outcome(view, s, p), []).append(p)
         if len(outcome) == 1:
             s.agreed = next(iter(outcome))[0]
             labels[s.cells] = s.cluster
@@ -396,6 +395,16 @@ def _settle(run: _Run, state: _State, view: _View) -> tuple[_View, dict[str, str
             _write_undone(run, state, s)
     state.splits = []
     return view, renamed
+
+
+def _piece_outcome(view: _View, s: _Split, piece: str) -> tuple[str, str]:
+    """A piece's (label, path), for pooling. A split refines a label; it never takes one away: a
+    piece on which no root passes (fewer cells, noisier statistics) stays with the cluster's own
+    label rather than becoming Unassigned."""
+    d = view.decision(piece)
+    if not d.path and d.stop_reason != "ambiguous_root" and s.node is not None:
+        return s.before, s.node.path_str
+    return d.label, d.annotation_path
 
 
 def _write_pooled(run: _Run, state: _State, view: _View, s: _Split) -> None:
