@@ -110,7 +110,7 @@ def test_coverage_gate_lists_markers_on():
     # c1: A and B on (>= 0.30) of the 3 measured -> 0.67 >= 0.50; c2: C only -> 0.33 (X is not measured)
     assert g.observed.tolist() == pytest.approx([2 / 3, 1 / 3])
     assert g.passed.tolist() == [True, False]
-    assert g.reasons[0].startswith("coverage 0.67 >= 0.50: 2 of 3 measured markers on (A, B); not in the panel: X")
+    assert g.reasons[0].startswith("coverage 0.67 >= 0.34: 2 of 3 measured markers on (A, B); not in the panel: X")
 
 
 def test_panel_gate_fails_a_type_the_panel_cannot_judge():

@@ -56,7 +56,8 @@ def test_unimodal_marker_has_few_positives_and_says_so():
     values = np.random.default_rng(1).normal(2.0, 0.5, N)
     split = find_split(values)
     assert split.method == "tail"
-    assert called(values, split).mean() < 0.01
+    # the tail beyond 2 robust SDs of a normal population: about 2.3% of it
+    assert called(values, split).mean() < 0.03
 
 
 def test_zeros_and_one_expressed_population_means_detected():
@@ -133,6 +134,6 @@ def test_split_parameters_move_the_split():
     assert find_split(values).method == "mixture"
     assert find_split(values, separation=3.0).method == "tail"
     skewed = np.log1p(np.random.default_rng(4).lognormal(0.0, 1.0, N))
-    assert called(skewed, find_split(skewed, tail_mads=2.0)).mean() > called(skewed, find_split(skewed)).mean()
+    assert called(skewed, find_split(skewed, tail_mads=3.0)).mean() < called(skewed, find_split(skewed)).mean()
     stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(split_separation=3.0))
     assert stats.global_.row(0, named=True)["threshold_method"] == "tail"

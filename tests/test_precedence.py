@@ -11,7 +11,7 @@ import pytest
 from ctr.diagnostics import SourceLoc
 from ctr.errors import ParameterError
 from ctr.rules.model import CellType, Requirement, Ruleset, assign_paths
-from ctr.rules.params import LAYERS, GatingParams, LevelParams, check_node_entries, parse_block, resolve_params
+from ctr.rules.params import DEFAULT_LEVELS, LAYERS, GatingParams, LevelParams, check_node_entries, parse_block, resolve_params
 
 LEVEL_KEY = "gating.level_defaults.0.min_coverage"
 
@@ -44,7 +44,7 @@ def test_level_scope_latest_layer_wins(top):
 def test_default_layer_and_deeper_level_falls_back_to_deepest_defined():
     params = resolve_params([])
     s = params.threshold(EPI, "min_coverage")
-    assert (s.value, s.layer, s.scope, s.key) == (0.5, "default", "level", LEVEL_KEY)
+    assert (s.value, s.layer, s.scope, s.key) == (DEFAULT_LEVELS[0].min_coverage, "default", "level", LEVEL_KEY)
     deep = CellType(name="x", path=("a", "b", "c", "d", "e"))
     assert params.threshold(deep, "min_gap").key == "gating.level_defaults.2.min_gap"
 
@@ -196,7 +196,8 @@ def test_lymphatics_keeps_its_own_min_coverage_and_cites_its_line():
     lymph = _coverage_rows(one, "Lymphatics")
     assert set(lymph.threshold) == {0.5} and set(lymph.layer) == {"cli"}
     assert set(lymph.param_key) == {"gating.nodes.Lymphatics.min_coverage"}
-    assert set(_coverage_rows(one, "Vasculature").threshold) == {0.5}  # the level-0 default, unchanged
+    default = DEFAULT_LEVELS[0].min_coverage
+    assert set(_coverage_rows(one, "Vasculature").threshold) == {default}  # the level-0 default, unchanged
     with pytest.raises(ParameterError, match="did you mean 'Lymphatics'"):
         api.annotate(adata, "codex_immune", cluster_key="leiden", write_obs=False, skip_refinement=True,
                      gating_params='{"nodes": {"Lymphatic": {"min_coverage": 0.5}}}')

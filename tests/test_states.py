@@ -92,7 +92,7 @@ def test_states_are_called_per_cluster_within_their_scope_and_per_cell(rules):
     rows = result.state_trace.loc[result.state_trace["cluster"] == "t_rest"]
     assert list(rows["gate"]) == ["coverage", "enrichment"] and not rows["passed"].iloc[0]
     assert set(rows["kind"]) == {"state"}
-    assert rows["reason"].iloc[0].startswith("coverage 0.00 < 0.50") and rows["reason"].iloc[1].startswith("mean enrichment")
+    assert rows["reason"].iloc[0].startswith("coverage 0.00 < 0.34") and rows["reason"].iloc[1].startswith("mean enrichment")
 
 
 def test_states_reach_the_run_directory_explain_and_report(rules, tmp_path):

@@ -108,7 +108,7 @@ def compile_ruleset(source: str | Path, *, text: str | None = None, fmt: str | N
         result.diagnostics.append(_too_large(file, None))
         return result
     if fmt is None and kind in (None, "yaml"):
-        kind = importers.detect(text, file) or kind  # another tool's file, read as it is
+        kind = importers.detect(text, file, yaml=kind == "yaml") or kind  # another tool's file, read as it is
     if kind is None:
         result.diagnostics.append(_unknown_format(file))
         return result

@@ -164,7 +164,8 @@ def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads
         return Split(float("nan"), ">=", "none", float("nan"))
     floor = float(values.min())
     above = values[values > floor]
-    floored = (values.size - above.size) / values.size >= FLOOR_MASS
+    at_floor = values.size - above.size
+    floored = at_floor >= 2 and at_floor / values.size >= FLOOR_MASS  # one lowest value is no mass
     fitted = above if floored else values
     quality = float("nan")
     if floored and _detection_levels(above, floor):

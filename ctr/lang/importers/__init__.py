@@ -29,8 +29,11 @@ PARSERS: dict[str, Callable[[str, str], Document]] = {
 TOOLS = tuple(PARSERS)
 
 
-def detect(text: str, file: str = "") -> str | None:
-    """Which tool's format ``text`` is in, from its content (None when it is none of them)."""
+def detect(text: str, file: str = "", *, yaml: bool = False) -> str | None:
+    """Which tool's format ``text`` is in, from its content (None when it is none of them).
+    ``yaml``: the file is named as YAML, so only a YAML-spelled tool's format (Astir) can be it."""
+    if yaml:
+        return "astir" if _astir(text, file) else None
     head = text.lstrip("\ufeff")[:20000]
     if garnett.looks_like(head):
         return "garnett"
