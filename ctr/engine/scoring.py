@@ -32,7 +32,6 @@ class ClusterEvidence:
     de_z: np.ndarray
     de_rank: np.ndarray
     threshold: np.ndarray  # per marker
-    global_median: np.ndarray
     reference: np.ndarray  # per marker: what enrichment is measured from
     global_std: np.ndarray
     flat: np.ndarray
@@ -65,7 +64,6 @@ class ClusterEvidence:
             de_z=wide("de_z"),
             de_rank=wide("de_rank"),
             threshold=g["threshold"].to_numpy().astype(np.float64),
-            global_median=g["global_median"].to_numpy().astype(np.float64),
             reference=g["enrichment_reference"].to_numpy().astype(np.float64),
             global_std=g["global_std"].to_numpy().astype(np.float64),
             flat=g["flat"].to_numpy().astype(bool),

@@ -4,8 +4,9 @@ Gating practice splits a marker's transformed values into a negative and a posit
 We fit a two-component Gaussian mixture to the values (on a fine histogram: the split is a
 property of the distribution, not of each cell) and cut where the two components are equally
 likely. The fit counts as two populations when Ashman's D, the separation of the components in
-units of their pooled spread, reaches ``scoring.split_separation`` (2, the usual bar), or when
-one component (a narrow noise peak next to a wide stained tail, as imaging data show) lies at
+units of their pooled spread, reaches ``scoring.split_separation`` (2, the usual bar) and the
+fitted density dips between the two means (a single population that the fit cuts in halves has
+one mode, whatever D says), or when one component (a narrow noise peak next to a wide stained tail, as imaging data show) lies at
 least 3 of its own standard deviations from the cut.
 
 One rule serves three shapes of data:
@@ -104,17 +105,17 @@ def _m_step(x, w, resp, floor_var):
     return mass / mass.sum(), means, variances
 
 
+def _log_components(x: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """(2, len(x)): each component's weighted log density at ``x`` (log space: a narrow noise
+    peak's density underflows to 0 a few bins away, and comparisons must still be made)."""
+    return (np.log(np.maximum(weights, 1e-300))[:, None] - 0.5 * np.log(2 * np.pi * variances)[:, None]
+            - 0.5 * (x - means[:, None]) ** 2 / variances[:, None])
+
+
 def _e_step(x, w, weights, means, variances):
-    log_p = (np.log(np.maximum(weights, 1e-300))[:, None] - 0.5 * np.log(2 * np.pi * variances)[:, None]
-             - 0.5 * (x - means[:, None]) ** 2 / variances[:, None])
-    top = log_p.max(axis=0)
-    total = top + np.log(np.exp(log_p - top).sum(axis=0))
+    log_p = _log_components(x, weights, means, variances)
+    total = np.logaddexp(log_p[0], log_p[1])
     return np.exp(log_p[1] - total), float((w * total).sum())
-
-
-def _density(x: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    sd = np.sqrt(variances)
-    return sum(w / s * np.exp(-0.5 * ((x - m) / s) ** 2) for w, m, s in zip(weights, means, sd))
 
 
 def has_valley(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> bool:
@@ -122,7 +123,7 @@ def has_valley(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) ->
     A single population split in two by the fit (a Gaussian's halves, a skewed tail) has one
     mode however far apart the halves' means are, so Ashman's D alone can mistake it."""
     grid = np.linspace(means[0], means[1], 257)
-    density = _density(grid, weights, means, variances)
+    density = np.exp(np.logaddexp(*_log_components(grid, weights, means, variances)))
     return bool(density.min() < (1.0 - 1e-3) * min(density[0], density[-1]))
 
 
@@ -140,8 +141,7 @@ def resolved_side(cut: float, means: np.ndarray, variances: np.ndarray) -> float
 def mixture_cut(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> float:
     """The value between the two means where both components are equally likely (Bayes' cut)."""
     grid = np.linspace(means[0], means[1], 1025)
-    sd = np.sqrt(variances)
-    log_density = [np.log(w) - np.log(s) - 0.5 * ((grid - m) / s) ** 2 for w, m, s in zip(weights, means, sd)]
+    log_density = _log_components(grid, weights, means, variances)
     upper_wins = np.nonzero(log_density[1] >= log_density[0])[0]
     return float(grid[upper_wins[0]]) if upper_wins.size else float(means[1])
 
@@ -157,8 +157,9 @@ def _detection_levels(above: np.ndarray, floor: float) -> bool:
 
 def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads: float = TAIL_MADS) -> Split:
     """The positive/negative split of one marker from its non-missing ``values``: two populations
-    when the fit separates them by Ashman's D >= ``separation`` (or resolves one side), else the
-    rule for one population, whose tail starts ``tail_mads`` robust SDs above its median."""
+    when the fit separates them by Ashman's D >= ``separation`` with a valley between them (or
+    resolves one side), else the rule for one population, whose tail starts ``tail_mads`` robust
+    SDs above its median."""
     values = values[~np.isnan(values)]
     if values.size < 2 or not np.ptp(values) > 0:
         return Split(float("nan"), ">=", "none", float("nan"))
