@@ -273,7 +273,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
                    annotation_only: bool) -> Inputs:
     """The cluster key and labels, the ruleset's markers in the panel, and the data checks."""
     from ctr.data.anndata_io import detect_cluster_key
-    from ctr.data.checks import check_clusters, check_matrix, cluster_labels, profile_values, stop_on_errors
+    from ctr.data.checks import check_clusters, check_matrix, cluster_labels, count_values, stop_on_errors, value_profile
     from ctr.rules.markers import resolve_markers
 
     key = detect_cluster_key(adata, cluster_key, annotation_only)
@@ -294,8 +294,9 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     col_index = pd.Index(var_names).get_indexer(panel_names)
     # every column, in order: no copy of the layer (statistics only read it)
     sub = matrix if np.array_equal(col_index, np.arange(matrix.shape[1])) else matrix[:, col_index]
-    data_profile = profile_values(sub, layer_name)
-    diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile)
+    counts = count_values(sub)  # one pass over the values, also for a layer read out of core
+    data_profile = value_profile(counts, layer_name)
+    diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile, counts=counts)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
     return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile)
 
@@ -313,11 +314,16 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
     from ctr.engine.refine import LOG_COLUMNS, refine
     from ctr.report.sentences import gating_with_reasons, with_reasons
     from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
+    from ctr.stats.cluster_stats import is_dask_array
 
     rs, params, mapping = chosen.ruleset, chosen.params, data.resolution.mapping
+    out_of_core = is_dask_array(data.matrix)
+    if out_of_core:
+        _refuse_per_cell(rs, skip_refinement, unit)
     thresholds = absolute_thresholds(rs, mapping)
     stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds)
-    inputs = EngineInputs(rs, mapping, params, cell_matrix=data.matrix)
+    # out of core, per-cell votes on ambiguous clusters (evidence that never changes a label) are not taken
+    inputs = EngineInputs(rs, mapping, params, cell_matrix=None if out_of_core else data.matrix)
     annotation = inputs.annotate(stats, data.labels)
     marker_table = pd.DataFrame(stats.global_.to_dict(as_series=False))
 
@@ -375,6 +381,20 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
         result.states, result.state_trace = calls.calls, with_reasons(calls.steps)
         result.cell_states = calls.cells.set_axis(obs_names)
     return result
+
+
+def _refuse_per_cell(rs: Ruleset, skip_refinement: bool, unit: str) -> None:
+    """Cells read out of core (a dask array) get their cluster's label; what needs every cell in
+    memory is refused with the way out."""
+    if unit == "cell":
+        raise ParameterError("--unit cell is not supported on input read out of core (each cell would be read again)",
+                             hint="annotate clusters (--unit cluster), or read the input into memory (an .h5ad without --backed)")
+    if rs.states:
+        raise ParameterError(f"ruleset '{rs.name}' declares cell states, which are called per cell: not supported on "
+                             "input read out of core", hint="use a ruleset without `state` lines, or read the input into memory")
+    if not skip_refinement:
+        raise ParameterError("refinement (subclustering, votes per cell) is not supported on input read out of core",
+                             hint="pass --skip-refinement (skip_refinement=True)")
 
 
 def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_names, thresholds, clusters_table, cell_labels):

@@ -30,7 +30,7 @@ def _add_annotate(sub) -> None:
         description="Cluster (unless --annotation-only), annotate every cluster with a ruleset, refine, "
         "and write a run directory with output.h5ad, the tables, the trace and report.html.",
     )
-    p.add_argument("input", metavar="INPUT.h5ad", help="AnnData file (cells x markers); never modified")
+    p.add_argument("input", metavar="INPUT.h5ad", help="AnnData file (cells x markers), or an AnnData .zarr store; never modified")
     p.add_argument("--output-dir", required=True, metavar="DIR", help="run directory to create (must be empty unless --force)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--ruleset", metavar="NAME|PATH", help="built-in ruleset name (see `ctr rulesets`) or a .ctr/.yaml/.json file")
@@ -62,6 +62,12 @@ def _add_annotate(sub) -> None:
     p.add_argument("--key-added", default="ctr", metavar="PREFIX", help="prefix of the obs/uns keys written (default ctr)")
     p.add_argument("--unit", choices=["cluster", "cell"], default="cluster", help="label clusters (default) or single cells")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--backed", action="store_true",
+                   help="read the .h5ad out of core: statistics chunk by chunk on Dask (a .zarr store, or an .h5ad larger "
+                   "than half the free memory, always is); needs --annotation-only and --skip-refinement")
+    p.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run the out-of-core statistics on this dask.distributed scheduler (e.g. tcp://127.0.0.1:8786); "
+                   "implies reading the input out of core")
     p.add_argument("--force", action="store_true",
                    help="replace the files of an earlier ctr run in --output-dir (only those its ctr_run.json lists; "
                         "other files stay, and an input is never replaced), and run even when the panel check finds "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,21 @@ def check_neighbors_k(neighbors_k: int, n_cells: int) -> None:
     if neighbors_k >= n_cells:
         raise ParameterError(f"--neighbors-k {neighbors_k} is not below the number of cells ({n_cells}); "
                              f"give a value from 2 to {n_cells - 1}")
+
+
+_SCHEDULER = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$|^inproc://\S+$")
+
+
+def scheduler_address(value: str | None) -> str | None:
+    """``--dask-scheduler``: a dask.distributed scheduler's address (``tcp://HOST:PORT``, ``HOST:PORT``,
+    tls/ucx/ws schemes), checked for its form before any data is read; None when not given."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not _SCHEDULER.match(text) or not 0 < int(text.rsplit(":", 1)[-1] if not text.startswith("inproc") else 1) < 65536:
+        raise ParameterError(f"--dask-scheduler {quote(value)} is not a scheduler address",
+                             hint="give the address the scheduler prints, such as tcp://127.0.0.1:8786 or HOST:8786")
+    return text
 
 
 NONE = ("none", "None", "")  # "--tissue none" / "--preset none": do not keep the earlier run's

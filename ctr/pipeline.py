@@ -52,6 +52,8 @@ class AnnotateOptions:
     unit: str = "cluster"
     no_report: bool = False
     force: bool = False
+    backed: bool = False
+    dask_scheduler: str | None = None
 
 
 @dataclass
@@ -97,13 +99,28 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
     """The ``ctr annotate`` command."""
     from ctr.data.anndata_io import read_input
 
+    from ctr.data.anndata_io import read_input_lazy
+    from ctr.options import scheduler_address
+    from ctr.out_of_core import dask_client, out_of_core_reason, refuse_in_memory_steps, require_dask
+
     progress = progress or Progress()
     warnings: list = []
     choices = validate_options(opts, warnings)  # cheap checks first: a typo must not cost a clustering run
-    with _run_directory(opts.output_dir, opts.force, progress, inputs=input_files(opts)) as run:
-        with progress.stage("read", opts.input):
-            adata = read_input(opts.input)
+    scheduler = scheduler_address(opts.dask_scheduler)
+    out_of_core = out_of_core_reason(opts.input, backed=opts.backed, dask_scheduler=scheduler)
+    if out_of_core:
+        require_dask()
+        refuse_in_memory_steps(out_of_core, annotation_only=opts.annotation_only, transform=opts.transform,
+                               normalize=opts.normalize)
+    with dask_client(scheduler), _run_directory(opts.output_dir, opts.force, progress, inputs=input_files(opts)) as run:
+        with progress.stage("read", opts.input + (" (out of core)" if out_of_core else "")):
+            adata = read_input_lazy(opts.input) if out_of_core else read_input(opts.input)
         run.summary = annotate_adata(adata, opts, run.staging, progress, choices=choices, ruleset_warnings=warnings)
+        if out_of_core:
+            run.summary.notes.append(
+                f"read out of core ({out_of_core}{', on the Dask cluster at ' + scheduler if scheduler else ''}): "
+                "statistics from partial aggregates per chunk; medians and rank sums read off histograms "
+                "(docs/performance.md, Out of core)")
     return run.finished()
 
 
@@ -152,14 +169,15 @@ def validate_options(opts: AnnotateOptions, warnings: list | None = None) -> Cho
     among them, go to ``warnings``), tissue, preset, parameter blocks, refinement plan, transform.
     A typo must not cost a clustering run. Returns the typed :class:`~ctr.options.Choices` the
     run uses; nothing later parses them again."""
-    from ctr.options import check_run_parameters
+    from ctr.options import check_run_parameters, scheduler_address
 
     if opts.ruleset and opts.marker_map:
         raise UsageError("--ruleset and --marker-map are alternatives; give one")
     check_run_parameters(resolution=opts.resolution, n_pcs=opts.n_pcs, neighbors_k=opts.neighbors_k,
                          random_seed=opts.random_seed, key_added=opts.key_added)
     if not Path(opts.input).exists():
-        raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file")
+        raise InputError(f"{opts.input}: no such file", hint="give the path of an .h5ad file or a .zarr store")
+    scheduler_address(opts.dask_scheduler)
     return read_choices(opts, warnings)
 
 

@@ -43,6 +43,76 @@ def read_input(path: str | os.PathLike):
         ) from exc
 
 
+# Rows per chunk of an out-of-core matrix read from an .h5ad (a .zarr store keeps its own chunks).
+LAZY_ROWS = 1 << 17
+# An .h5ad whose matrix is larger than this share of the memory available is read out of core.
+MEMORY_SHARE = 0.5
+
+
+def is_zarr_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zarr store (a directory with zarr's metadata at its top)."""
+    file = Path(path)
+    return file.is_dir() and any((file / name).is_file() for name in (".zgroup", "zarr.json", ".zmetadata"))
+
+
+def exceeds_memory(path: str | os.PathLike) -> bool:
+    """Whether the dense X of an .h5ad would take more than ``MEMORY_SHARE`` of the memory available now."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            x = f.get("X")
+            if not isinstance(x, h5py.Dataset):
+                return False
+            size = x.size * x.dtype.itemsize
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return size > MEMORY_SHARE * available
+
+
+def read_input_lazy(path: str | os.PathLike):
+    """An AnnData whose matrices (X, layers, obsm) stay on disk as dask arrays chunked by rows, from a
+    .zarr store or an .h5ad; obs, var and uns are read into memory (the per-cell labels are written
+    to obs). The file is only opened for reading."""
+    import anndata as ad
+    from anndata.experimental import read_elem_lazy
+    from anndata.io import read_elem
+
+    file = Path(path)
+    zarr_store = is_zarr_store(file)
+    if not file.exists():
+        raise InputError(f"input {str(file)!r} does not exist", hint="pass the path of an AnnData .h5ad file or .zarr store")
+    if file.is_dir() and not zarr_store:
+        raise InputError(f"input {str(file)!r} is a directory but not a zarr store (no .zgroup or zarr.json)",
+                         hint="pass an AnnData .zarr store (adata.write_zarr) or an .h5ad file")
+    try:
+        if zarr_store:
+            import zarr
+
+            store = zarr.open(file, mode="r")
+        else:
+            import h5py
+
+            store = h5py.File(file, "r")  # open while the run reads it; closed with the process
+
+        def lazy(elem):
+            chunks = None if zarr_store or len(elem.shape) != 2 else (min(LAZY_ROWS, elem.shape[0]), -1)
+            return read_elem_lazy(elem, chunks=chunks)
+
+        group = {name: store[name] for name in ("X", "obs", "var", "uns", "layers", "obsm") if name in store}
+        return ad.AnnData(
+            X=lazy(group["X"]) if "X" in group else None,
+            obs=read_elem(group["obs"]), var=read_elem(group["var"]),
+            uns=read_elem(group["uns"]) if "uns" in group else None,
+            layers={k: lazy(group["layers"][k]) for k in group["layers"].keys()} if "layers" in group else None,
+            obsm={k: lazy(group["obsm"][k]) for k in group["obsm"].keys()} if "obsm" in group else None,
+        )
+    except Exception as exc:  # zarr/h5py/anndata raise many types for a store that is not an AnnData
+        raise InputError(f"cannot read {str(file)!r} as AnnData out of core ({type(exc).__name__}: {exc})",
+                         hint="expected an AnnData written by anndata/scanpy (adata.write_zarr or adata.write_h5ad)") from exc
+
+
 def _is_hdf5(file: Path) -> bool:
     with open(file, "rb") as handle:
         return handle.read(8) == b"\x89HDF\r\n\x1a\n"

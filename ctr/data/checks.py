@@ -11,7 +11,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -45,19 +45,94 @@ RAW_INTENSITY_MAX = 1000.0
 _SCALED_LAYER = re.compile(r"z[-_ ]?scor|scaled|standardi[sz]ed|^std$|_std$", re.IGNORECASE)
 
 
-def _values(matrix) -> np.ndarray:
-    """The stored values: ``.data`` of a sparse matrix, the flattened array otherwise (no copy when possible)."""
-    if sp.issparse(matrix):
-        return np.asarray(matrix.data)
-    return np.asarray(matrix).reshape(-1)
+@dataclass(frozen=True)
+class ValueCounts:
+    """What the checks read from a layer's values: counts over its finite stored values (every value
+    of a dense layer, ``.data`` of a sparse one) and per-marker ranges. Counts of chunks of rows add
+    up (``+``), so a layer larger than memory is counted chunk by chunk (:func:`count_values`)."""
+
+    n_total: int  # cells x markers
+    n_stored: int  # values stored (sparse: the rest are implicit zeros)
+    n_finite: int
+    n_zero: int
+    n_negative: int
+    n_near_zero: int  # |value| <= 1
+    integer: bool  # every finite value is an integer
+    lo: float  # over the finite stored values (0 when there is none)
+    hi: float
+    column_lo: np.ndarray  # per marker over finite values, implicit zeros included; NaN without any
+    column_hi: np.ndarray
+    column_nonfinite: np.ndarray  # NaN/infinite values per marker
+
+    @property
+    def implicit(self) -> int:
+        return self.n_total - self.n_stored
+
+    def negative_share(self) -> float:
+        """The share of negative values among the finite ones, with at most as many implicit zeros."""
+        n = self.n_finite + min(self.implicit, self.n_finite)
+        return self.n_negative / n if n else 0.0
+
+    def __add__(self, other: ValueCounts) -> ValueCounts:
+        def lo_hi(a: ValueCounts, b: ValueCounts) -> tuple[float, float]:
+            if not a.n_finite or not b.n_finite:
+                return (a.lo, a.hi) if a.n_finite else (b.lo, b.hi)
+            return min(a.lo, b.lo), max(a.hi, b.hi)
+
+        lo, hi = lo_hi(self, other)
+        return ValueCounts(
+            self.n_total + other.n_total, self.n_stored + other.n_stored, self.n_finite + other.n_finite,
+            self.n_zero + other.n_zero, self.n_negative + other.n_negative, self.n_near_zero + other.n_near_zero,
+            self.integer and other.integer, lo, hi, np.fmin(self.column_lo, other.column_lo),
+            np.fmax(self.column_hi, other.column_hi), self.column_nonfinite + other.column_nonfinite)
 
 
-def _per_column_nonfinite(matrix, n_vars: int) -> np.ndarray:
+def count_values(matrix) -> ValueCounts:
+    """The :class:`ValueCounts` of a dense, sparse or dask (out-of-core, counted chunk by chunk) layer;
+    a dense layer is read in blocks of rows in its stored dtype (no float64 copy of the whole)."""
+    if type(matrix).__module__.split(".")[0] == "dask":
+        from ctr.data.chunked import reduce_row_chunks
+
+        return reduce_row_chunks(matrix, lambda block, _: _dense_counts(block), _add)
     if sp.issparse(matrix):
-        coo = matrix.tocoo()
+        csr = sp.csr_matrix(matrix)
+        stored = _stored_counts(np.asarray(csr.data), csr.shape)
+        coo = csr.tocoo()
         bad = ~np.isfinite(coo.data)
-        return np.bincount(coo.col[bad], minlength=n_vars)
-    return (~np.isfinite(np.asarray(matrix))).sum(axis=0)
+        lo, hi = column_ranges(csr)
+        return replace(stored, column_lo=lo, column_hi=hi,
+                       column_nonfinite=np.bincount(coo.col[bad], minlength=csr.shape[1]))
+    dense = np.asarray(matrix)
+    total = _dense_counts(dense[:0])
+    for start in range(0, dense.shape[0], _RANGE_BLOCK):
+        total = total + _dense_counts(dense[start:start + _RANGE_BLOCK])
+    return total
+
+
+def _add(a: ValueCounts, b: ValueCounts) -> ValueCounts:
+    return a + b
+
+
+def _stored_counts(values: np.ndarray, shape: tuple[int, int]) -> ValueCounts:
+    """Counts of the stored ``values`` of a layer of ``shape`` (per-marker fields left empty)."""
+    finite = values[np.isfinite(values)]
+    empty = np.full(shape[1], np.nan)
+    return ValueCounts(
+        shape[0] * shape[1], values.size, finite.size, int((finite == 0).sum()), int((finite < 0).sum()),
+        int((np.abs(finite) <= 1.0).sum()), bool(np.all(finite == np.round(finite))),
+        float(finite.min()) if finite.size else 0.0, float(finite.max()) if finite.size else 0.0,
+        empty, empty.copy(), np.zeros(shape[1], np.int64))
+
+
+def _dense_counts(block: np.ndarray) -> ValueCounts:
+    block = np.asarray(block)
+    finite = np.isfinite(block)
+    counts = _stored_counts(block.reshape(-1), block.shape)
+    masked = np.where(finite, block, np.nan)
+    with np.errstate(invalid="ignore"), _quiet_all_nan():
+        lo = np.nanmin(masked, axis=0).astype(np.float64) if block.shape[0] else counts.column_lo
+        hi = np.nanmax(masked, axis=0).astype(np.float64) if block.shape[0] else counts.column_hi
+    return replace(counts, column_lo=lo, column_hi=hi, column_nonfinite=(~finite).sum(axis=0).astype(np.int64))
 
 
 def column_ranges(matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -81,17 +156,8 @@ def column_ranges(matrix) -> tuple[np.ndarray, np.ndarray]:
         lo = np.where(implicit_zero, np.fmin(lo, 0.0), lo)
         hi = np.where(implicit_zero, np.fmax(hi, 0.0), hi)
         return lo, hi
-    dense = np.asarray(matrix)
-    lo = np.full(dense.shape[1], np.nan)
-    hi = np.full(dense.shape[1], np.nan)
-    # in blocks of rows, in the stored dtype: no float64 copy of the whole layer
-    for start in range(0, dense.shape[0], _RANGE_BLOCK):
-        block = dense[start:start + _RANGE_BLOCK]
-        finite = np.where(np.isfinite(block), block, np.nan)
-        with np.errstate(invalid="ignore"), _quiet_all_nan():
-            lo = np.fmin(lo, np.nanmin(finite, axis=0).astype(np.float64))
-            hi = np.fmax(hi, np.nanmax(finite, axis=0).astype(np.float64))
-    return lo, hi
+    counts = count_values(matrix)
+    return counts.column_lo, counts.column_hi
 
 
 _RANGE_BLOCK = 1 << 16
@@ -105,11 +171,11 @@ def _quiet_all_nan():
         yield
 
 
-def looks_standardised(values: np.ndarray, layer_name: str) -> bool:
+def looks_standardised(counts: ValueCounts, layer_name: str) -> bool:
     """A z-scored/centred layer: named so, or a quarter or more of its finite values below zero."""
     if _SCALED_LAYER.search(layer_name or ""):
         return True
-    return values.size > 0 and float((values < 0).mean()) >= CENTRED_NEGATIVE_SHARE
+    return counts.negative_share() >= CENTRED_NEGATIVE_SHARE
 
 
 def check_var_names(var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
@@ -131,9 +197,11 @@ def stop_on_errors(diagnostics: Sequence[Diagnostic]) -> None:
         raise InputError(errors[0].message, hint=errors[0].hint, diagnostics=diagnostics)
 
 
-def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataProfile | None = None) -> list[Diagnostic]:
+def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataProfile | None = None,
+                 counts: ValueCounts | None = None) -> list[Diagnostic]:
     """Check the cells x markers values of layer ``layer_name``; see the module docstring.
-    ``profile``: the layer's :func:`profile_values`, when the caller already has it."""
+    ``profile``, ``counts``: the layer's :func:`value_profile` and :func:`count_values`, when the
+    caller already has them (an out-of-core layer is then not read again)."""
     where = f"layer '{layer_name}'"
     n_cells, n_vars = matrix.shape
     if n_cells == 0 or n_vars == 0:
@@ -141,8 +209,9 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
                            hint="check that the file holds the filtered data and the right layer")]
     diags: list[Diagnostic] = check_var_names(var_names, layer_name=layer_name)
     names = pd.Index([str(v) for v in var_names])
+    counts = counts or count_values(matrix)
 
-    bad = _per_column_nonfinite(matrix, n_vars)
+    bad = counts.column_nonfinite
     if bad.sum():
         hit = [f"{names[i]} ({int(bad[i])})" for i in np.flatnonzero(bad)]
         diags.append(Diagnostic(
@@ -151,23 +220,16 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
             "they count as missing in the statistics (never positive)",
             hint="impute or drop these cells if the markers matter for annotation"))
 
-    values = _values(matrix)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        lo_all = hi_all = 0.0
-    else:
-        lo_all, hi_all = float(finite.min()), float(finite.max())
-
+    lo_all, hi_all = counts.lo, counts.hi
     if lo_all < 0:
-        n_neg = int((finite < 0).sum())
-        stored_zeros = matrix.shape[0] * matrix.shape[1] - finite.size if sp.issparse(matrix) else 0
+        n_neg = counts.n_negative
         # small negatives first: background-subtracted cytometry (arcsinh) sits around zero, with
         # many tiny negative values, and is not a z-scored layer
         if -lo_all <= SMALL_NEGATIVE_SHARE * max(hi_all, 0.0):
             diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} has {n_neg} small negative values (down to {lo_all:.3g}, "
                                     f"maximum {hi_all:.3g}): noise around zero, read as not expressed",
                                     severity="info"))
-        elif looks_standardised(np.concatenate([finite, np.zeros(min(stored_zeros, finite.size))]), layer_name):
+        elif looks_standardised(counts, layer_name):
             diags.append(Diagnostic(NEGATIVE_VALUES, f"{where} looks standardised (z-scores): {n_neg} negative values, "
                                     "positivity thresholds apply to z-scores", severity="info"))
         else:
@@ -175,7 +237,7 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
                 NEGATIVE_VALUES, f"{where} has {n_neg} negative values (minimum {lo_all:.4g})",
                 hint="expression is expected >= 0 (log or arcsinh intensities); check background subtraction "
                      "or choose another --layer"))
-    profile = profile or profile_values(matrix, layer_name)
+    profile = profile or value_profile(counts, layer_name)
     if lo_all >= 0 and hi_all > RAW_COUNT_MAX and profile.integer:
         diags.append(Diagnostic(
             RAW_COUNTS, f"{where} looks like raw counts (non-negative integers up to {hi_all:.6g})",
@@ -188,7 +250,7 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
                  "(the cofactor suits these values; 5 is usual for mass cytometry, 150 for imaging and flow) "
                  "or --transform log1p"))
 
-    lo, hi = column_ranges(matrix)
+    lo, hi = counts.column_lo, counts.column_hi
     flat = ~(hi > lo)  # NaN (no finite value) counts as flat
     if flat.all():
         diags.append(Diagnostic(ALL_FLAT, f"{where}: every marker has one constant value across all cells",
@@ -259,25 +321,24 @@ class DataProfile:
 
 def profile_values(matrix, layer_name: str = "") -> DataProfile:
     """Classify a layer's values (see :class:`DataProfile`); implicit sparse zeros count as zeros."""
-    values = _values(matrix)
-    is_finite = np.isfinite(values)
-    finite = values if is_finite.all() else values[is_finite]  # no copy of a layer without NaN/inf
-    n_total = matrix.shape[0] * matrix.shape[1]
-    implicit = n_total - values.size if sp.issparse(matrix) else 0
-    if finite.size == 0:
+    return value_profile(count_values(matrix), layer_name)
+
+
+def value_profile(counts: ValueCounts, layer_name: str = "") -> DataProfile:
+    """The :class:`DataProfile` of a layer's :class:`ValueCounts`."""
+    n_total, implicit = counts.n_total, counts.implicit
+    if counts.n_finite == 0:
         return DataProfile("empty", 1.0, 0.0, 0.0, True)
-    zeros = (int((finite == 0).sum()) + implicit) / max(n_total, 1)
-    negative = float((finite < 0).sum()) / max(n_total, 1)
-    lo, hi = float(finite.min()), float(finite.max())
-    integer = bool(np.all(finite == np.round(finite)))
+    zeros = (counts.n_zero + implicit) / max(n_total, 1)
+    negative = counts.n_negative / max(n_total, 1)
+    lo, hi, integer = counts.lo, counts.hi, counts.integer
     cofactor = None
-    if lo < 0 and looks_standardised(np.concatenate([finite, np.zeros(min(implicit, finite.size))]), layer_name) \
-            and -lo > SMALL_NEGATIVE_SHARE * max(hi, 0.0):
+    if lo < 0 and looks_standardised(counts, layer_name) and -lo > SMALL_NEGATIVE_SHARE * max(hi, 0.0):
         kind = "standardised"
     elif hi > RAW_INTENSITY_MAX or (integer and hi > RAW_COUNT_MAX):
         kind = "sparse_counts" if integer and zeros >= 0.2 else "raw_intensities"
         # mass cytometry's counts sit near zero (cofactor 5); imaging/flow intensities do not (150)
-        near_zero = float((np.abs(finite) <= 1.0).sum() + implicit) / max(n_total, 1)
+        near_zero = (counts.n_near_zero + implicit) / max(n_total, 1)
         cofactor = 5.0 if near_zero >= 0.25 else 150.0
     elif lo < 0:
         kind = "continuous_with_negatives"

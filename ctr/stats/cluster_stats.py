@@ -105,6 +105,23 @@ def _column(matrix, j: int) -> np.ndarray:
     return values
 
 
+def is_dask_array(matrix) -> bool:
+    """Whether ``matrix`` is a dask array (out-of-core input), without importing dask."""
+    return type(matrix).__module__.split(".")[0] == "dask"
+
+
+def checked_inputs(matrix, clusters, markers: Sequence[str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """The marker names as text, each cell's cluster code and the cluster labels in natural order,
+    after checking that the matrix has a column per marker and a row per label."""
+    markers = [str(m) for m in markers]
+    if matrix.ndim != 2 or matrix.shape[1] != len(markers):
+        raise InputError(f"statistics: the matrix has shape {matrix.shape} but {len(markers)} marker names were given")
+    codes, order = cluster_codes(clusters)
+    if codes.shape[0] != matrix.shape[0]:
+        raise InputError(f"statistics: {codes.shape[0]} cluster labels for {matrix.shape[0]} cells")
+    return markers, codes, order
+
+
 def compute_statistics(
     matrix,
     clusters,
@@ -115,18 +132,18 @@ def compute_statistics(
 ) -> Statistics:
     """Global and per-cluster statistics of the resolved marker columns.
 
-    ``matrix``: cells x len(markers), dense or scipy sparse (one column densified at a time);
+    ``matrix``: cells x len(markers), dense or scipy sparse (one column densified at a time), or a
+    dask array chunked by rows (statistics from partial aggregates per chunk, :mod:`ctr.stats.streaming`);
     ``clusters``: one label per cell; ``thresholds``: panel marker -> (op, value) absolute cuts
     replacing the data-driven split. NaN values are missing: excluded and never positive.
     ``global_``: the global table of an earlier call on the same cells (refinement relabels cells;
     global statistics do not depend on the labels), reused instead of recomputed.
     """
-    markers = [str(m) for m in markers]
-    if matrix.ndim != 2 or matrix.shape[1] != len(markers):
-        raise InputError(f"statistics: the matrix has shape {matrix.shape} but {len(markers)} marker names were given")
-    codes, order = cluster_codes(clusters)
-    if codes.shape[0] != matrix.shape[0]:
-        raise InputError(f"statistics: {codes.shape[0]} cluster labels for {matrix.shape[0]} cells")
+    markers, codes, order = checked_inputs(matrix, clusters, markers)
+    if is_dask_array(matrix):  # larger than memory: partial aggregates per chunk (ctr.stats.streaming)
+        from ctr.stats.streaming import streaming_statistics
+
+        return streaming_statistics(matrix, codes, order, markers, scoring, thresholds or {}, global_)
     n_clusters = len(order)
     if sp.issparse(matrix):
         matrix = matrix.tocsc()
@@ -134,7 +151,7 @@ def compute_statistics(
 
     summaries: list[MarkerSummary] = []
     frames: list[pl.DataFrame] = []
-    histograms: list[pl.DataFrame] = []
+    histograms: list[dict] = []
     n_cells = np.bincount(codes, minlength=n_clusters)
     known = {row["marker"]: MarkerSummary(**row) for row in global_.iter_rows(named=True)} if global_ is not None else {}
     with steps(len(markers), "statistics", unit="marker") as advance:
@@ -146,11 +163,18 @@ def compute_statistics(
             summary = known.get(marker)
             if summary is None:
                 summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0])
-                histograms.append(pl.DataFrame(marker_histogram(marker, ordered[0]), schema=_HISTOGRAM_SCHEMA))
+                histograms.append(marker_histogram(marker, ordered[0]))
             summaries.append(summary)
             frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring, ordered))
             advance(1)
 
+    return assemble_statistics(summaries, frames, histograms, order, markers, n_cells)
+
+
+def assemble_statistics(summaries: list[MarkerSummary], frames: list[pl.DataFrame], histograms: list[dict],
+                        order: list[str], markers: list[str], n_cells: np.ndarray) -> Statistics:
+    """The :class:`Statistics` of per-marker summaries, per-marker cluster frames (:func:`cluster_frame`)
+    and drawn histograms (:func:`marker_histogram`), whichever producer computed them."""
     columns = [f.name for f in fields(MarkerSummary)]
     global_ = pl.DataFrame(
         {name: [getattr(s, name) for s in summaries] for name in columns},
@@ -158,8 +182,9 @@ def compute_statistics(
     ).select(columns)
     cluster = _with_de_rank(pl.concat(frames) if frames else _empty_cluster_frame(), order, markers)
     clusters_df = pl.DataFrame({"cluster": order, "n_cells": n_cells.astype(np.int64)}, schema={"cluster": pl.Utf8, "n_cells": pl.Int64})
+    drawn = [pl.DataFrame(h, schema=_HISTOGRAM_SCHEMA) for h in histograms]
     return Statistics(global_=global_, cluster=cluster, clusters=clusters_df, markers=markers,
-                      histograms=pl.concat(histograms) if histograms else None)
+                      histograms=pl.concat(drawn) if drawn else None)
 
 
 def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +237,14 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
         mean = np.where(has, np.bincount(c, weights=v, minlength=n_clusters) / n_valid, np.nan)
         n_pos = np.bincount(codes, weights=positive(values, summary), minlength=n_clusters)
         pos_frac = np.where(has, n_pos / n_valid, np.nan)
+    return cluster_frame(summary, scoring, n_cells, n_valid, median, mean, pos_frac, z)
+
+
+def cluster_frame(summary: MarkerSummary, scoring: ScoringParams, n_cells: np.ndarray, n_valid: np.ndarray,
+                  median: np.ndarray, mean: np.ndarray, pos_frac: np.ndarray, z: np.ndarray) -> pl.DataFrame:
+    """One marker's per-cluster table from per-cluster arrays (indexed by cluster code): the
+    enrichment of each cluster's centre, and a row for each cluster with cells."""
+    n_clusters = n_cells.size
     centre = median if scoring.enrichment_center == "median" else mean
     enrichment = np.zeros(n_clusters) if summary.flat else (centre - summary.enrichment_reference) / summary.global_std
     present = n_cells > 0
