@@ -474,7 +474,7 @@ def demo_agreement(adata, run_dir: Path) -> list[str]:
     return [
         f"agreement with the demo's reference labels (obs['{DEMO_TRUTH}'], FACS-sorted populations):",
         line("lineage (T, B, NK, myeloid, HSPC)", lineage),
-        line("fine (CD4 T, CD8 T, NK, B, CD14 mono, DC, HSPC)", fine),
+        line("fine (CD4 T, CD8 T, NK, B, monocyte, DC, HSPC)", fine),
         f"  per class and confusion matrix: report.html (Accuracy); again with: ctr evaluate {run_dir} "
         f"--truth {DEMO_TRUTH} --mapping {DEMO_MAPPING} [--level 0]",
     ]
