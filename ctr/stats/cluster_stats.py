@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -149,23 +152,32 @@ def compute_statistics(
         matrix = matrix.tocsc()
     thresholds = thresholds or {}
 
+    n_cells = np.bincount(codes, minlength=n_clusters)
+    known = {row["marker"]: MarkerSummary(**row) for row in global_.iter_rows(named=True)} if global_ is not None else {}
+
+    def one_marker(j: int) -> tuple[MarkerSummary, dict | None, pl.DataFrame]:
+        marker = markers[j]
+        values = _column(matrix, j)
+        valid = ~np.isnan(values)
+        v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
+        ordered = _sorted_values(v, c)  # the one sort of this marker, shared by every statistic
+        summary, histogram = known.get(marker), None
+        if summary is None:
+            summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0])
+            histogram = marker_histogram(marker, ordered[0])
+        return summary, histogram, _marker_cluster_stats(values, codes, n_clusters, summary, scoring, ordered)
+
     summaries: list[MarkerSummary] = []
     frames: list[pl.DataFrame] = []
     histograms: list[dict] = []
-    n_cells = np.bincount(codes, minlength=n_clusters)
-    known = {row["marker"]: MarkerSummary(**row) for row in global_.iter_rows(named=True)} if global_ is not None else {}
-    with steps(len(markers), "statistics", unit="marker") as advance:
-        for j, marker in enumerate(markers):
-            values = _column(matrix, j)
-            valid = ~np.isnan(values)
-            v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
-            ordered = _sorted_values(v, c)  # the one sort of this marker, shared by every statistic
-            summary = known.get(marker)
-            if summary is None:
-                summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0])
-                histograms.append(marker_histogram(marker, ordered[0]))
+    with steps(len(markers), "statistics", unit="marker") as advance, _marker_pool(matrix.shape[0], len(markers)) as pool:
+        # markers are independent and numpy's sorts release the GIL: one thread per core;
+        # results are taken in marker order, so the tables do not depend on the threads
+        for summary, histogram, frame in pool.map(one_marker, range(len(markers))):
             summaries.append(summary)
-            frames.append(_marker_cluster_stats(values, codes, n_clusters, summary, scoring, ordered))
+            frames.append(frame)
+            if histogram is not None:
+                histograms.append(histogram)
             advance(1)
 
     return assemble_statistics(summaries, frames, histograms, order, markers, n_cells)
@@ -185,6 +197,32 @@ def assemble_statistics(summaries: list[MarkerSummary], frames: list[pl.DataFram
     drawn = [pl.DataFrame(h, schema=_HISTOGRAM_SCHEMA) for h in histograms]
     return Statistics(global_=global_, cluster=cluster, clusters=clusters_df, markers=markers,
                       histograms=pl.concat(drawn) if drawn else None)
+
+
+# Below this many cells a marker takes about a millisecond and a thread would cost more than it saves.
+_THREADS_FROM_CELLS = 50_000
+
+
+@contextmanager
+def _marker_pool(n_cells: int, n_markers: int):
+    """Something with ``map``: a pool of one thread per available core for large inputs, else
+    the calling thread."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores, n_markers)
+    if n_cells < _THREADS_FROM_CELLS or workers < 2:
+        yield _Serial()
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ctr-stats")
+    try:
+        yield pool
+    finally:  # on an interrupt, markers not yet started are dropped rather than run
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Serial:
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
 
 
 def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctr.rules.params import ScoringParams
+from ctr.stats.ordered import ascending, sorted_histogram, sorted_median
 from ctr.stats.positivity import Split, find_split
 
 # The quantile rule of numpy (method="linear", i.e. Hyndman & Fan type 7), used everywhere.
@@ -44,27 +45,31 @@ def summarise_marker(
     it, which is cheaper. Sums (mean, spread) always run over ``values`` in cell order."""
     nan = np.isnan(values)
     valid = values[~nan]
-    ordered = valid if sorted_valid is None else sorted_valid
-    nonzero = ordered[ordered != 0]
+    ordered = ascending(valid) if sorted_valid is None else sorted_valid
+    zeros = slice(int(np.searchsorted(ordered, 0.0, side="left")), int(np.searchsorted(ordered, 0.0, side="right")))
+    n_nonzero = ordered.size - (zeros.stop - zeros.start)
     if valid.size:
-        median, mean, std = float(np.median(ordered)), float(valid.mean()), float(valid.std())
+        median, mean, std = sorted_median(ordered), float(valid.mean()), float(valid.std())
     else:
         median = mean = std = float("nan")
     flat = not (std > 0)
     if absolute is not None:
         split, source = Split(float(absolute[1]), absolute[0], "absolute", float("nan")), "absolute"
     elif scoring.positivity == "auto":
-        split, source = find_split(valid, scoring.split_separation, scoring.split_tail_mads), "auto"
+        split, source = find_split(ordered, scoring.split_separation, scoring.split_tail_mads), "auto"
     else:
         # the user guide's rule: a quantile of the non-zero values; a positive cell is also > 0
+        nonzero = np.concatenate([ordered[: zeros.start], ordered[zeros.stop :]])
         t = float(np.quantile(nonzero, scoring.positive_quantile, method=QUANTILE_METHOD)) if nonzero.size else float("nan")
         split, source = Split(t, ">=", "quantile", float("nan")), "quantile"
     pos = _positive(ordered, split.threshold, split.op, source, flat)
-    negative_median = float(np.median(ordered[~pos])) if (~pos).any() else float("nan")
+    n_pos = int(np.count_nonzero(pos))
+    # every positivity rule is a cut on the value: the negatives are the first values in order
+    negative_median = sorted_median(ordered[: ordered.size - n_pos]) if n_pos < ordered.size else float("nan")
     reference = median if scoring.enrichment_reference == "median" or np.isnan(negative_median) else negative_median
-    share = float(pos.mean()) if valid.size else float("nan")
+    share = n_pos / ordered.size if valid.size else float("nan")
     return MarkerSummary(marker, median, mean, std, split.threshold, source, split.op, split.method, split.quality,
-                         negative_median, reference, share, flat, int(nonzero.size), int(nan.sum()))
+                         negative_median, reference, share, flat, int(n_nonzero), int(nan.sum()))
 
 
 def _positive(values: np.ndarray, threshold: float, op: str, source: str, flat: bool) -> np.ndarray:
@@ -88,15 +93,15 @@ def marker_histogram(marker: str, values: np.ndarray) -> dict[str, list]:
     """The distribution of one marker as ``HISTOGRAM_BINS`` bins between its 0.1% and 99.9%
     quantiles (long format: marker, lower, upper, count), for drawing the split on it.
     ``values`` in any order (the caller may pass them sorted)."""
-    valid = values[~np.isnan(values)]
+    valid = ascending(values[~np.isnan(values)])
     if not valid.size:
         return {"marker": [], "lower": [], "upper": [], "count": []}
     lo, hi = np.quantile(valid, [0.001, 0.999])
     if not hi > lo:
-        lo, hi = float(valid.min()), float(valid.max()) + (0.0 if valid.max() > valid.min() else 1.0)
-    counts, edges = np.histogram(np.clip(valid, lo, hi), bins=HISTOGRAM_BINS, range=(lo, hi))
+        lo, hi = float(valid[0]), float(valid[-1]) + (0.0 if valid[-1] > valid[0] else 1.0)
+    counts, edges = sorted_histogram(valid, lo, hi, HISTOGRAM_BINS, clip=True)
     return {"marker": [marker] * HISTOGRAM_BINS, "lower": edges[:-1].tolist(), "upper": edges[1:].tolist(),
-            "count": counts.astype(np.int64).tolist()}
+            "count": counts.tolist()}
 
 
 def absolute_thresholds(ruleset, mapping: dict[str, str]) -> dict[str, tuple[str, float]]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ctr.stats.ordered import ascending, median_abs_deviation, sorted_histogram, sorted_median
+
 # A mass at the floor holding at least this share of the values is a negative population of its own.
 FLOOR_MASS = 0.05
 # Ashman's D at or above which two mixture components are two populations.
@@ -64,58 +66,63 @@ def ashman_d(means: np.ndarray, variances: np.ndarray) -> float:
 
 def _fit_mixture(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights, means and variances (sorted by mean) of the best two-component 1-D Gaussian
-    mixture, by EM on a fine histogram of the values.
+    mixture, by EM on a fine histogram of the ``values`` (in ascending order).
 
     EM on ``BINS`` bin centres weighted by their counts costs the same for 10^3 or 10^7 cells, and
     starting it from several splits of the sorted values (2% to 98%) finds a small population
-    that a single start misses. The highest likelihood wins.
+    that a single start misses. The highest likelihood wins (the first start on a tie).
     """
     lo, hi = np.quantile(values, [0.0005, 0.9995])
     if not hi > lo:
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = float(values[0]), float(values[-1])
     # the extreme 0.1% are left out: a few outliers would otherwise stretch the bins
-    counts, edges = np.histogram(values, bins=BINS, range=(lo, hi))
+    counts, edges = sorted_histogram(values, lo, hi, BINS)
     keep = counts > 0
     x, w = ((edges[:-1] + edges[1:]) / 2)[keep], counts[keep].astype(np.float64)
     floor_var = ((hi - lo) / BINS) ** 2  # a component narrower than a bin is not resolved
     cum = np.cumsum(w) / w.sum()
-    best, best_ll = None, -np.inf
-    for q in _STARTS:
-        upper = cum > q
-        resp = np.where(upper, 1.0, 0.0)
-        if not upper.any() or upper.all():
-            continue
-        for _ in range(_EM_STEPS):
-            params = _m_step(x, w, resp, floor_var)
-            resp, ll = _e_step(x, w, *params)
-        if ll > best_ll:
-            best, best_ll = params, ll
-    if best is None:
+    upper = cum > np.array(_STARTS)[:, None]  # (starts, bins): the bins above each starting split
+    upper = upper[upper.any(axis=1) & ~upper.all(axis=1)]
+    if not upper.shape[0]:
         return np.array([1.0, 0.0]), np.array([lo, hi]), np.array([floor_var, floor_var])
-    weights, means, variances = best
+    # every start runs at once, each row the same arithmetic as a start of its own
+    resp = np.where(upper, 1.0, 0.0)
+    previous = None
+    for _ in range(_EM_STEPS):
+        params = _m_step(x, w, resp, floor_var)
+        resp, ll = _e_step(x, w, *params)
+        if previous is not None and all(np.array_equal(a, b) for a, b in zip(params, previous)):
+            break  # a fixed point: every further step would repeat this one exactly
+        previous = params
+    ll = np.where(np.isnan(ll), -np.inf, ll)  # a start wins only by a likelihood above -inf
+    if not (ll > -np.inf).any():
+        return np.array([1.0, 0.0]), np.array([lo, hi]), np.array([floor_var, floor_var])
+    best = int(np.argmax(ll))
+    weights, means, variances = (p[best] for p in params)
     order = np.argsort(means)
     return weights[order], means[order], variances[order]
 
 
 def _m_step(x, w, resp, floor_var):
-    r = np.stack([1.0 - resp, resp])  # (2, bins)
-    mass = (r * w).sum(axis=1) + 1e-300
-    means = (r * w * x).sum(axis=1) / mass
-    variances = np.maximum((r * w * (x - means[:, None]) ** 2).sum(axis=1) / mass, floor_var)
-    return mass / mass.sum(), means, variances
+    """(starts, 2) weights, means and variances from (starts, bins) responsibilities of the upper component."""
+    r = np.stack([1.0 - resp, resp], axis=-2)  # (starts, 2, bins)
+    mass = (r * w).sum(axis=-1) + 1e-300
+    means = (r * w * x).sum(axis=-1) / mass
+    variances = np.maximum((r * w * (x - means[..., None]) ** 2).sum(axis=-1) / mass, floor_var)
+    return mass / mass.sum(axis=-1, keepdims=True), means, variances
 
 
 def _log_components(x: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    """(2, len(x)): each component's weighted log density at ``x`` (log space: a narrow noise
+    """(..., 2, len(x)): each component's weighted log density at ``x`` (log space: a narrow noise
     peak's density underflows to 0 a few bins away, and comparisons must still be made)."""
-    return (np.log(np.maximum(weights, 1e-300))[:, None] - 0.5 * np.log(2 * np.pi * variances)[:, None]
-            - 0.5 * (x - means[:, None]) ** 2 / variances[:, None])
+    return (np.log(np.maximum(weights, 1e-300))[..., None] - 0.5 * np.log(2 * np.pi * variances)[..., None]
+            - 0.5 * (x - means[..., None]) ** 2 / variances[..., None])
 
 
 def _e_step(x, w, weights, means, variances):
     log_p = _log_components(x, weights, means, variances)
-    total = np.logaddexp(log_p[0], log_p[1])
-    return np.exp(log_p[1] - total), float((w * total).sum())
+    total = np.logaddexp(log_p[..., 0, :], log_p[..., 1, :])
+    return np.exp(log_p[..., 1, :] - total), (w * total).sum(axis=-1)
 
 
 def has_valley(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> bool:
@@ -148,30 +155,34 @@ def mixture_cut(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -
 
 def _detection_levels(above: np.ndarray, floor: float) -> bool:
     """Counts (scRNA-seq UMIs, normalised and log-transformed) jump from the floor to their first
-    detection level: nothing lies between zero and one count. Such values above the floor are
-    detections, whatever their level; splitting them would cut one count from two."""
+    detection level: nothing lies between zero and one count. Such values above the floor (in
+    ascending order) are detections, whatever their level; splitting them would cut one count from two."""
     if above.size == 0:
         return False
-    return float(above.min() - floor) >= DETECTION_GAP * float(np.median(above) - floor)
+    return float(above[0] - floor) >= DETECTION_GAP * (sorted_median(above) - floor)
 
 
 def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads: float = TAIL_MADS) -> Split:
     """The positive/negative split of one marker from its non-missing ``values``: two populations
     when the fit separates them by Ashman's D >= ``separation`` with a valley between them (or
     resolves one side), else the rule for one population, whose tail starts ``tail_mads`` robust
-    SDs above its median."""
-    values = values[~np.isnan(values)]
-    if values.size < 2 or not np.ptp(values) > 0:
+    SDs above its median.
+
+    ``values`` in any order; values already in ascending order (the statistics pass each marker's
+    one sort) are not sorted again, and every median and histogram is then read off the order."""
+    missing = np.isnan(values)
+    values = ascending(values[~missing] if missing.any() else values)
+    if values.size < 2 or not values[-1] - values[0] > 0:
         return Split(float("nan"), ">=", "none", float("nan"))
-    floor = float(values.min())
-    above = values[values > floor]
+    floor = float(values[0])
+    above = values[np.searchsorted(values, floor, side="right"):]
     at_floor = values.size - above.size
     floored = at_floor >= 2 and at_floor / values.size >= FLOOR_MASS  # one lowest value is no mass
     fitted = above if floored else values
     quality = float("nan")
     if floored and _detection_levels(above, floor):
         return Split(floor, ">", "floor", quality)
-    if fitted.size >= 10 and np.ptp(fitted) > 0:
+    if fitted.size >= 10 and fitted[-1] - fitted[0] > 0:
         weights, means, variances = _fit_mixture(fitted)
         quality = ashman_d(means, variances)
         cut = mixture_cut(weights, means, variances)
@@ -184,6 +195,6 @@ def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads
     # itself negative, and only its upper tail is positive.
     if floored and above.size <= values.size / 2:
         return Split(floor, ">", "floor", quality)
-    median = float(np.median(fitted))
-    mad = float(np.median(np.abs(fitted - median))) * _MAD_TO_SD
+    median = sorted_median(fitted)
+    mad = median_abs_deviation(fitted, median) * _MAD_TO_SD
     return Split(median + tail_mads * mad if mad > 0 else median, ">", "tail", quality)
