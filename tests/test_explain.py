@@ -121,3 +121,12 @@ def test_reason_column_is_the_rows_in_words(real_run):
     written = trace[(trace.cluster == "5") & (trace.cell_type == "Epithelium") & (trace.gate == "coverage")].reason.iloc[0]
     assert written.startswith(f"coverage {cov.observed:.2f} < {cov.threshold:.2f}: 2 of 4 measured markers on (EPCAM, KRT8)")
     assert written.endswith(f"(rule {cov.location})")
+
+
+def test_a_trace_frame_reads_as_its_records_do(real_run):
+    # the report reads whole traces column by column; each row must read as from_record reads it
+    trace = load_run(real_run).trace
+    by_record = [Step.from_record(r) for r in trace.to_dict("records")]
+    assert len(trace) > 10 and repr(Step.from_frame(trace)) == repr(by_record)
+    text = trace.astype(str)  # every column as text, as a hand-edited CSV might hold it
+    assert repr(Step.from_frame(text)) == repr([Step.from_record(r) for r in text.to_dict("records")])

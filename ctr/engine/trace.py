@@ -76,21 +76,16 @@ class Step:
     @classmethod
     def from_record(cls, record: dict) -> Step:
         """A row read back from decision_steps.csv (or a frame's ``to_dict("records")``)."""
-        out = {}
-        for f in fields(cls):
-            if f.name not in record:
-                continue
-            value = record[f.name]
-            if f.type in ("str",):
-                value = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-            elif f.type == "float":
-                value = _float(value)
-            elif f.type == "int":
-                value = int(value) if _float(value) == _float(value) else 0
-            elif f.type == "bool":
-                value = value if isinstance(value, bool) else str(value).lower() in ("true", "1")
-            out[f.name] = value
-        return cls(**out)
+        return cls(**{name: _READ[kind](record[name]) for name, kind in _FIELD_KINDS if name in record})
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> list[Step]:
+        """Every row of a trace frame, each as :meth:`from_record` reads it; converted column by
+        column (a report reads tens of thousands of rows)."""
+        names = [(name, kind) for name, kind in _FIELD_KINDS if name in frame.columns]
+        columns = [_read_column(frame[name], kind) for name, kind in names]
+        keys = [name for name, _ in names]
+        return [cls(**dict(zip(keys, row))) for row in zip(*columns)]
 
     @property
     def location(self) -> str:
@@ -111,6 +106,34 @@ def _float(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _read_str(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _read_int(value) -> int:
+    return int(value) if _float(value) == _float(value) else 0
+
+
+def _read_bool(value) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("true", "1")
+
+
+# how a value read back from a table becomes each type of Step field
+_READ = {"str": _read_str, "float": _float, "int": _read_int, "bool": _read_bool}
+_FIELD_KINDS = [(f.name, f.type) for f in fields(Step)]
+
+
+def _read_column(column: pd.Series, kind: str) -> list:
+    """A column's values as ``_READ[kind]`` reads each; whole columns of the type's own dtype at once."""
+    dtype = column.dtype.kind
+    if (kind == "float" and dtype in "fiub") or (kind == "int" and dtype in "iub") or (kind == "bool" and dtype == "b"):
+        return column.astype(float).tolist() if kind == "float" else column.astype(int if kind == "int" else bool).tolist()
+    if kind == "str":
+        return [v if type(v) is str else _read_str(v) for v in column.tolist()]
+    read = _READ[kind]
+    return [read(v) for v in column.tolist()]
 
 
 def cite_stored_copy(steps: list[Step], ruleset: Ruleset) -> list[Step]:

@@ -199,15 +199,15 @@ def _gate_splits(levels: list[LevelDecision], splits: dict[str, MarkerSplit]) ->
 
 
 def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
-    trace = run.trace_of(cluster)
     scores, passed = _candidate_scores(run, cluster)
-    gates = trace.loc[trace["kind"] == "gate"]
-    selects = trace.loc[trace["kind"] == "select"]
     decisions: list[LevelDecision] = []
     groups: dict[tuple[int, str], list[Step]] = {}
-    for rec in gates.to_dict("records"):
-        g = Step.from_record(rec)
-        groups.setdefault((g.level, _parent(g.path)), []).append(g)
+    selections: dict[tuple[int, str], Step] = {}  # the last selection under each parent
+    for g in run.steps_of(cluster):
+        if g.kind == "gate":
+            groups.setdefault((g.level, _parent(g.path)), []).append(g)
+        elif g.kind == "select":
+            selections[(g.level, g.path)] = g
     for (level, parent), results in groups.items():
         by_path: dict[str, Candidate] = {}
         for g in results:
@@ -216,16 +216,14 @@ def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
         for cand in by_path.values():
             cand.passed = passed.get(cand.path, not cand.failed)
         ranked = sorted(by_path.values(), key=lambda c: (not c.passed, -_sortable(c.score)))
-        sel = selects.loc[(selects["level"] == level) & (selects["path"] == parent)]
-        decisions.append(_decision(level, parent, ranked, sel.iloc[-1] if len(sel) else None))
+        decisions.append(_decision(level, parent, ranked, selections.get((level, parent))))
     return decisions
 
 
-def _decision(level: int, parent: str, candidates: list[Candidate], sel: pd.Series | None) -> LevelDecision:
-    if sel is None:
+def _decision(level: int, parent: str, candidates: list[Candidate], step: Step | None) -> LevelDecision:
+    if step is None:
         chosen = candidates[0].cell_type if candidates and candidates[0].passed else ""
         return LevelDecision(level, parent, candidates, "", chosen, math.nan, math.nan, "")
-    step = Step.from_record(sel.to_dict())
     return LevelDecision(level, parent, candidates, step.gate, step.cell_type, step.observed, step.threshold, step.location)
 
 

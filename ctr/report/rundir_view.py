@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ctr.engine.trace import Step
 from ctr.errors import InputError
 from ctr.io.rundir import require_finished_run
 from ctr.textfile import ENCODING, decode_error, read_text
@@ -60,7 +61,7 @@ class RunDir:
     display_name: str = ""  # the run's name while it is still written under a staging name
     # each table split by cluster once, on first use (views ask per cluster; a scan each would be
     # O(clusters x rows))
-    _by_cluster: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _by_cluster: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -91,8 +92,25 @@ class RunDir:
 
     def trace_of(self, cluster: str) -> pd.DataFrame:
         """The cluster's trace rows in decision order."""
-        rows = self.rows_of("trace", cluster)
-        return rows.sort_values("step", kind="stable") if "step" in rows else rows
+        if "step" not in self.trace.columns or "cluster" not in self.trace.columns:
+            return self.rows_of("trace", cluster)
+        groups = self._by_cluster.get("trace in steps")
+        if groups is None:  # one stable sort of the whole trace keeps each cluster's rows in step order
+            ordered = self.trace.sort_values("step", kind="stable")
+            groups = {str(key): rows for key, rows in ordered.groupby("cluster", sort=False)}
+            self._by_cluster["trace in steps"] = groups
+        return groups.get(cluster, self.trace.iloc[0:0])
+
+    def steps_of(self, cluster: str) -> list[Step]:
+        """The cluster's trace rows in decision order, as :class:`Step` records (the whole trace
+        is read once, on first use)."""
+        steps = self._by_cluster.get("steps")
+        if steps is None:
+            steps = {}
+            for step in Step.from_frame(self.trace.sort_values("step", kind="stable") if "step" in self.trace else self.trace):
+                steps.setdefault(step.cluster, []).append(step)
+            self._by_cluster["steps"] = steps
+        return steps.get(cluster, [])
 
 
 def load_run(run_dir: str | Path, *, finished: bool = True) -> RunDir:

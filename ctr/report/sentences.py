@@ -280,7 +280,7 @@ def refine_reason(step: Step) -> str:
 
 
 def steps_of(trace: pd.DataFrame) -> list[Step]:
-    return [Step.from_record(r) for r in trace.to_dict("records")]
+    return Step.from_frame(trace)
 
 
 def reasons(trace: pd.DataFrame) -> list[str]:
