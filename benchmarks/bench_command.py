@@ -25,16 +25,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("read", "annotate", "write", "report")
 
 
-def run_command(h5ad: Path, ruleset: Path, out: Path, report: bool, source: Path | None = None) -> tuple[float, float, dict]:
-    """Run the command once; (wall seconds, peak RSS MiB, timings.json stages)."""
+def run_command(h5ad: Path, ruleset: Path, out: Path, report: bool, source: Path | None = None,
+                extra: Sequence[str] = ()) -> tuple[float, float, dict]:
+    """Run the command once (``extra``: more options); (wall seconds, peak RSS MiB, timings.json stages)."""
     cmd = [sys.executable, "-m", "ctr", "annotate", str(h5ad), "--ruleset", str(ruleset), "--annotation-only",
-           "--cluster-key", "cluster", "--skip-refinement", "--output-dir", str(out), "--force"]
+           "--cluster-key", "cluster", "--skip-refinement", "--output-dir", str(out), "--force", *extra]
     if not report:
         cmd.append("--no-report")
     t0 = time.perf_counter()

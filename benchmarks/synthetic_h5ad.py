@@ -18,10 +18,16 @@ def synthetic_matrix(n_cells: int, n_markers: int, n_clusters: int, seed: int = 
     rng = np.random.default_rng(seed)
     clusters = rng.integers(0, n_clusters, n_cells)
     profile = rng.random((n_clusters, n_markers)) < 0.15
+    return expression(rng, clusters, profile), clusters
+
+
+def expression(rng: np.random.Generator, clusters: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """The cells' values: background everywhere, the cluster's ``profile`` markers strongly, 40% dropouts."""
+    n_cells, n_markers = len(clusters), profile.shape[1]
     x = rng.exponential(0.3, (n_cells, n_markers)).astype(np.float32)
     x += profile[clusters] * rng.normal(2.0, 0.5, (n_cells, n_markers)).astype(np.float32).clip(0)
     x[rng.random((n_cells, n_markers)) < 0.4] = 0.0
-    return x, clusters
+    return x
 
 
 def synthetic_ruleset_text(markers: list[str], n_types: int) -> str:

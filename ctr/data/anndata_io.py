@@ -97,8 +97,11 @@ def read_input_lazy(path: str | os.PathLike):
             store = h5py.File(file, "r")  # open while the run reads it; closed with the process
 
         def lazy(elem):
-            chunks = None if zarr_store or len(elem.shape) != 2 else (min(LAZY_ROWS, elem.shape[0]), -1)
-            return read_elem_lazy(elem, chunks=chunks)
+            if len(getattr(elem, "shape", ())) != 2:  # a sparse matrix is a group: anndata's own chunks
+                return read_elem_lazy(elem)
+            stored = (getattr(elem, "chunks", None) or (1,))[0]  # rows of a stored chunk (None: contiguous)
+            rows = -(-LAZY_ROWS // stored) * stored  # whole stored chunks per task, whole rows
+            return read_elem_lazy(elem, chunks=(min(rows, elem.shape[0]), -1))
 
         group = {name: store[name] for name in ("X", "obs", "var", "uns", "layers", "obsm") if name in store}
         return ad.AnnData(

@@ -114,25 +114,37 @@ def _add(a: ValueCounts, b: ValueCounts) -> ValueCounts:
 
 
 def _stored_counts(values: np.ndarray, shape: tuple[int, int]) -> ValueCounts:
-    """Counts of the stored ``values`` of a layer of ``shape`` (per-marker fields left empty)."""
-    finite = values[np.isfinite(values)]
+    """Counts of the stored ``values`` of a layer of ``shape`` (per-marker fields left empty), in
+    their own dtype; a layer without NaN/inf is not copied."""
+    is_finite = np.isfinite(values)
+    finite = values if is_finite.all() else values[is_finite]
     empty = np.full(shape[1], np.nan)
     return ValueCounts(
-        shape[0] * shape[1], values.size, finite.size, int((finite == 0).sum()), int((finite < 0).sum()),
-        int((np.abs(finite) <= 1.0).sum()), bool(np.all(finite == np.round(finite))),
-        float(finite.min()) if finite.size else 0.0, float(finite.max()) if finite.size else 0.0,
+        shape[0] * shape[1], values.size, finite.size, int(np.count_nonzero(finite == 0)),
+        int(np.count_nonzero(finite < 0)), int(np.count_nonzero((finite >= -1.0) & (finite <= 1.0))),
+        _all_integer(finite), float(finite.min()) if finite.size else 0.0, float(finite.max()) if finite.size else 0.0,
         empty, empty.copy(), np.zeros(shape[1], np.int64))
+
+
+def _all_integer(values: np.ndarray) -> bool:
+    head = values[:4096]  # most layers show fractions at once: no full pass for them
+    return bool(np.all(head == np.round(head)) and np.all(values == np.round(values)))
 
 
 def _dense_counts(block: np.ndarray) -> ValueCounts:
     block = np.asarray(block)
-    finite = np.isfinite(block)
     counts = _stored_counts(block.reshape(-1), block.shape)
-    masked = np.where(finite, block, np.nan)
-    with np.errstate(invalid="ignore"), _quiet_all_nan():
-        lo = np.nanmin(masked, axis=0).astype(np.float64) if block.shape[0] else counts.column_lo
-        hi = np.nanmax(masked, axis=0).astype(np.float64) if block.shape[0] else counts.column_hi
-    return replace(counts, column_lo=lo, column_hi=hi, column_nonfinite=(~finite).sum(axis=0).astype(np.int64))
+    if not block.shape[0]:
+        return counts
+    if counts.n_finite == block.size:  # no NaN/inf: no masked copy
+        lo, hi, bad = block.min(axis=0), block.max(axis=0), np.zeros(block.shape[1], np.int64)
+    else:
+        finite = np.isfinite(block)
+        masked = np.where(finite, block, np.nan)
+        with np.errstate(invalid="ignore"), _quiet_all_nan():
+            lo, hi = np.nanmin(masked, axis=0), np.nanmax(masked, axis=0)
+        bad = (~finite).sum(axis=0).astype(np.int64)
+    return replace(counts, column_lo=lo.astype(np.float64), column_hi=hi.astype(np.float64), column_nonfinite=bad)
 
 
 def column_ranges(matrix) -> tuple[np.ndarray, np.ndarray]:

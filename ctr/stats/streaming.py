@@ -37,13 +37,14 @@ from ctr.stats.ranksum import ranksum_z, tie_term_of_sizes
 # Bins of each (cluster, marker) histogram over (lo, hi]: a cluster's median is within
 # (hi - lo) / BINS of the exact one.
 BINS = 1024
-# Bins of each marker's global histogram (a multiple of BINS): the global median and the split are
+# Bins of each marker's global histogram, 64 per cluster bin: the global median and the split are
 # found on values within (hi - lo) / FINE_BINS of the exact ones.
-FINE_BINS = 64 * BINS
+_PER_BIN_SHIFT = 6
+FINE_BINS = BINS << _PER_BIN_SHIFT
 # The most values the global stand-in of one marker holds (its quantiles are within 1 / SKETCH_SIZE).
 SKETCH_SIZE = 1 << 18
 # Rows a chunk is processed in at once, bounding the temporaries of a task.
-_ROWS = 1 << 15
+_ROWS = 1 << 17
 
 
 def streaming_statistics(
@@ -104,6 +105,13 @@ def _rows(block) -> Iterator[tuple[int, np.ndarray]]:
         yield start, x
 
 
+def _columns(block) -> Iterator[tuple[int, np.ndarray]]:
+    """The pieces of :func:`_rows` as markers x cells, each marker's values contiguous."""
+    for start, x in _rows(block):
+        if x.size:
+            yield start, np.ascontiguousarray(x.T)
+
+
 def _range_part(block, codes) -> tuple[np.ndarray, np.ndarray]:
     import warnings
 
@@ -121,48 +129,46 @@ def _range_add(a, b):
     return np.fmin(a[0], b[0]), np.fmax(a[1], b[1])
 
 
-def _bin_index(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+def _bin_index(x: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     """Each value's bin: 0 for exactly ``lo`` (the floor), else 1..bins over (lo, hi] in equal
-    widths; monotone in the value, so bins keep the values' order. Missing values get 0 (masked by
-    the caller)."""
-    lo0 = np.where(np.isnan(lo), 0.0, lo)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    with np.errstate(invalid="ignore"):
-        scaled = np.nan_to_num((x - lo0) / span * bins, nan=0.0)
-    index = np.clip(np.floor(scaled).astype(np.int64), 0, bins - 1) + 1
-    index[~(x > lo0)] = 0
+    widths; monotone in the value, so bins keep the values' order. ``x`` without missing values."""
+    span = hi - lo if hi > lo else 1.0
+    scaled = x - lo
+    scaled *= bins / span
+    index = scaled.astype(np.intp)
+    np.minimum(index, bins - 1, out=index)
+    index += 1
+    index[x <= lo] = 0
     return index
 
 
 def _histogram_part(block, codes, lo, hi, n_clusters):
     n_markers = len(lo)
-    km = n_clusters * n_markers
-    count, mean, m2 = np.zeros(n_markers), np.zeros(n_markers), np.zeros(n_markers)
+    moments = (np.zeros(n_markers), np.zeros(n_markers), np.zeros(n_markers))
     nonzero = np.zeros(n_markers)
-    n_valid, sums = np.zeros(km), np.zeros(km)
-    hist = np.zeros(km * (BINS + 1), np.int64)
-    fine = np.zeros(n_markers * (FINE_BINS + 1), np.int64)
-    column = np.arange(n_markers)
-    for start, x in _rows(block):
-        if not x.size:
-            continue
-        valid = ~np.isnan(x)
-        cm = (codes[start:start + x.shape[0], None].astype(np.int64) * n_markers + column)[valid]
-        xv = x[valid]
-        n_valid += np.bincount(cm, minlength=km)
-        sums += np.bincount(cm, weights=xv, minlength=km)
-        c = valid.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mu = np.where(c > 0, np.where(valid, x, 0.0).sum(axis=0) / c, 0.0)
-        d2 = np.where(valid, (x - mu) ** 2, 0.0).sum(axis=0)
-        count, mean, m2 = _merge_moments((count, mean, m2), (c.astype(np.float64), mu, d2))
-        nonzero += (valid & (x != 0)).sum(axis=0)
-        f = _bin_index(x, lo, hi, FINE_BINS)
-        fine += np.bincount((column * (FINE_BINS + 1) + f)[valid], minlength=fine.size)
-        coarse = np.where(f > 0, (f - 1) // (FINE_BINS // BINS) + 1, 0)[valid]
-        hist += np.bincount(cm * (BINS + 1) + coarse, minlength=hist.size)
-    return (count, mean, m2, nonzero, n_valid.reshape(n_clusters, n_markers), sums.reshape(n_clusters, n_markers),
-            hist.reshape(n_clusters, n_markers, BINS + 1), fine.reshape(n_markers, FINE_BINS + 1))
+    n_valid, sums = np.zeros((n_markers, n_clusters)), np.zeros((n_markers, n_clusters))
+    hist = np.zeros((n_markers, n_clusters * (BINS + 1)), np.int64)
+    fine = np.zeros((n_markers, FINE_BINS + 1), np.int64)
+    c, mu, d2 = np.zeros(n_markers), np.zeros(n_markers), np.zeros(n_markers)
+    for start, columns in _columns(block):
+        rows = codes[start:start + columns.shape[1]].astype(np.int64)
+        # one marker at a time, its values contiguous: its histograms stay in the processor's cache
+        for j, x in enumerate(columns):
+            valid = ~np.isnan(x)
+            v, r = (x, rows) if valid.all() else (x[valid], rows[valid])
+            n_valid[j] += np.bincount(r, minlength=n_clusters)
+            sums[j] += np.bincount(r, weights=v, minlength=n_clusters)
+            c[j] = v.size
+            mu[j] = v.mean() if v.size else 0.0
+            d2[j] = float(np.square(v - mu[j]).sum())
+            nonzero[j] += np.count_nonzero(v)
+            f = _bin_index(v, lo[j], hi[j], FINE_BINS)
+            fine[j] += np.bincount(f, minlength=FINE_BINS + 1)
+            coarse = (f + (1 << _PER_BIN_SHIFT) - 1) >> _PER_BIN_SHIFT  # fine 1..64 -> 1, 65..128 -> 2; the floor stays 0
+            hist[j] += np.bincount(r * (BINS + 1) + coarse, minlength=hist.shape[1])
+        moments = _merge_moments(moments, (c.copy(), mu.copy(), d2.copy()))
+    hist = hist.reshape(n_markers, n_clusters, BINS + 1).transpose(1, 0, 2)
+    return (*moments, nonzero, n_valid.T, sums.T, hist, fine)
 
 
 def _merge_moments(a, b):
@@ -182,15 +188,12 @@ def _histogram_add(a, b):
 
 
 def _positive_part(block, codes, summaries: list[MarkerSummary], n_clusters):
-    n_markers = len(summaries)
-    n_pos = np.zeros(n_clusters * n_markers)
-    for start, x in _rows(block):
-        if not x.size:
-            continue
-        pos = np.column_stack([positive(x[:, j], s) for j, s in enumerate(summaries)])
-        cm = codes[start:start + x.shape[0], None].astype(np.int64) * n_markers + np.arange(n_markers)
-        n_pos += np.bincount(cm[pos], minlength=n_pos.size)
-    return n_pos.reshape(n_clusters, n_markers)
+    n_pos = np.zeros((n_clusters, len(summaries)))
+    for start, columns in _columns(block):
+        rows = codes[start:start + columns.shape[1]]
+        for j, (x, summary) in enumerate(zip(columns, summaries)):
+            n_pos[:, j] += np.bincount(rows, weights=positive(x, summary), minlength=n_clusters)
+    return n_pos
 
 
 def _add(a, b):
