@@ -414,23 +414,29 @@ def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_n
 
 
 def _cell_labels(clusters: pd.DataFrame, cell_cluster, obs_names) -> pd.DataFrame:
+    """Each cell's cluster and its cluster's decision. Text columns are categoricals made from
+    the distinct clusters' values: a million cells hold integer codes, never a million strings."""
     from ctr.stats.cluster_stats import cluster_codes
 
     table = clusters.set_index(clusters["cluster"].astype(str))
     codes, order = cluster_codes(cell_cluster)  # distinct labels looked up once, not once per cell
-    pos = table.index.get_indexer(pd.Index(order, dtype=object))[codes] if len(codes) else np.zeros(0, np.int64)
+    pos = table.index.get_indexer(pd.Index(order, dtype=object))  # each distinct cluster's row (-1: none)
     out = pd.DataFrame(index=pd.Index(obs_names))
-    out["cluster"] = np.asarray(order, dtype=str)[codes] if len(codes) else np.zeros(0, dtype=str)
+    out["cluster"] = pd.Categorical.from_codes(codes, categories=pd.Index(order, dtype=object))
 
-    def take(col, fill):
+    def take(col, fill):  # one value per distinct cluster
         values = table[col].to_numpy()
-        return np.where(pos >= 0, values[np.clip(pos, 0, None)], fill)
+        return np.where(pos >= 0, values[np.clip(pos, 0, None)], fill) if len(values) else np.full(len(order), fill, dtype=object)
 
-    out["label"] = take("final_annotation", "Unassigned")
-    out["root"] = take("root", "")
-    out["path"] = take("annotation_path", "")
-    out["confidence"] = take("confidence", 0.0).astype(float)
-    out["stop_reason"] = take("stop_reason", "")
+    def per_cell(col, fill):
+        distinct = pd.Categorical(take(col, fill))
+        return pd.Categorical.from_codes(distinct.codes[codes], categories=distinct.categories)
+
+    out["label"] = per_cell("final_annotation", "Unassigned")
+    out["root"] = per_cell("root", "")
+    out["path"] = per_cell("annotation_path", "")
+    out["confidence"] = take("confidence", 0.0).astype(float)[codes]
+    out["stop_reason"] = per_cell("stop_reason", "")
     return out
 
 

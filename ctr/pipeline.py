@@ -335,6 +335,7 @@ def annotate_adata(
         )
     notes += [_note(diag) for diag in result.diagnostics if diag.code not in said]
     adata.uns[opts.key_added]["layer"] = layer or ""
+    _release_freed_memory()
     with progress.stage("write"):
         write_run(result, run_dir, adata=adata, extra=extra, prepared=True)
     files = [run_dir / name for name in ("output.h5ad", "cluster_annotations.csv", "decision_steps.csv")]
@@ -346,6 +347,18 @@ def annotate_adata(
     write_json_atomic(run_dir / "timings.json", progress.summary())
     return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes,
                       cell_labels=result.cell_labels["label"], unit=opts.unit)
+
+
+def _release_freed_memory() -> None:
+    """Hand memory that the statistics' worker threads freed back to the system: glibc keeps each
+    thread's freed blocks in that thread's arena, which would otherwise count in the run's peak
+    through the write and report stages (about 100 MiB at 10^6 cells). Nothing elsewhere."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _transform(adata, layer: str | None, opts: AnnotateOptions, progress: Progress) -> str:

@@ -236,10 +236,17 @@ def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, n
     if codes.size and int(codes.max()) < 2**32 and np.array_equal(narrow, values):
         bits = (narrow + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: one tie group
         bits = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
-        key = np.sort((bits.astype(np.uint64) << np.uint64(32)) | codes.astype(np.uint64))
+        del narrow
+        # built and sorted in place: each marker's thread holds one key array, not four
+        key = bits.astype(np.uint64)
+        del bits
+        key <<= np.uint64(32)
+        key |= np.ascontiguousarray(codes, dtype=np.int64).view(np.uint64)  # codes >= 0: the same bits
+        key.sort()
         bits = (key >> np.uint64(32)).astype(np.uint32)
         bits = np.where(bits >> 31, bits & np.uint32(0x7FFFFFFF), ~bits)
-        return bits.view(np.float32).astype(np.float64), (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        key &= np.uint64(0xFFFFFFFF)
+        return bits.view(np.float32).astype(np.float64), key.view(np.int64)
     order = np.argsort(values)
     return values[order], codes[order]
 
@@ -261,13 +268,13 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
     r1 = np.bincount(sc, weights=ranks, minlength=n_clusters)
     z = ranksum_z(r1, n_valid, n, tie_term_of_sizes(sizes))
     # each cluster's values in ascending order: a stable sort of the codes keeps the value order
-    # (numpy radix-sorts 16-bit integers)
-    grouped = sv[np.argsort(sc.astype(np.int16) if n_clusters <= 2**15 else sc, kind="stable")]
+    # (numpy radix-sorts 16-bit integers); only the middle two of each cluster are looked up
+    grouped = np.argsort(sc.astype(np.int16) if n_clusters <= 2**15 else sc, kind="stable")
     has = n_valid > 0
     first = np.cumsum(n_valid) - n_valid
     if n:
-        lower = grouped[np.where(has, first + (n_valid - 1) // 2, 0)]
-        upper = grouped[np.where(has, first + n_valid // 2, 0)]
+        lower = sv[grouped[np.where(has, first + (n_valid - 1) // 2, 0)]]
+        upper = sv[grouped[np.where(has, first + n_valid // 2, 0)]]
         median = np.where(has, lower + (upper - lower) * 0.5, np.nan)  # linear interpolation, as polars
     else:
         median = np.full(n_clusters, np.nan)

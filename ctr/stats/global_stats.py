@@ -44,7 +44,7 @@ def summarise_marker(
     medians and quantiles (which depend only on the values, not their order) are then taken from
     it, which is cheaper. Sums (mean, spread) always run over ``values`` in cell order."""
     nan = np.isnan(values)
-    valid = values[~nan]
+    valid = values[~nan] if nan.any() else values
     ordered = ascending(valid) if sorted_valid is None else sorted_valid
     zeros = slice(int(np.searchsorted(ordered, 0.0, side="left")), int(np.searchsorted(ordered, 0.0, side="right")))
     n_nonzero = ordered.size - (zeros.stop - zeros.start)
@@ -93,7 +93,8 @@ def marker_histogram(marker: str, values: np.ndarray) -> dict[str, list]:
     """The distribution of one marker as ``HISTOGRAM_BINS`` bins between its 0.1% and 99.9%
     quantiles (long format: marker, lower, upper, count), for drawing the split on it.
     ``values`` in any order (the caller may pass them sorted)."""
-    valid = ascending(values[~np.isnan(values)])
+    missing = np.isnan(values)
+    valid = ascending(values[~missing] if missing.any() else values)
     if not valid.size:
         return {"marker": [], "lower": [], "upper": [], "count": []}
     lo, hi = np.quantile(valid, [0.001, 0.999])
