@@ -205,3 +205,45 @@ def test_worked_example_of_docs_semantics():
     assert r.confidence == pytest.approx(secretory - ciliated)
     assert (r.runner_up, r.runner_up_score) == ("Ciliated", pytest.approx(ciliated))
     assert score(ann, "7", "Epithelium") == pytest.approx(1.3 / 3 + 0.4 + 0.6 * (1 - 0.5**0.5) / 3 + 0.3 * 2 / 3 - 0.6)
+
+
+# A parent whose own marker reads low where its subtypes are unmistakable (CD45 on CODEX
+# granulocytes and plasma cells): A = the parent's marker, C and D its subtypes', E a rival lineage.
+SUB_RS = ruleset(
+    node("Immune", ["A"], anti=["E"], children=[node("Gran", ["C"]), node("Mac", ["D"])]),
+    node("Stroma", ["E"]),
+)
+SUB_EVIDENCE = {
+    "gran": {"A": (0.05, 0.2), "C": (0.9, 3.0)},  # parent marker dim, subtype clear
+    "gran_in_stroma": {"A": (0.05, 0.2), "C": (0.9, 3.0), "E": (0.9, 3.0)},  # the parent's anti-marker conflicts
+    "dim_only": {"A": (0.05, 0.2)},  # no subtype passes: nothing carries the parent
+    "against": {"A": (0.0, -1.0), "C": (0.9, 3.0)},  # the parent's own enrichment is against it
+}
+
+
+def subtype_annotation(on: bool):
+    params = ResolvedParams(gating=GatingParams(coverage_from_subtypes=on))
+    return annotate_clusters(make_stats(SUB_EVIDENCE, PANEL), SUB_RS, MAPPING, params)
+
+
+def test_a_subtype_that_passes_every_gate_carries_its_parents_coverage():
+    ann = subtype_annotation(True)
+    labels = dict(zip(ann.clusters["cluster"], ann.clusters["annotation_path"]))
+    assert labels["gran"] == "Immune / Gran"
+    # the parent's other gates still hold: an anti-marker conflict, or enrichment against it
+    assert labels["gran_in_stroma"] == "Stroma"
+    assert labels["dim_only"] == "Unassigned"
+    assert labels["against"] == "Unassigned"
+    step = ann.trace[(ann.trace["cluster"] == "gran") & (ann.trace["cell_type"] == "Immune")
+                     & (ann.trace["gate"] == "coverage")].iloc[0]
+    assert (step["observed"] < step["threshold"], bool(step["passed"]), step["candidates"]) == (True, True, "Gran")
+    reasons = with_reasons(ann.trace)
+    reason = reasons.loc[step.name, "reason"]
+    assert "subtype Gran passed every gate" in reason and "coverage 0.00 < 0.34" in reason
+
+
+def test_without_coverage_from_subtypes_the_parent_needs_its_own_markers():
+    ann = subtype_annotation(False)
+    labels = dict(zip(ann.clusters["cluster"], ann.clusters["annotation_path"]))
+    assert labels["gran"] == "Unassigned"
+    assert (ann.trace.loc[ann.trace["gate"] == "coverage", "candidates"] == "").all()

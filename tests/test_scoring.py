@@ -148,3 +148,31 @@ def test_vectorised_over_clusters():
 def test_node_without_resolved_markers_scores_zero_coverage():
     ns = scored(rs=ruleset(node("Z", ["Q1", "Q2"])), path=("Z",))
     assert ns.coverage[0] == 0.0 and ns.panel_coverage[0] == 0.0 and ns.mean_enrichment[0] == 0.0
+
+
+# Sixteen anti-markers, as a type that lists every other lineage as 'not expressed' (CELESTA's
+# prior): two of them carry spill-over from neighbouring cells, the other fourteen are clean.
+MANY_PANEL = ["P", *[f"N{i}" for i in range(16)]]
+MANY_RS = ruleset(node("Lineage", ["P"], anti=[f"N{i}" for i in range(16)]))
+SPILL = {"c1": {"P": (0.9, 2.0), "N0": (0.7, 1.5), "N1": (0.7, 1.5)}}
+
+
+def many_anti(agg, rs=MANY_RS):
+    params = ResolvedParams(scoring=ScoringParams(anti_agg=agg))
+    ev = ClusterEvidence.from_statistics(make_stats(SPILL, MANY_PANEL))
+    mapping = {m: m for m in MANY_PANEL}
+    return score_node(ev, rs.roots[0], mapping, params, document_frequency(rs, mapping), rs.cell_type_count)
+
+
+def test_top_quarter_averages_the_largest_quarter_of_many_anti_markers():
+    # 16 anti-markers -> the largest 4: enrichment (1.5 + 1.5 + 0 + 0) / 4, pos_frac (0.7 + 0.7) / 4
+    assert many_anti("top_quarter").anti_penalty[0] == pytest.approx(0.5 * (3.0 / 4 + 1.4 / 4))
+    # top2mean reads the two spilled-over markers as a conflict beyond the hard gate (1.0)
+    assert many_anti("top2mean").anti_penalty[0] == pytest.approx(0.5 * (1.5 + 0.7))
+    assert many_anti("top2mean").anti_penalty[0] > 1.0 > many_anti("top_quarter").anti_penalty[0]
+
+
+def test_top_quarter_is_top2mean_for_up_to_eight_anti_markers():
+    for n in (1, 2, 5, 8):
+        rs = ruleset(node("Lineage", ["P"], anti=[f"N{i}" for i in range(n)]))
+        assert many_anti("top_quarter", rs).anti_penalty[0] == pytest.approx(many_anti("top2mean", rs).anti_penalty[0])

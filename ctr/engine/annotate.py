@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ctr.engine.decide import AMBIGUITY_SEP, Decision, NodeEvaluation, Selection, decide_cluster
-from ctr.engine.gates import GateOutcome, gate_node, node_passed
+from ctr.engine.gates import GateOutcome, credit_subtypes, gate_node, node_passed
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
 from ctr.engine.trace import Step, cite_stored_copy, param_provenance, trace_frame
 from ctr.engine.votes import cell_scores, composition, composition_text, vote
@@ -78,15 +78,23 @@ class Annotation:
 def evaluate_nodes(
     ev: ClusterEvidence, ruleset: Ruleset, mapping: dict[str, str], params: ResolvedParams
 ) -> dict[tuple, NodeEvaluation]:
-    """Score and gate every cell type of the ruleset over every cluster of ``ev``."""
+    """Score and gate every cell type of the ruleset over every cluster of ``ev``.
+
+    With ``gating.coverage_from_subtypes`` the types are gated deepest first, so that a type's
+    coverage gate can count its subtypes' verdicts (:func:`credit_subtypes`)."""
     doc_freq = document_frequency(ruleset, mapping)
     n_types = max(ruleset.cell_type_count, 1)
+    nodes = list(ruleset.walk())
     out: dict[tuple, NodeEvaluation] = {}
-    for order, node in enumerate(ruleset.walk()):
+    for order in reversed(range(len(nodes))):  # children before their parent
+        node = nodes[order]
         ns = score_node(ev, node, mapping, params, doc_freq, n_types)
         gates = gate_node(ev, ns, mapping, params, ruleset)
+        if params.gating.coverage_from_subtypes and node.children:
+            subtypes = [(c.name, out[c.path].passed) for c in node.children]
+            gates = [credit_subtypes(g, subtypes) if g.gate == "coverage" else g for g in gates]
         out[node.path] = NodeEvaluation(ns, gates, node_passed(gates, len(ev.clusters)), order)
-    return out
+    return {node.path: out[node.path] for node in nodes}  # declaration order
 
 
 def annotate_clusters(
@@ -166,6 +174,7 @@ def gate_step(cluster: str, i: int, node: CellType, g: GateOutcome) -> Step:
         passed=bool(g.passed[i]), expression=g.expression, markers=g.markers[i] if g.markers is not None else "",
         absent=";".join(g.absent), n_markers=float(g.n_markers) if g.n_markers is not None else np.nan,
         values=g.values[i] if g.values is not None else "",
+        candidates=g.carried_by[i] if g.carried_by is not None else "",
     ).locate(g.provenance)
 
 

@@ -8,7 +8,7 @@ Order: requirement, veto, coverage, enrichment, condition, anti_conflict. A gate
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class GateOutcome:
     markers: list[str] | None = None  # per cluster ";"-joined markers (coverage: those on)
     n_markers: int | None = None
     values: list[str] | None = None  # per cluster JSON (a condition's evaluation tree)
+    carried_by: list[str] | None = None  # per cluster ";"-joined subtypes that passed the coverage gate for it
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -116,6 +117,17 @@ def coverage_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:
     return GateOutcome("coverage", "coverage", ">=", ns.coverage, _full(len(ev.clusters), threshold),
                        _compare(ns.coverage, ">=", threshold), threshold_provenance(ns.node, "min_coverage", params, ruleset),
                        absent=list(ns.missing), markers=on, n_markers=len(ns.positive))
+
+
+def credit_subtypes(coverage: GateOutcome, subtypes: list[tuple[str, np.ndarray]]) -> GateOutcome:
+    """``coverage`` passed also where one of the type's subtypes (name, passed per cluster) passed
+    every gate: a subtype is a kind of its parent, so a cluster that is convincingly one is the
+    parent too, even when the parent's own markers read low (CD45 on CODEX granulocytes, plasma
+    cells that lose it). The type's other gates (enrichment, anti-markers, rules) still apply."""
+    carried = [";".join(name for name, passed in subtypes if passed[i]) if not coverage.passed[i] else ""
+               for i in range(len(coverage.passed))]
+    passed = coverage.passed | np.array([bool(c) for c in carried], dtype=bool)
+    return replace(coverage, passed=passed, carried_by=carried)
 
 
 def enrichment_gate(ev, ns: NodeScores, params, ruleset) -> GateOutcome:

@@ -106,16 +106,27 @@ def document_frequency(ruleset: Ruleset, mapping: dict[str, str]) -> dict[str, i
     return counts
 
 
+def anti_top_k(n_anti: int, how: str) -> int:
+    """How many of ``n_anti`` anti-markers the top-k aggregations average: two for top2mean; for
+    top_quarter the largest quarter, at least two (the same as top2mean up to eight anti-markers).
+
+    The largest of many noisy values grows with their number: a type that lists every other
+    lineage as 'not expressed' (16 anti-markers) would read the spill-over of its two worst as a
+    conflict. Averaging a fixed share keeps that chance the same however many are listed."""
+    return 2 if how == "top2mean" else max(2, math.ceil(n_anti / 4))
+
+
 def aggregate(values: np.ndarray, how: str) -> np.ndarray:
-    """Aggregate (cluster x anti-marker) values per cluster: max, mean, or top2mean (the mean of
-    the two largest; with one anti-marker, that marker)."""
+    """Aggregate (cluster x anti-marker) values per cluster: max, mean, top2mean (the mean of the
+    two largest; with one anti-marker, that marker) or top_quarter (the mean of the largest
+    quarter, at least two: see :func:`anti_top_k`)."""
     if values.shape[1] == 0:
         return np.zeros(values.shape[0])
     if how == "max":
         return values.max(axis=1)
     if how == "mean":
         return values.mean(axis=1)
-    top = np.sort(values, axis=1)[:, -2:]
+    top = np.sort(values, axis=1)[:, -anti_top_k(values.shape[1], how):]
     return top.mean(axis=1)
 
 

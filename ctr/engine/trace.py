@@ -52,7 +52,8 @@ class Step:
     file_sha256: str = ""
     # what the statistic was computed over
     expression: str = ""  # a condition as written
-    candidates: str = ""  # ";"-joined: ranked passing candidates (winner, ambiguous), all (none_passed), voted
+    candidates: str = ""  # ";"-joined: ranked passing candidates (winner, ambiguous), all (none_passed), voted;
+    # for a coverage gate, the subtypes whose passing carried it (gating.coverage_from_subtypes)
     markers: str = ""  # ";"-joined: markers on (coverage), resolved (enrichment), anti-markers (anti_conflict)
     absent: str = ""  # ";"-joined markers of the row that are not in the panel
     n_markers: float = math.nan  # markers listed (coverage) or resolved (enrichment)

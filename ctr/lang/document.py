@@ -9,7 +9,7 @@ a :class:`~ctr.rules.model.CellType` from its parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -92,7 +92,7 @@ def check_setting(setting: Setting) -> tuple[Any, Diagnostic | None]:
         block = model.model_validate({setting.key: setting.value})
     except ValidationError as exc:
         if setting.key == "anti_agg":
-            valid = ["top2mean", "max", "mean"]
+            valid = list(get_args(ScoringParams.model_fields["anti_agg"].annotation))
             msg = f"unknown anti_agg value {setting.value!r}{did_you_mean(str(setting.value), valid)}"
             return None, Diagnostic(BAD_ANTI_AGG, msg, setting.loc, hint="valid values: " + ", ".join(valid))
         err = exc.errors()[0]

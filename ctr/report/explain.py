@@ -53,9 +53,9 @@ class Candidate:
 
     @property
     def shown(self) -> list[Step]:
-        """The gates an explanation lists: the failed ones, and any whose threshold a more specific
-        rule kept against a later layer's wider value."""
-        return [g for g in self.gates if not g.passed or g.shadowed_key]
+        """The gates an explanation lists: the failed ones, any whose threshold a more specific
+        rule kept against a later layer's wider value, and a coverage that a subtype carried."""
+        return [g for g in self.gates if not g.passed or g.shadowed_key or (g.gate == "coverage" and g.candidates)]
 
 
 @dataclass

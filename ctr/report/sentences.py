@@ -153,6 +153,12 @@ def gate_reason(step: Step) -> str:
         missing = f"; not in the panel: {', '.join(absent)}" if absent else ""
         shown = f" ({', '.join(on)})" if on else ""
         noun = "measured marker" if measured == 1 else "measured markers"
+        subtypes = _names(step.candidates)
+        if subtypes:  # passed below its threshold: a subtype passed every gate (gating.coverage_from_subtypes)
+            which = ", ".join(subtypes)
+            return (f"coverage {a} {_failing(step.comparison)} {b}: {len(on)} of {measured} {noun} on{shown}{missing}, "
+                    f"but its subtype{'s' * (len(subtypes) != 1)} {which} passed every gate, which covers "
+                    f"{step.cell_type} (coverage_from_subtypes){where}")
         return f"coverage {a} {holds} {b}: {len(on)} of {measured} {noun} on{shown}{missing}{where}"
     if step.gate == "enrichment":
         n = int(step.n_markers) if not _isnan(step.n_markers) else 0
@@ -175,6 +181,11 @@ def describe(step: Step) -> str:
     value = "missing from panel" if absent or _isnan(step.observed) else format_number(step.observed)
     what = f"{step.gate} {measure(step)}" if step.gate in ("requirement", "veto") else measure(step)
     rule = where(step) or step.layer or "default"
+    subtypes = _names(step.candidates) if step.gate == "coverage" else []
+    if subtypes:  # below its threshold, carried by a subtype that passed every gate
+        outcome = f"passed through subtype {', '.join(subtypes)}"
+        return (f"{what}: {value} {_failing(step.comparison)} {format_number(step.threshold)} {outcome}"
+                f" (rule {rule}, threshold from {step.layer or 'default'}{kept(step)}; coverage_from_subtypes)")
     return (f"{what}: {value} {step.comparison} {format_number(step.threshold)} {outcome}"
             f" (rule {rule}, threshold from {step.layer or 'default'}{kept(step)})")
 
