@@ -19,7 +19,7 @@ from ctr.engine.heterogeneity import frontier, heterogeneity
 from ctr.engine.refine import LOG_COLUMNS, refine
 from ctr.errors import ParameterError
 from ctr.lang.plan_file import load_plan
-from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset, Threshold, assign_paths
+from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset, Threshold, Veto, assign_paths
 from ctr.rules.params import RefinementParams, resolve_params
 from ctr.stats import absolute_thresholds, compute_statistics, natural_key, statistics_for_labels
 
@@ -451,9 +451,63 @@ def test_a_split_never_takes_a_label_away():
     epi = RS.node(("Epi",))
     unassigned = SimpleNamespace(path=[], stop_reason="no_root_passed", label="Unassigned", annotation_path="Unassigned")
     immune = SimpleNamespace(path=[RS.node(("Immune",))], stop_reason="leaf_reached", label="Immune", annotation_path="Immune")
-    view = SimpleNamespace(decision={"1.0": unassigned, "1.1": immune}.get)
-    split = SimpleNamespace(before="Epi", node=epi)
+    scores = {("1.1", ("Immune",)): 3.0}
+    view = SimpleNamespace(decision={"1.0": unassigned, "1.1": immune}.get,
+                           score=lambda piece, node: scores[(piece, node.path)])
+    split = SimpleNamespace(before="Epi", node=epi, lineage={("Epi",): 2.0})
     assert _piece_outcome(view, split, "1.0") == ("Epi", "Epi")
-    assert _piece_outcome(view, split, "1.1") == ("Immune", "Immune")  # another label is the split's business
+    assert _piece_outcome(view, split, "1.1") == ("Immune", "Immune")  # stronger evidence than Epi had: taken
+    weak = SimpleNamespace(before="Epi", node=epi, lineage={("Epi",): 3.5})
+    assert _piece_outcome(view, weak, "1.1") == ("Epi", "Epi")  # weaker than Epi's on the whole cluster: kept
     unlabelled = SimpleNamespace(before="Unassigned", node=None)
     assert _piece_outcome(view, unlabelled, "1.0") == ("Unassigned", "Unassigned")
+
+
+# Lymphocytes (L), 150 of them carrying a spurious signal: a marker (X) that vetoes the lymphocyte
+# type and a weak myeloid one (M, just above its gate); real myeloid cells express M strongly.
+LYM_PANEL = ["L", "X", "M"]
+LYM_RS = Ruleset(
+    name="pieces",
+    roots=[CellType(name="Lymph", markers=[MarkerRef(name="L")], vetoes=[Veto(markers=["X"], max_pos_frac=0.2)]),
+           CellType(name="Myeloid", markers=[MarkerRef(name="M")])],
+    thresholds=[Threshold(marker=m, value=2.0) for m in LYM_PANEL],
+)
+assign_paths(LYM_RS.roots)
+
+
+def lymph_cells(seed=3):
+    """Cluster 0: 900 lymphocytes and 150 with the spurious signal (all lymphocytes by construction);
+    cluster 1: 600 myeloid cells; cluster 2: 400 lymphocytes mixed with 250 myeloid cells."""
+    rng = np.random.default_rng(seed)
+    parts = [("0", "Lymph", 900, {"L": 4.0}), ("0", "Lymph", 150, {"L": 4.0, "X": 4.0, "M": 2.6}),
+             ("1", "Myeloid", 600, {"M": 6.0}), ("2", "Lymph", 400, {"L": 4.0}), ("2", "Myeloid", 250, {"M": 6.0})]
+    rows, clusters, truth = [], [], []
+    for cluster, kind, n, high in parts:
+        block = np.abs(rng.normal(0.3, 0.15, size=(n, len(LYM_PANEL))))
+        for m, level in high.items():
+            block[:, LYM_PANEL.index(m)] = rng.normal(level, 0.2, size=n)
+        rows.append(block)
+        clusters += [cluster] * n
+        truth += [kind] * n
+    return np.vstack(rows), np.array(clusters), np.array(truth)
+
+
+def test_a_piece_takes_another_lineage_only_on_stronger_evidence_than_its_cluster_had():
+    matrix, labels, truth = lymph_cells()
+    p = params()
+    mapping = {m: m for m in LYM_PANEL}
+    stats = compute_statistics(matrix, labels, LYM_PANEL, p.scoring, absolute_thresholds(LYM_RS, mapping))
+    inputs = EngineInputs(LYM_RS, mapping, p, cell_matrix=matrix)
+    annotation = inputs.annotate(stats, labels)
+    assert annotation.clusters.set_index("cluster").loc[["0", "2"], "final_annotation"].tolist() == ["Lymph", "Lymph"]
+    result = refine(annotation, stats, inputs, cell_clusters=labels, split=partial(subcluster, random_seed=0),
+                    statistics=statistics_for_labels(stats, matrix, p.scoring),
+                    plan={"subcluster": [{"cluster": "0"}, {"cluster": "2"}]})
+    final = result.annotation.clusters.set_index("cluster")["final_annotation"]
+    label = final.reindex(result.cell_clusters).to_numpy()
+    # the spurious piece fails Lymph's veto and passes Myeloid weakly: weaker evidence than Lymph had
+    # on its whole cluster, so it stays Lymph; the myeloid cells of cluster 2 are myeloid by more
+    # than cluster 2 was lymphoid, so their piece is relabelled
+    assert (label[labels == "0"] == "Lymph").all()
+    assert (label[(labels == "2") & (truth == "Myeloid")] == "Myeloid").mean() > 0.95
+    assert (label[(labels == "2") & (truth == "Lymph")] == "Lymph").mean() > 0.95

@@ -94,6 +94,9 @@ class _Split:
     source: str
     at: int  # its row in the log
     step: int  # its outcome step in the trace
+    # the score on the whole cluster of each type on its label's path (root first), what a piece
+    # must beat to take a label of another lineage
+    lineage: dict[tuple, float] = field(default_factory=dict)
     pools: list[tuple[str, list[str]]] = field(default_factory=list)  # (final id, its Leiden pieces), largest first
     agreed: str = ""  # the one label all pieces reached, when the split is undone
 
@@ -343,8 +346,10 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
     ids, sizes = np.unique(new_ids.astype(str), return_counts=True)
     size = dict(zip(ids.tolist(), sizes.tolist()))
     ids = sorted(size, key=natural_key)
+    lineage = {} if node is None else {node.path[:k]: view.score(cluster, run.ruleset.node(node.path[:k]))
+                                       for k in range(1, len(node.path) + 1)}
     split = _Split(cluster, cells, ids, size, before, before_score, forced, node, why, resolution, h, iteration, source,
-                   at=len(state.log), step=len(state.steps))
+                   at=len(state.log), step=len(state.steps), lineage=lineage)
     state.splits.append(split)
     state.steps.append(_split_step(run, split))  # replaced once the pieces are settled
     _record(state, iteration, cluster, "subcluster", "", before, "", before_score, math.nan, h, n, source)
@@ -398,13 +403,30 @@ def _settle(run: _Run, state: _State, view: _View) -> tuple[_View, dict[str, str
 
 
 def _piece_outcome(view: _View, s: _Split, piece: str) -> tuple[str, str]:
-    """A piece's (label, path), for pooling. A split refines a label; it never takes one away: a
-    piece on which no root passes (fewer cells, noisier statistics) stays with the cluster's own
-    label rather than becoming Unassigned."""
+    """A piece's (label, path), for pooling. A split refines a label; it never takes one away nor
+    trades it for weaker evidence. A piece keeps the cluster's label unless it reaches that label
+    or a subtype of it, or a type of another branch whose score on the piece beats the score the
+    cluster's own type had on the whole cluster, compared where the two paths part. A piece on
+    which no root passes, that is ambiguous, or that stops above the cluster's label (fewer cells,
+    noisier statistics) has no stronger evidence than the cluster had."""
     d = view.decision(piece)
-    if not d.path and d.stop_reason != "ambiguous_root" and s.node is not None:
-        return s.before, s.node.path_str
-    return d.label, d.annotation_path
+    if s.node is None:  # the cluster had no single label to keep
+        return d.label, d.annotation_path
+    own = (s.before, s.node.path_str)
+    if d.stop_reason == "ambiguous_root" or not d.path:
+        return own
+    theirs = [n.path for n in d.path]
+    ours = list(s.lineage)
+    k = 0
+    while k < min(len(theirs), len(ours)) and theirs[k] == ours[k]:
+        k += 1
+    if k == len(ours):  # the cluster's label, or a subtype of it
+        return d.label, d.annotation_path
+    if k == len(theirs):  # stops above the cluster's label
+        return own
+    if view.score(piece, d.path[k]) > s.lineage[ours[k]]:
+        return d.label, d.annotation_path
+    return own
 
 
 def _write_pooled(run: _Run, state: _State, view: _View, s: _Split) -> None:
