@@ -43,9 +43,11 @@ GRID: dict[str, list] = {
     "scoring.split_separation": [2.0, 1.5],
     "scoring.split_tail_mads": [2.0, 3.0],
     "gating.level_defaults.0.min_coverage": [0.34, 0.5],
-    "scoring.anti_agg": ["top2mean", "mean"],
+    "scoring.anti_agg": ["top_quarter", "top2mean", "mean"],
+    "gating.coverage_from_subtypes": [True, False],
 }
-QUICK: dict[str, list] = {k: v for k, v in GRID.items() if k not in ("scoring.anti_agg", "scoring.enrichment_reference")}
+QUICK: dict[str, list] = {k: v for k, v in GRID.items()
+                          if k not in ("scoring.anti_agg", "scoring.enrichment_reference", "gating.coverage_from_subtypes")}
 _ONLY_WITH_AUTO = ("scoring.split_separation", "scoring.split_tail_mads")
 
 
@@ -158,7 +160,8 @@ def leave_one_set_out(scores: pd.DataFrame) -> pd.DataFrame:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", help="comma-separated labelled sets (default: all present)")
-    parser.add_argument("--quick", action="store_true", help="leave out the anti_agg and enrichment_reference axes")
+    parser.add_argument("--quick", action="store_true",
+                        help="leave out the anti_agg, enrichment_reference and coverage_from_subtypes axes")
     parser.add_argument("--csv", help="write every (configuration, set, ruleset) row here")
     parser.add_argument("--from-csv", help="skip the runs: choose from the rows an earlier --csv wrote")
     args = parser.parse_args(argv)
