@@ -312,7 +312,7 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
     from ctr.data.cluster import subcluster
     from ctr.engine.annotate import EngineInputs
     from ctr.engine.refine import LOG_COLUMNS, refine
-    from ctr.report.sentences import gating_with_reasons, with_reasons
+    from ctr.report.sentences import gating_with_reasons, refinement_reasons, with_reasons
     from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
     from ctr.stats.cluster_stats import is_dask_array
 
@@ -351,7 +351,7 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
         scores=annotation.scores,
         evidence=annotation.evidence,
         trace=with_reasons(annotation.trace),
-        refinement_log=refinement_log,
+        refinement_log=refinement_reasons(refinement_log),
         markers=pd.DataFrame(
             [{"marker": m, "panel_name": mapping.get(m, ""), "how": data.resolution.how.get(m, "missing")}
              for m in rs.all_markers()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -19,6 +20,7 @@ from ctr.engine.heterogeneity import frontier, heterogeneity
 from ctr.engine.refine import LOG_COLUMNS, refine
 from ctr.errors import ParameterError
 from ctr.lang.plan_file import load_plan
+from ctr.report.sentences import refinement_reasons
 from ctr.rules.model import CellType, MarkerRef, Requirement, Ruleset, Threshold, Veto, assign_paths
 from ctr.rules.params import RefinementParams, resolve_params
 from ctr.stats import absolute_thresholds, compute_statistics, natural_key, statistics_for_labels
@@ -76,8 +78,15 @@ def run(p=None, plan=None, seed=0, matrix=MATRIX, labels=LABELS):
     p = p or params()
     stats = compute_statistics(matrix, labels, PANEL, p.scoring, absolute_thresholds(RS, MAPPING))
     inputs = EngineInputs(RS, MAPPING, p, cell_matrix=matrix)
-    return refine(inputs.annotate(stats, labels), stats, inputs, cell_clusters=labels, plan=plan,
-                  split=partial(subcluster, random_seed=seed), statistics=statistics_for_labels(stats, matrix, p.scoring))
+    result = refine(inputs.annotate(stats, labels), stats, inputs, cell_clusters=labels, plan=plan,
+                    split=partial(subcluster, random_seed=seed), statistics=statistics_for_labels(stats, matrix, p.scoring))
+    return worded(result)
+
+
+def worded(result):
+    """The refinement with its log's reasons in words, as the run directory writes them."""
+    assert "reason" not in result.log.columns  # the engine records values; ctr.report words them
+    return replace(result, log=refinement_reasons(result.log))
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +184,7 @@ def test_other_clusters_and_cells_are_untouched(default_run):
     assert row(default_run, "0").refinement_action == "skip"
     keep = LABELS != "2"
     assert (default_run.cell_clusters[keep] == LABELS[keep]).all()
-    assert list(default_run.log.columns) == LOG_COLUMNS
+    assert [c for c in default_run.log.columns if c != "reason"] == LOG_COLUMNS
 
 
 def test_refinement_steps_are_in_the_trace_with_parameter_provenance(default_run):
@@ -303,7 +312,7 @@ def test_without_cells_only_overrides_and_relabels_apply():
     stats = compute_statistics(MATRIX, LABELS, PANEL, p.scoring, absolute_thresholds(RS, MAPPING))
     ann = annotate_clusters(stats, RS, MAPPING, p)
     inputs = EngineInputs(RS, MAPPING, p)
-    result = refine(ann, stats, inputs, plan={"relabel": [{"cluster": "2", "to": "SecB"}]})
+    result = worded(refine(ann, stats, inputs, plan={"relabel": [{"cluster": "2", "to": "SecB"}]}))
     assert row(result, "2").final_annotation == "SecB"
     assert result.log.action.tolist() == ["relabel"]
     with pytest.raises(ParameterError, match="merge needs the per-cell data"):

@@ -50,9 +50,6 @@ class FrontierVotes:
                 return by_name[name], share
         return None, 0.0
 
-    def text(self) -> str:
-        return ", ".join(f"{name} {share:.2f}" for name, share in self.shares if share > 0)
-
 
 def frontier_votes(
     cells: np.ndarray, cell_matrix, ev: ClusterEvidence, evaluations: dict[tuple, NodeEvaluation],

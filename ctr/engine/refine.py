@@ -11,6 +11,7 @@ and a split whose pieces all agree is undone.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,9 +30,12 @@ from ctr.rules.model import CellType
 from ctr.rules.plan import RefinementPlan, check_plan, plan_from_data, resolve_target
 from ctr.stats import Statistics, natural_key
 
+# refinement_log.csv as the engine writes it: values only. ``reason_code`` names what was decided and
+# why, ``detail`` (JSON) holds the values behind it; ctr.report.sentences.refinement_reasons words
+# each row (the written file's ``reason`` column).
 LOG_COLUMNS = [
-    "iteration", "cluster", "action", "reason", "before_label", "after_label", "before_score", "after_score",
-    "heterogeneity", "n_cells", "source",
+    "iteration", "cluster", "action", "reason_code", "before_label", "after_label", "before_score", "after_score",
+    "heterogeneity", "n_cells", "source", "detail",
 ]
 
 
@@ -87,7 +91,7 @@ class _Split:
     before_score: float
     forced: _Forced | None  # the label refinement had set on the cluster, restored if the split is undone
     node: CellType | None
-    why: str
+    why: dict  # what triggered the split (the values ctr.report words)
     resolution: float
     h: float
     iteration: int
@@ -165,6 +169,7 @@ def refine(
 
     final = _finalise(view, state, inputs.ruleset)
     log = pd.DataFrame(state.log, columns=LOG_COLUMNS)
+    log["detail"] = [json.dumps(d, default=float) for d in log["detail"]]
     cells_out = state.labels if has_cells else np.asarray([] if cell_clusters is None else cell_clusters).astype(str)
     return Refinement(final, log, cells_out)
 
@@ -229,12 +234,12 @@ def _n_cells(view: _View, cluster: str) -> int:
     return int(view.ev.n_cells[view.index(cluster)])
 
 
-def _record(state: _State, iteration: int, cluster: str, action: str, reason: str, before: str, after: str,
-            before_score: float, after_score: float, h: float, n: int, source: str) -> None:
+def _record(state: _State, iteration: int, cluster: str, action: str, code: str, detail: dict, before: str,
+            after: str, before_score: float, after_score: float, h: float, n: int, source: str) -> None:
     state.log.append({
-        "iteration": iteration, "cluster": cluster, "action": action, "reason": reason, "before_label": before,
+        "iteration": iteration, "cluster": cluster, "action": action, "reason_code": code, "before_label": before,
         "after_label": after, "before_score": before_score, "after_score": after_score, "heterogeneity": h,
-        "n_cells": n, "source": source,
+        "n_cells": n, "source": source, "detail": detail,
     })
 
 
@@ -262,14 +267,14 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
     fv = frontier_votes(view.cells[cluster], run.matrix, view.ev, view.evaluations, frontier(node, run.ruleset),
                         run.params.scoring.per_cell_gap)
     h = fv.heterogeneity
-    over = f"the votes over {', '.join(c.name for c in fv.candidates)} ({fv.text()}) give H {h:.2f}"
+    votes = {"candidates": [c.name for c in fv.candidates], "shares": [[k, v] for k, v in fv.shares if v > 0]}
 
-    why_not: list[str] = []
+    why_not: list[dict] = []  # the checks that kept the cluster from a relabel, as values
     if node is not None and node.children:
         child, share = fv.best()
         need = 1.0 - rp.heterogeneity_gap
         if child is None:
-            why_not.append(f"no cell voted for a subtype of {node.name}")
+            why_not.append({"check": "no_subtype_votes", "parent": node.name})
         else:
             score = view.score(cluster, child)
             share_ok, score_ok = share >= need, score >= rp.subtype_signal_threshold
@@ -278,51 +283,52 @@ def _policy(run: _Run, state: _State, view: _View, cluster: str, iteration: int)
             state.steps.append(_step(run, cluster, child, "relabel", "score", score, ">=",
                                      rp.subtype_signal_threshold, score_ok, "refinement.subtype_signal_threshold"))
             if share_ok and score_ok:
-                reason = (f"{child.name} took {share:.2f} of the per-cell votes among the subtypes of {node.name} "
-                          f"(>= 1 - heterogeneity_gap {rp.heterogeneity_gap:.2f} = {need:.2f}) and scored {score:.2f} "
-                          f"(>= subtype_signal_threshold {rp.subtype_signal_threshold:.2f}): relabelled {before} -> "
-                          f"{child.name} ({n} cells, H {h:.2f})")
+                detail = {"parent": node.name, "subtype": child.name, "vote_share": share, "needed_share": need,
+                          "heterogeneity_gap": rp.heterogeneity_gap,
+                          "subtype_signal_threshold": rp.subtype_signal_threshold}
                 state.forced[cluster] = _Forced(child.name, child, "refined_relabel", "relabel")
                 state.action[cluster] = "relabel"
                 state.steps.append(_step(run, cluster, child, "relabel", "action", share, ">=", need, True,
                                          "refinement.heterogeneity_gap"))
-                _record(state, iteration, cluster, "relabel", reason, before, child.name, before_score, score, h, n, "auto")
+                _record(state, iteration, cluster, "relabel", "relabel_votes", detail, before, child.name, before_score,
+                        score, h, n, "auto")
                 # a leaf's frontier is the one these votes were taken over: looking again would
                 # undo the relabel with a subcluster; a parent's children are a new question
                 return [cluster] if child.children else []
             if not share_ok:
-                why_not.append(f"{child.name} took only {share:.2f} of the votes < {need:.2f} (1 - heterogeneity_gap)")
+                why_not.append({"check": "vote_share_low", "subtype": child.name, "vote_share": share, "needed": need})
             else:
-                why_not.append(f"{child.name} scored {score:.2f} < subtype_signal_threshold {rp.subtype_signal_threshold:.2f}")
+                why_not.append({"check": "score_low", "subtype": child.name, "score": score,
+                                "threshold": rp.subtype_signal_threshold})
     else:
-        why_not.append(f"{before} has no subtypes to relabel to")
+        why_not.append({"check": "no_subtypes", "label": before})
 
     # a cluster mixed between the subtypes of its type may split below 500 cells in a small sample;
     # a leaf (no subtypes) keeps the absolute limit, so noise in pure clusters does not fragment them
     mixed = node is not None and bool(node.children)
     min_cells = rp.effective_min_cells(run.matrix.shape[0] if mixed else None)
-    limit = f"min_cells {min_cells}" + ("" if rp.min_cells is not None or not mixed
-                                        else f" (not set: 500, or 5% of the sample's {run.matrix.shape[0]} cells if fewer)")
+    # min_cells was not set and scales with the sample: the sample size says by how much
+    limit = {"min_cells": min_cells,
+             "sample": run.matrix.shape[0] if rp.min_cells is None and mixed else None}
     flagged, big = h >= rp.score_threshold, n >= min_cells
     state.steps.append(_step(run, cluster, node, "subcluster", "heterogeneity", h, ">=", rp.score_threshold, flagged,
                              "refinement.score_threshold"))
     state.steps.append(_step(run, cluster, node, "subcluster", "n_cells", n, ">=", min_cells, big, "refinement.min_cells"))
     if flagged and big:
-        why = (f"H {h:.2f} >= score_threshold {rp.score_threshold:.2f} and {n} cells >= {limit} "
-               f"({'; '.join(why_not)})")
+        why = {"trigger": "heterogeneity", "score_threshold": rp.score_threshold, **limit, "checks": why_not}
         return _subcluster(run, state, view, cluster, rp.resolution, why, iteration, "auto", h)
     if not flagged:
-        why_not.append(f"H {h:.2f} < score_threshold {rp.score_threshold:.2f}")
+        why_not.append({"check": "heterogeneity_low", "threshold": rp.score_threshold})
     if not big:
-        why_not.append(f"{n} cells < {limit}")
-    reason = f"kept as is: {'; '.join(why_not)} ({over})"
+        why_not.append({"check": "too_few_cells", **limit})
     state.action.setdefault(cluster, "skip")
     state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, ""))
-    _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, "auto")
+    _record(state, iteration, cluster, "skip", "kept", {"checks": why_not, "votes": votes}, before, before,
+            before_score, before_score, h, n, "auto")
     return []
 
 
-def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution: float, why: str, iteration: int,
+def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution: float, why: dict, iteration: int,
                 source: str, h: float) -> list[str]:
     """Leiden on the cluster's cells; the pieces get ids ``<cluster>.<k>``, are annotated again with
     the round and then settled (pooled by outcome) by ``_settle``."""
@@ -331,12 +337,12 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
     pieces = run.split(cells, resolution)
     node = _label_node(view, state, cluster)
     if len(set(pieces)) < 2:
-        reason = f"{why}, but Leiden at resolution {resolution:g} found a single piece: kept intact"
         state.action.setdefault(cluster, "skip")
         state.steps.append(_step(run, cluster, node, "subcluster", "pieces", 1, ">=", 2, False,
                                  "refinement.resolution" if source == "auto" else "plan"))
         state.steps.append(_step(run, cluster, node, "skip", "action", h, "", math.nan, True, ""))
-        _record(state, iteration, cluster, "skip", reason, before, before, before_score, before_score, h, n, source)
+        _record(state, iteration, cluster, "skip", "single_piece", {**why, "resolution": resolution}, before, before,
+                before_score, before_score, h, n, source)
         return []
     new_ids = np.array([f"{cluster}.{p}" for p in pieces], dtype=object)
     labels = state.labels.astype(object)
@@ -352,7 +358,7 @@ def _subcluster(run: _Run, state: _State, view: _View, cluster: str, resolution:
                    at=len(state.log), step=len(state.steps), lineage=lineage)
     state.splits.append(split)
     state.steps.append(_split_step(run, split))  # replaced once the pieces are settled
-    _record(state, iteration, cluster, "subcluster", "", before, "", before_score, math.nan, h, n, source)
+    _record(state, iteration, cluster, "subcluster", "split", {}, before, "", before_score, math.nan, h, n, source)
     return ids
 
 
@@ -430,31 +436,23 @@ def _piece_outcome(view: _View, s: _Split, piece: str) -> tuple[str, str]:
 
 
 def _write_pooled(run: _Run, state: _State, view: _View, s: _Split) -> None:
-    n = len(s.cells)
-    leiden = f"Leiden at resolution {s.resolution:g} split its {n} cells into {len(s.pieces)} pieces"
-    outcome = "; ".join(f"{new} {_label(view, state, new)} ({_n_cells(view, new)} cells)" for new, _ in s.pools)
-    if len(s.pools) < len(s.pieces):
-        reason = (f"{s.why}: {leiden}; the pieces that reached the same label were pooled, "
-                  f"{len(s.pieces)} Leiden pieces into {len(s.pools)}: {outcome}")
-    else:
-        reason = f"{s.why}: {leiden}, each reaching a label of its own: {outcome}"
+    pools = [[new, _label(view, state, new), _n_cells(view, new)] for new, _ in s.pools]
+    outcome = "; ".join(f"{new} {label} ({size} cells)" for new, label, size in pools)
+    detail = {**s.why, "resolution": s.resolution, "pieces": len(s.pieces), "pools": pools}
     key = "refinement.resolution" if s.source == "auto" else "plan"
     state.steps[s.step:s.step + 1] = [
         _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", len(s.pools), ">=", 2, True, key),
         _split_step(run, s),
     ]
-    state.log[s.at].update(reason=reason, after_label=outcome)
+    state.log[s.at].update(detail=detail, after_label=outcome)
     rows = []
     for new, ps in s.pools:
         size = _n_cells(view, new)
-        origin = (f"pooled from Leiden pieces {', '.join(ps)}" if len(ps) > 1 else f"Leiden piece {ps[0]}")
-        piece_reason = (f"piece of cluster {s.cluster} ({s.before}): {size} cells, {origin}, scored and gated again "
-                        f"against the original global statistics")
         rows.append({
-            "iteration": s.iteration, "cluster": new, "action": "subcluster", "reason": piece_reason,
+            "iteration": s.iteration, "cluster": new, "action": "subcluster", "reason_code": "piece",
             "before_label": s.before, "after_label": _label(view, state, new), "before_score": s.before_score,
             "after_score": _label_score(view, state, new), "heterogeneity": math.nan, "n_cells": size,
-            "source": s.source,
+            "source": s.source, "detail": {"parent": s.cluster, "leiden_pieces": ps},
         })
         state.action[new] = "subcluster"
         if s.source == "plan":
@@ -463,14 +461,14 @@ def _write_pooled(run: _Run, state: _State, view: _View, s: _Split) -> None:
 
 
 def _write_undone(run: _Run, state: _State, s: _Split) -> None:
-    reason = (f"{s.why}, but Leiden's {len(s.pieces)} pieces all reached {s.agreed} (resolution {s.resolution:g}): "
-              f"the split would change no label, kept intact")
+    detail = {**s.why, "resolution": s.resolution, "pieces": len(s.pieces), "agreed": s.agreed}
     key, outcome_key = ("refinement.resolution", "") if s.source == "auto" else ("plan", "plan")
     state.steps[s.step:s.step + 1] = [
         _step(run, s.cluster, s.node, "subcluster", "distinct_outcomes", 1, ">=", 2, False, key),
         _step(run, s.cluster, s.node, "skip", "action", s.h, "", math.nan, True, outcome_key),
     ]
-    state.log[s.at].update(action="skip", reason=reason, after_label=s.before, after_score=s.before_score)
+    state.log[s.at].update(action="skip", reason_code="split_undone", detail=detail, after_label=s.before,
+                           after_score=s.before_score)
     state.action.setdefault(s.cluster, "skip")
 
 
@@ -490,9 +488,9 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         state.forced[op.cluster] = _Forced(op.label, None, "manual_override", "override")
         state.action[op.cluster] = "override"
         state.manual.add(op.cluster)
-        reason = f"manual override: {before} -> {op.label} ({op.reason})"
         state.steps.append(_step(run, op.cluster, None, "override", "plan", math.nan, "", math.nan, True, "plan"))
-        _record(state, 0, op.cluster, "override", reason, before, op.label, score, math.nan, math.nan, n, "plan")
+        _record(state, 0, op.cluster, "override", "manual_override", {"note": op.reason}, before, op.label, score,
+                math.nan, math.nan, n, "plan")
 
     if plan.merge:
         if not has_cells:
@@ -516,10 +514,10 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
             if op.label is not None:  # the reference tool's merge names the pooled cluster's label
                 state.forced[into] = _Forced(op.label, None, "manual_override", "merge")
             after = _label(view, state, into)
-            how = f"labelled {after}" if op.label is not None else f"annotated again: {after}"
-            reason = f"manual merge of clusters {', '.join(op.clusters)} into {into} ({n} cells), {how} ({op.reason})"
+            detail = {"clusters": list(op.clusters), "into": into, "label_given": op.label is not None, "note": op.reason}
             state.steps.append(_step(run, into, _label_node(view, state, into), "merge", "plan", math.nan, "", math.nan, True, "plan"))
-            _record(state, 0, into, "merge", reason, before, after, math.nan, _label_score(view, state, into), math.nan, n, "plan")
+            _record(state, 0, into, "merge", "manual_merge", detail, before, after, math.nan,
+                    _label_score(view, state, into), math.nan, n, "plan")
 
     for op in plan.subcluster:
         if not has_cells:
@@ -527,7 +525,8 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         gone(op.cluster, "subcluster")
         resolution = op.resolution if op.resolution is not None else run.params.refinement.resolution
         state.manual.add(op.cluster)
-        ids = _subcluster(run, state, view, op.cluster, resolution, f"manual subcluster ({op.reason})", 0, "plan", math.nan)
+        ids = _subcluster(run, state, view, op.cluster, resolution, {"trigger": "plan", "note": op.reason}, 0, "plan",
+                          math.nan)
         if ids:
             present.discard(op.cluster)
             present.update(ids)
@@ -543,10 +542,9 @@ def _apply_plan(run: _Run, state: _State, view: _View, plan: RefinementPlan, has
         state.forced[op.cluster] = _Forced(node.name, node, "manual_relabel", "relabel")
         state.action[op.cluster] = "relabel"
         state.manual.add(op.cluster)
-        reason = f"manual relabel: {before} -> {node.path_str} (its score here {score:.2f}) ({op.reason})"
         state.steps.append(_step(run, op.cluster, node, "relabel", "plan", score, "", math.nan, True, "plan"))
-        _record(state, 0, op.cluster, "relabel", reason, before, node.name, score_before, score, math.nan,
-                _n_cells(view, op.cluster), "plan")
+        _record(state, 0, op.cluster, "relabel", "manual_relabel", {"path": node.path_str, "note": op.reason}, before,
+                node.name, score_before, score, math.nan, _n_cells(view, op.cluster), "plan")
     return view
 
 

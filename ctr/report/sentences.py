@@ -332,3 +332,90 @@ def gating_with_reasons(gating: pd.DataFrame, trace: pd.DataFrame) -> pd.DataFra
         bad = [gate_reason(s) for s in rows if not s.passed]
         text.append("; ".join(bad) if bad else f"passed all {len(rows)} gates")
     return gating.assign(reason=text if len(gating) else pd.Series(dtype=str))
+
+
+# ---- refinement_log.csv ----------------------------------------------------------------------
+
+
+def _min_cells(d: dict) -> str:
+    sample = d.get("sample")
+    scaled = f" (not set: 500, or 5% of the sample's {sample} cells if fewer)" if sample is not None else ""
+    return f"min_cells {d['min_cells']}{scaled}"
+
+
+def _check_words(c: dict, h: float, n: int) -> str:
+    """Why a cluster was not relabelled (or not split): one check of the policy, in words."""
+    kind = c["check"]
+    if kind == "no_subtype_votes":
+        return f"no cell voted for a subtype of {c['parent']}"
+    if kind == "vote_share_low":
+        return f"{c['subtype']} took only {c['vote_share']:.2f} of the votes < {c['needed']:.2f} (1 - heterogeneity_gap)"
+    if kind == "score_low":
+        return f"{c['subtype']} scored {c['score']:.2f} < subtype_signal_threshold {c['threshold']:.2f}"
+    if kind == "no_subtypes":
+        return f"{c['label']} has no subtypes to relabel to"
+    if kind == "heterogeneity_low":
+        return f"H {h:.2f} < score_threshold {c['threshold']:.2f}"
+    if kind == "too_few_cells":
+        return f"{n} cells < {_min_cells(c)}"
+    return kind
+
+
+def _why_split(d: dict, h: float, n: int) -> str:
+    """What triggered a split: the policy's heterogeneity and size checks, or the plan."""
+    if d.get("trigger") == "plan":
+        return f"manual subcluster ({d.get('note', '')})"
+    checks = "; ".join(_check_words(c, h, n) for c in d.get("checks", []))
+    return f"H {h:.2f} >= score_threshold {d['score_threshold']:.2f} and {n} cells >= {_min_cells(d)} ({checks})"
+
+
+def refinement_reason(row: dict) -> str:
+    """One refinement_log.csv row in words, from its ``reason_code`` and ``detail`` values."""
+    code = row.get("reason_code", "")
+    d = json.loads(row["detail"]) if isinstance(row.get("detail"), str) and row["detail"] else {}
+    h, n = row.get("heterogeneity", math.nan), int(row.get("n_cells", 0) or 0)
+    before, after = row.get("before_label", ""), row.get("after_label", "")
+    if code == "relabel_votes":
+        return (f"{d['subtype']} took {d['vote_share']:.2f} of the per-cell votes among the subtypes of {d['parent']} "
+                f"(>= 1 - heterogeneity_gap {d['heterogeneity_gap']:.2f} = {d['needed_share']:.2f}) and scored "
+                f"{row['after_score']:.2f} (>= subtype_signal_threshold {d['subtype_signal_threshold']:.2f}): "
+                f"relabelled {before} -> {after} ({n} cells, H {h:.2f})")
+    if code == "kept":
+        checks = "; ".join(_check_words(c, h, n) for c in d["checks"])
+        votes = d["votes"]
+        shares = ", ".join(f"{name} {share:.2f}" for name, share in votes["shares"])
+        return f"kept as is: {checks} (the votes over {', '.join(votes['candidates'])} ({shares}) give H {h:.2f})"
+    if code == "single_piece":
+        return f"{_why_split(d, h, n)}, but Leiden at resolution {d['resolution']:g} found a single piece: kept intact"
+    if code == "split":
+        leiden = f"Leiden at resolution {d['resolution']:g} split its {n} cells into {d['pieces']} pieces"
+        outcome = "; ".join(f"{new} {label} ({size} cells)" for new, label, size in d["pools"])
+        if len(d["pools"]) < d["pieces"]:
+            return (f"{_why_split(d, h, n)}: {leiden}; the pieces that reached the same label were pooled, "
+                    f"{d['pieces']} Leiden pieces into {len(d['pools'])}: {outcome}")
+        return f"{_why_split(d, h, n)}: {leiden}, each reaching a label of its own: {outcome}"
+    if code == "split_undone":
+        return (f"{_why_split(d, h, n)}, but Leiden's {d['pieces']} pieces all reached {d['agreed']} "
+                f"(resolution {d['resolution']:g}): the split would change no label, kept intact")
+    if code == "piece":
+        ps = d["leiden_pieces"]
+        origin = f"pooled from Leiden pieces {', '.join(ps)}" if len(ps) > 1 else f"Leiden piece {ps[0]}"
+        return (f"piece of cluster {d['parent']} ({before}): {n} cells, {origin}, scored and gated again "
+                f"against the original global statistics")
+    if code == "manual_override":
+        return f"manual override: {before} -> {after} ({d.get('note', '')})"
+    if code == "manual_merge":
+        how = f"labelled {after}" if d["label_given"] else f"annotated again: {after}"
+        return (f"manual merge of clusters {', '.join(d['clusters'])} into {d['into']} ({n} cells), {how} "
+                f"({d.get('note', '')})")
+    if code == "manual_relabel":
+        return f"manual relabel: {before} -> {d['path']} (its score here {row['after_score']:.2f}) ({d.get('note', '')})"
+    return str(code)
+
+
+def refinement_reasons(log: pd.DataFrame) -> pd.DataFrame:
+    """``log`` (the engine's refinement log) with its ``reason`` column, after ``action``."""
+    out = log.copy()
+    out.insert(list(out.columns).index("action") + 1 if "action" in out.columns else 0, "reason",
+               [refinement_reason(r) for r in log.to_dict("records")])
+    return out
