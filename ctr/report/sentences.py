@@ -343,22 +343,22 @@ def _min_cells(d: dict) -> str:
     return f"min_cells {d['min_cells']}{scaled}"
 
 
+# the checks of the refinement policy that kept a cluster from a relabel or a split, in words
+_CHECK_WORDS = {
+    "no_subtype_votes": lambda c, h, n: f"no cell voted for a subtype of {c['parent']}",
+    "vote_share_low": lambda c, h, n: (f"{c['subtype']} took only {c['vote_share']:.2f} of the votes "
+                                       f"< {c['needed']:.2f} (1 - heterogeneity_gap)"),
+    "score_low": lambda c, h, n: f"{c['subtype']} scored {c['score']:.2f} < subtype_signal_threshold {c['threshold']:.2f}",
+    "no_subtypes": lambda c, h, n: f"{c['label']} has no subtypes to relabel to",
+    "heterogeneity_low": lambda c, h, n: f"H {h:.2f} < score_threshold {c['threshold']:.2f}",
+    "too_few_cells": lambda c, h, n: f"{n} cells < {_min_cells(c)}",
+}
+
+
 def _check_words(c: dict, h: float, n: int) -> str:
-    """Why a cluster was not relabelled (or not split): one check of the policy, in words."""
-    kind = c["check"]
-    if kind == "no_subtype_votes":
-        return f"no cell voted for a subtype of {c['parent']}"
-    if kind == "vote_share_low":
-        return f"{c['subtype']} took only {c['vote_share']:.2f} of the votes < {c['needed']:.2f} (1 - heterogeneity_gap)"
-    if kind == "score_low":
-        return f"{c['subtype']} scored {c['score']:.2f} < subtype_signal_threshold {c['threshold']:.2f}"
-    if kind == "no_subtypes":
-        return f"{c['label']} has no subtypes to relabel to"
-    if kind == "heterogeneity_low":
-        return f"H {h:.2f} < score_threshold {c['threshold']:.2f}"
-    if kind == "too_few_cells":
-        return f"{n} cells < {_min_cells(c)}"
-    return kind
+    """One check of the refinement policy in words (``h`` and ``n``: the row's heterogeneity and size)."""
+    words = _CHECK_WORDS.get(c["check"])
+    return words(c, h, n) if words else c["check"]
 
 
 def _why_split(d: dict, h: float, n: int) -> str:
