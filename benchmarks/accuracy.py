@@ -128,7 +128,7 @@ SETS: dict[str, LabelledSet] = {s.name: s for s in (
     LabelledSet("celesta_codex_crc", "CODEX colorectal cancer; arcsinh(x/150)", _arcsinh("celesta_codex_crc", 150.0),
                 "cell_type", {"builtin": ("codex_immune",), "by_others": ("celesta_crc",)}),
     LabelledSet("scimap_cycif", "CyCIF Hodgkin lymphoma; as given (0..1, 0.5 = scimap's gate)", _as_is("scimap_cycif"),
-                "cell_type", {"builtin": ("codex_immune",), "by_others": ("scimap_cycif",)}),
+                "cell_type", {"builtin": ("hodgkin_lymphoma",), "by_others": ("scimap_cycif",)}),
 )}
 
 # kind "imported": the same source files read by ctr's own importers (`--ruleset FILE`), scored

@@ -149,7 +149,8 @@ def test_lint_syntax_error_is_located(tmp_path, capsys):
 
 
 def test_builtins_lint_clean(capsys):
-    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof"]:
+    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof",
+                 "hodgkin_lymphoma"]:
         code, out, err = run(capsys, "lint-ruleset", name, "--strict")
         assert code == 0, out + err
 
@@ -157,7 +158,8 @@ def test_builtins_lint_clean(capsys):
 def test_rulesets_lists_builtins_and_tissues(capsys):
     code, out, _ = run(capsys, "rulesets")
     assert code == 0
-    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof", "oviduct", "bm"]:
+    for name in ["fallopian_tube", "lung", "tumor_microenvironment", "pbmc", "codex_immune", "bone_marrow_cytof",
+                 "hodgkin_lymphoma", "oviduct", "bm", "chl"]:
         assert name in out
 
 
