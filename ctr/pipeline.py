@@ -404,6 +404,8 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
             random_seed=opts.random_seed,
             use_gpu=False if opts.no_gpu else None,
             progress=progress,
+            # the embedding is drawn only by the report: without one, no layout is computed
+            compute_umap=None if not opts.no_report else False,
         )
     adata.obs[CLUSTER_KEY] = pd.Categorical(result.labels, categories=natural_order(result.labels))
     if result.embedding_umap is not None:
@@ -412,6 +414,7 @@ def _cluster(adata, layer: str | None, opts: AnnotateOptions, progress: Progress
         "backend": result.backend,
         "n_pcs_used": result.n_pcs_used,
         "n_clusters": int(len(set(result.labels))),
+        "embedding": result.embedding_method,
         "markers_used": len(prepared.kept),
         "markers_dropped": prepared.dropped,
         "technical_moved": prepared.moved,

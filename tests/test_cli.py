@@ -201,3 +201,18 @@ def test_obs_cluster_and_label_agree_with_the_cluster_table(run1):
     assert set(cells["ctr_cluster"]) == set(table.index)
     assert (table.loc[cells["ctr_cluster"], "final_annotation"].to_numpy() == cells["ctr_label"].to_numpy()).all()
     assert (table["n_cells"] == cells["ctr_cluster"].value_counts().reindex(table.index)).all()
+
+
+def test_the_embedding_is_computed_for_the_report_and_named_in_it(pbmc_h5ad, run1, tmp_path):
+    import anndata as ad
+
+    params = json.loads((run1 / "params.json").read_text())
+    assert params["clustering"]["embedding"] == "igraph_umap"  # 700 cells: no numba-compiled UMAP
+    assert ad.read_h5ad(run1 / "output.h5ad", backed="r").obsm["X_umap"].shape == (700, 2)
+    assert "computed by igraph (Graph.layout_umap" in (run1 / "report.html").read_text()
+    # without a report nothing draws the embedding, so none is computed
+    bare = tmp_path / "bare"
+    assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--output-dir", str(bare), "--no-report",
+                 "--skip-refinement"]) == 0
+    assert "X_umap" not in ad.read_h5ad(bare / "output.h5ad", backed="r").obsm
+    assert json.loads((bare / "params.json").read_text())["clustering"]["embedding"] is None

@@ -9,6 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from ctr.data import cluster as cluster_module
 from ctr.data.cluster import _self_first, capped_n_pcs, cluster_cells, knn, subcluster
+from ctr.data.neighbors import fuzzy_connectivities
 from ctr.data.gpu import gpu_available
 
 
@@ -182,3 +183,54 @@ def test_approximate_knn_path_on_trap_data_is_deterministic():
     exact, _ = knn(rep, 15, 0)
     recall = np.mean([len(set(a) & set(e)) / 15 for a, e in zip(idx_a[:2000], exact[:2000])])
     assert recall > 0.9
+
+
+# --- the kNN graph without numba ----------------------------------------------------------------
+
+def test_connectivities_match_umap_learn_on_real_and_duplicated_cells():
+    # ctr computes UMAP's fuzzy simplicial set in numpy; umap-learn's numba version is the reference
+    import scanpy as sc
+    from umap.umap_ import fuzzy_simplicial_set
+
+    x = np.asarray(sc.datasets.pbmc68k_reduced().obsm["X_pca"], dtype=np.float32)
+    x = np.vstack([x, x[:40], np.zeros((5, x.shape[1]), np.float32)])  # twins and identical zero cells
+    indices, distances = knn(x, 15, 0)
+    ours = fuzzy_connectivities(indices, distances)
+    theirs = sp.csr_matrix(fuzzy_simplicial_set(sp.coo_matrix((len(x), 1)), 15, None, None, knn_indices=indices,
+                                                knn_dists=distances)[0])
+    assert ours.dtype == np.float32 and (ours != ours.T).nnz == 0
+    assert (abs(ours - theirs) > 1e-5).nnz == 0
+    assert ((ours != 0) != (theirs != 0)).nnz == 0  # the same edges
+
+
+def test_small_inputs_draw_the_igraph_layout_of_the_leiden_graph():
+    x, truth = _blobs()
+    result = cluster_cells(x, resolution=0.3, random_seed=3)
+    assert result.embedding_method == "igraph_umap" and result.embedding_umap.shape == (len(x), 2)
+    np.testing.assert_array_equal(cluster_cells(x, resolution=0.3, random_seed=3).embedding_umap,
+                                  result.embedding_umap)
+    # the layout keeps the groups apart: each group's centre is far from the others' cells
+    centres = np.array([result.embedding_umap[truth == g].mean(axis=0) for g in range(3)])
+    spread = max(np.linalg.norm(result.embedding_umap[truth == g] - centres[g], axis=1).max() for g in range(3))
+    assert min(np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)) > spread
+    assert cluster_cells(x, compute_umap=False).embedding_method is None
+
+
+def test_clipping_matches_scanpys_scale_with_max_value():
+    import anndata as ad
+    import scanpy as sc
+
+    from ctr.data.cluster import SCALE_MAX, _clip
+
+    rng = np.random.default_rng(0)
+    x = (rng.exponential(1.0, size=(3000, 8)) ** 3).astype(np.float32)  # heavy tails: many values clip
+    for sparse in (False, True):
+        data = sp.csr_matrix(np.where(rng.random(x.shape) < 0.5, 0, x)) if sparse else x
+        theirs, ours = ad.AnnData(data.copy()), ad.AnnData(data.copy())
+        sc.pp.scale(theirs, max_value=SCALE_MAX, zero_center=not sparse)
+        sc.pp.scale(ours, zero_center=not sparse)
+        _clip(ours.X, sparse)
+        if sparse:
+            assert theirs.X.max() == SCALE_MAX and (theirs.X != ours.X).nnz == 0
+        else:
+            assert theirs.X.max() == SCALE_MAX and np.array_equal(theirs.X, ours.X)

@@ -37,19 +37,25 @@ def test_steps_are_silent_off_a_terminal_and_outside_a_command():
         advance(3)
 
 
-def test_clustering_reports_its_steps_and_explains_the_compile_time(monkeypatch):
+def test_clustering_reports_its_steps_and_explains_the_compile_time_only_where_there_is_one(monkeypatch):
     import ctr.data.cluster
 
-    monkeypatch.setattr(ctr.data.cluster, "_COMPILED", False)  # as in a fresh process
     rng = np.random.default_rng(0)
     matrix = np.vstack([rng.normal(m, 0.3, size=(60, 6)) for m in (0, 3, 6)])
-    stream = Terminal()
-    progress = Progress(stream=stream, bar_delay=0, bar_interval=0)
-    with progress.stage("cluster"):
-        cluster_cells(matrix, use_gpu=False, progress=progress, compute_umap=False)
-    text = stream.getvalue()
-    assert "ctr: cluster" in text and "4/4" in text
-    assert "compiling numba code" in text
+
+    def cluster_and_show() -> str:
+        monkeypatch.setattr(ctr.data.cluster, "_COMPILED", False)  # as in a fresh process
+        stream = Terminal()
+        progress = Progress(stream=stream, bar_delay=0, bar_interval=0)
+        with progress.stage("cluster"):
+            cluster_cells(matrix, use_gpu=False, progress=progress, compute_umap=False)
+        return stream.getvalue()
+
+    small = cluster_and_show()  # exact neighbours, numpy connectivities: nothing is compiled
+    assert "ctr: cluster" in small and "4/4" in small
+    assert "compiling" not in small
+    monkeypatch.setattr(ctr.data.cluster, "EXACT_KNN_MAX_CELLS", 100)  # as if the input were large
+    assert "compiling its numba code" in cluster_and_show()
 
 
 def test_statistics_and_refinement_report_through_the_running_stage(pbmc_h5ad):

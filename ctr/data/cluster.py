@@ -1,12 +1,14 @@
 """Clustering cells: scale (clip at 10), PCA, kNN graph, Leiden, optional UMAP.
 
-CPU path: scanpy (scale, PCA, UMAP), our own kNN step (exact up to 50k cells, pynndescent
-beyond) with UMAP-style connectivities from umap-learn, and igraph's Leiden. It is bit-for-bit
+CPU path: scanpy (scale, PCA), the kNN graph of :mod:`ctr.data.neighbors` (exact up to 50k
+cells, pynndescent beyond; UMAP's fuzzy connectivities in numpy), igraph's Leiden, and a UMAP
+layout (igraph's up to 50k cells, umap-learn's through scanpy beyond). Up to 50k cells nothing is
+compiled by numba, so a first run after installing costs what later runs cost. It is bit-for-bit
 reproducible for a given seed. We do not call ``scanpy.pp.neighbors``: with scipy >= 1.17 and
 pynndescent returning ``csr_array``, scanpy 1.11's neighbors step fails on every data set of
 4,096 cells or more (``'csr_array' object has no attribute 'getnnz'``). Building the graph
-ourselves is a few lines, works with any scanpy/scipy/Python combination, and puts each cell
-first in its own neighbour list even among identical cells.
+ourselves works with any scanpy/scipy/Python combination, and puts each cell first in its own
+neighbour list even among identical cells.
 
 GPU path: :mod:`ctr.data.gpu` (rapids-singlecell), chosen automatically when available,
 falling back to the CPU with a warning when it fails.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,11 +27,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ctr.data.gpu import cluster_on_gpu, gpu_available
+from ctr.data.neighbors import EXACT_KNN_MAX_CELLS, _self_first, fuzzy_connectivities, knn  # noqa: F401
 from ctr.data.preprocess import column_variance
 from ctr.progress import steps
 
 UMAP_MAX_CELLS = 200_000
-EXACT_KNN_MAX_CELLS = 50_000
 SCALE_MAX = 10.0
 # run to convergence: on the CODEX CRC data two iterations (scanpy's igraph setting) gave visibly
 # worse clusters; on 1M synthetic cells convergence takes 66-135 s instead of ~49 s
@@ -44,6 +47,9 @@ class ClusterResult:
     embedding_umap: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # what computed ``embedding_umap`` ("igraph_umap", "umap_learn", "rapids_umap"; the report's
+    # ctr.report.html.EMBEDDING_SOURCES words each), None without an embedding
+    embedding_method: str | None = None
 
 
 def capped_n_pcs(n_pcs: int, n_cells: int, n_markers: int) -> int:
@@ -88,14 +94,16 @@ def cluster_cells(matrix, *, resolution: float = 1.0, n_pcs: int = 30, neighbors
             labels, embedding, timings = cluster_on_gpu(
                 matrix, resolution=resolution, n_pcs=n_pcs_used, neighbors_k=k,
                 random_seed=random_seed, compute_umap=compute_umap)
-            return ClusterResult(np.asarray(labels, dtype=object), "gpu", n_pcs_used, embedding, timings, notes)
+            return ClusterResult(np.asarray(labels, dtype=object), "gpu", n_pcs_used, embedding, timings, notes,
+                                 None if embedding is None else "rapids_umap")
         except Exception as exc:  # any GPU failure (driver, memory, missing package): the CPU still works
             notes.append(f"GPU clustering failed ({type(exc).__name__}: {exc}); clustered on the CPU instead")
     say(f"clustering {n_cells} cells on the CPU")
     labels, embedding, timings = _cluster_cpu(matrix, resolution=resolution, n_pcs=n_pcs_used, k=k,
                                               random_seed=random_seed, compute_umap=compute_umap, notes=notes,
                                               say=say)
-    return ClusterResult(labels, "cpu", n_pcs_used, embedding, timings, notes)
+    method = None if embedding is None else ("igraph_umap" if n_cells <= EXACT_KNN_MAX_CELLS else "umap_learn")
+    return ClusterResult(labels, "cpu", n_pcs_used, embedding, timings, notes, method)
 
 
 def subcluster(matrix_subset, resolution: float, random_seed: int = 0, *, n_pcs: int = 30,
@@ -130,7 +138,8 @@ def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: 
         x = sp.csr_matrix(matrix, dtype=np.float32, copy=True) if sparse else np.array(matrix, dtype=np.float32)
         adata = ad.AnnData(X=x)
         # centring would densify a sparse matrix; PCA centres sparse data implicitly instead
-        sc.pp.scale(adata, max_value=SCALE_MAX, zero_center=not sparse)
+        sc.pp.scale(adata, zero_center=not sparse)
+        _clip(adata.X, sparse)
         timings["scale"] = time.perf_counter() - t0
         advance(1)
 
@@ -146,12 +155,12 @@ def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: 
         timings["pca"] = time.perf_counter() - t0
         advance(1)
 
-        if not _COMPILED:
-            say("building the neighbour graph: the first clustering in each ctr process spends 15-30 s compiling "
-                "numba code (UMAP's graph and layout functions); later steps and subclusterings are fast")
+        if not _COMPILED and adata.n_obs > EXACT_KNN_MAX_CELLS:
+            say(f"building the neighbour graph: above {EXACT_KNN_MAX_CELLS:,} cells pynndescent searches it; the "
+                "first run after installing ctr spends 30-60 s compiling its numba code (cached for later runs)")
             _COMPILED = True
         t0 = time.perf_counter()
-        indices, distances = knn(rep, k, random_seed)
+        indices, distances = knn(rep, k, random_seed, exact_max_cells=EXACT_KNN_MAX_CELLS)
         connectivities = fuzzy_connectivities(indices, distances)
         timings["neighbors"] = time.perf_counter() - t0
         advance(1)
@@ -164,14 +173,46 @@ def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: 
         embedding = None
         if compute_umap:
             t0 = time.perf_counter()
-            _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed)
             try:
-                embedding = umap_embedding(adata, random_seed)
+                if adata.n_obs <= EXACT_KNN_MAX_CELLS:
+                    embedding = umap_layout(indices, distances, random_seed)
+                else:
+                    _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed)
+                    embedding = umap_embedding(adata, random_seed)
             except Exception as exc:  # the embedding only decorates the report; the clusters stand without it
                 notes.append(f"UMAP embedding skipped ({type(exc).__name__}: {exc})")
             timings["umap"] = time.perf_counter() - t0
             advance(1)
         return labels, embedding, timings
+
+
+def _clip(x, sparse: bool) -> None:
+    """Clip scaled values at ``SCALE_MAX`` in place, as ``sc.pp.scale(max_value=...)`` does (both
+    sides when centred, above only for sparse data), with numpy: scanpy's clip is a numba
+    function that costs 15-20 s to compile on the first run after installing."""
+    if sparse:
+        np.minimum(x.data, SCALE_MAX, out=x.data)
+    else:
+        np.clip(x, -SCALE_MAX, SCALE_MAX, out=x)
+
+
+def umap_layout(indices: np.ndarray, distances: np.ndarray, random_seed: int) -> np.ndarray:
+    """UMAP layout of the kNN graph by igraph (``Graph.layout_umap``: compiled C, nothing to
+    compile at run time), from the same neighbours and distances as the Leiden graph (igraph
+    derives UMAP's memberships from the distances itself); scanpy's ``min_dist`` (0.5) and
+    umap-learn's number of epochs (500 up to 10,000 cells, 200 beyond). Seeded through igraph's
+    random generator. Used up to 50,000 cells, where umap-learn's numba compilation would cost
+    more than the layout itself."""
+    import igraph
+
+    n, k = indices.shape
+    edges = np.column_stack([np.repeat(np.arange(n), k - 1), indices[:, 1:].ravel()])  # column 0 is the cell
+    graph = igraph.Graph(n=n, edges=edges.tolist(), directed=True)
+    epochs = 500 if n <= 10_000 else 200
+    with _igraph_seeded(random_seed):
+        layout = graph.layout_umap(dist=distances[:, 1:].ravel().astype(np.float64).tolist(), dim=2,
+                                   min_dist=0.5, epochs=epochs)
+    return np.asarray(layout.coords, dtype=np.float32)
 
 
 def umap_embedding(adata, random_seed: int) -> np.ndarray:
@@ -187,63 +228,6 @@ def umap_embedding(adata, random_seed: int) -> np.ndarray:
     return np.asarray(adata.obsm["X_umap"], dtype=np.float32)
 
 
-def knn(rep: np.ndarray, k: int, random_seed: int, *,
-        exact_max_cells: int = EXACT_KNN_MAX_CELLS) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest neighbours of each row (itself first, distance 0), euclidean.
-
-    Exact (scikit-learn, brute force) up to ``exact_max_cells`` rows: under a second for 20k cells,
-    where pynndescent first spends ~30 s compiling. pynndescent beyond (deterministic for a seed).
-    """
-    n = rep.shape[0]
-    if n <= exact_max_cells:
-        from sklearn.neighbors import NearestNeighbors
-
-        distances, indices = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(rep).kneighbors(rep)
-    else:
-        from pynndescent import NNDescent
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            index = NNDescent(rep, n_neighbors=k, metric="euclidean", random_state=random_seed,
-                              low_memory=True, verbose=False)
-        indices, distances = index.neighbor_graph
-    return _self_first(np.asarray(indices, dtype=np.int64), np.asarray(distances, dtype=np.float32))
-
-
-def _self_first(indices: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Put each row's own index in column 0. Among identical cells (distance 0) a search may list
-    a twin before the cell itself, or leave the cell out; the graph code expects it first."""
-    n, k = indices.shape
-    rows = np.arange(n)
-    is_self = indices == rows[:, None]
-    has_self = is_self.any(axis=1)
-    # where self is missing, it replaces the farthest neighbour
-    position = np.where(has_self, is_self.argmax(axis=1), k - 1)
-    order = np.tile(np.arange(k), (n, 1))
-    # move `position` to the front, keep the others in order
-    order = np.where(order <= position[:, None], order - 1, order)
-    order[:, 0] = position
-    out_idx = np.take_along_axis(indices, order, axis=1)
-    out_dist = np.take_along_axis(distances, order, axis=1)
-    out_idx[:, 0] = rows
-    out_dist[:, 0] = 0.0
-    return out_idx, out_dist
-
-
-def fuzzy_connectivities(indices: np.ndarray, distances: np.ndarray) -> sp.csr_matrix:
-    """UMAP's fuzzy simplicial set of the kNN graph (what scanpy stores as ``connectivities``)."""
-    from umap.umap_ import fuzzy_simplicial_set
-
-    n, k = indices.shape
-    placeholder = sp.coo_matrix((n, 1), dtype=np.float32)  # the data are not needed given the kNN
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = fuzzy_simplicial_set(placeholder, k, None, None, knn_indices=indices, knn_dists=distances,
-                                      set_op_mix_ratio=1.0, local_connectivity=1.0)
-    graph = result[0] if isinstance(result, tuple) else result
-    return sp.csr_matrix(graph)
-
-
 def leiden(connectivities: sp.csr_matrix, resolution: float, random_seed: int) -> np.ndarray:
     """Leiden (modularity with ``resolution``, run to convergence) on the weighted undirected graph;
     labels "0", "1", ... with "0" the largest cluster.
@@ -251,8 +235,21 @@ def leiden(connectivities: sp.csr_matrix, resolution: float, random_seed: int) -
     igraph's implementation: the same algorithm as leidenalg, 20x faster on 20k cells, and the one
     scanpy is making its default. Seeded through igraph's random generator, restored afterwards.
     """
-    import random
+    graph = _weighted_graph(connectivities)
+    with _igraph_seeded(random_seed):
+        membership = np.asarray(graph.community_leiden(objective_function="modularity", weights="weight",
+                                                       resolution=float(resolution),
+                                                       n_iterations=LEIDEN_ITERATIONS).membership)
+    # number clusters by size (largest "0"), ties by first cell, as scanpy/leidenalg do
+    ids, first, sizes = np.unique(membership, return_index=True, return_counts=True)
+    order = np.lexsort((first, -sizes))
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(len(ids))
+    return np.asarray([str(r) for r in rank[np.searchsorted(ids, membership)]], dtype=object)
 
+
+def _weighted_graph(connectivities: sp.csr_matrix):
+    """The undirected igraph graph of a symmetric connectivity matrix, weights in ``weight``."""
     import igraph
 
     upper = sp.triu(connectivities, k=1).tocoo()
@@ -262,19 +259,21 @@ def leiden(connectivities: sp.csr_matrix, resolution: float, random_seed: int) -
         stop = start + EDGE_CHUNK
         graph.add_edges(list(zip(upper.row[start:stop].tolist(), upper.col[start:stop].tolist())))
     graph.es["weight"] = upper.data.astype(np.float64)
+    return graph
+
+
+@contextmanager
+def _igraph_seeded(random_seed: int):
+    """igraph's random generator seeded for the block, Python's own restored afterwards."""
+    import random
+
+    import igraph
+
     igraph.set_random_number_generator(random.Random(int(random_seed)))
     try:
-        membership = np.asarray(graph.community_leiden(objective_function="modularity", weights="weight",
-                                                       resolution=float(resolution),
-                                                       n_iterations=LEIDEN_ITERATIONS).membership)
+        yield
     finally:
         igraph.set_random_number_generator(random)
-    # number clusters by size (largest "0"), ties by first cell, as scanpy/leidenalg do
-    ids, first, sizes = np.unique(membership, return_index=True, return_counts=True)
-    order = np.lexsort((first, -sizes))
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[order] = np.arange(len(ids))
-    return np.asarray([str(r) for r in rank[np.searchsorted(ids, membership)]], dtype=object)
 
 
 def _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed) -> None:

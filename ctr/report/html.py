@@ -373,6 +373,15 @@ REFERENCE_COLUMNS = ("cell_type", "celltype", "cell_types", "reference_labels", 
                      "truth", "labels", "annotation", "cell_type_original")
 
 
+# what drew obsm['X_umap'] when ctr clustered (params.json clustering.embedding)
+EMBEDDING_SOURCES = {
+    "igraph_umap": "UMAP layout of ctr's kNN graph computed by igraph (Graph.layout_umap; same graph as "
+                   "the Leiden clusters, min_dist 0.5)",
+    "umap_learn": "UMAP of ctr's kNN graph computed by umap-learn (scanpy tl.umap)",
+    "rapids_umap": "UMAP computed on the GPU by rapids-singlecell (tl.umap)",
+}
+
+
 def _embedding(run: RunDir, colours: dict[str, str]) -> str:
     head = "<section id=\"embedding\"><h2>Embedding</h2>"
     found = _read_obsm(run, ("X_umap", "spatial"))
@@ -382,6 +391,9 @@ def _embedding(run: RunDir, colours: dict[str, str]) -> str:
     parts = []
     if "X_umap" in coords:
         img = plots.scatter_plot(coords["X_umap"], labels, colours)
+        method = EMBEDDING_SOURCES.get((run.params.get("clustering") or {}).get("embedding"))
+        if method:
+            parts.append(f"<p class=\"note\">{escape(method)}, coloured by each cell's final label.</p>")
         parts.append(f"<div class=\"panel\"><img class=\"figure\" alt=\"UMAP coloured by label\" src=\"{img}\"></div>")
     else:
         parts.append("<p class=\"note\">No UMAP in output.h5ad (obsm['X_umap']), so no embedding plot.</p>")
