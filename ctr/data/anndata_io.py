@@ -97,11 +97,15 @@ def read_input_lazy(path: str | os.PathLike):
             store = h5py.File(file, "r")  # open while the run reads it; closed with the process
 
         def lazy(elem):
-            if len(getattr(elem, "shape", ())) != 2:  # a sparse matrix is a group: anndata's own chunks
+            encoding = elem.attrs.get("encoding-type", "")
+            if encoding == "csr_matrix":  # a sparse matrix is a group: chunks of rows, every column
+                n_rows, n_columns = (int(n) for n in elem.attrs["shape"])
+                return read_elem_lazy(elem, chunks=(min(LAZY_ROWS, max(n_rows, 1)), n_columns))
+            if len(getattr(elem, "shape", ())) != 2:  # CSC, a data frame in obsm: anndata's own chunks
                 return read_elem_lazy(elem)
             stored = (getattr(elem, "chunks", None) or (1,))[0]  # rows of a stored chunk (None: contiguous)
             rows = -(-LAZY_ROWS // stored) * stored  # whole stored chunks per task, whole rows
-            return read_elem_lazy(elem, chunks=(min(rows, elem.shape[0]), -1))
+            return read_elem_lazy(elem, chunks=(min(rows, max(elem.shape[0], 1)), -1))
 
         group = {name: store[name] for name in ("X", "obs", "var", "uns", "layers", "obsm") if name in store}
         return ad.AnnData(
