@@ -258,6 +258,7 @@ class Inputs:
     layer: str
     diagnostics: list[Diagnostic]
     profile: Any  # ctr.data.checks.DataProfile: what the values look like
+    counts: Any = None  # ctr.data.checks.ValueCounts the profile came from (each marker's range among them)
 
 
 def _expression(adata, layer: str | None):
@@ -298,7 +299,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     data_profile = value_profile(counts, layer_name)
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile, counts=counts)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
-    return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile)
+    return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile, counts)
 
 
 # ---- stages 3 and 4: annotate the clusters, refine ---------------------------------------------
@@ -321,7 +322,8 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
     if out_of_core:
         _refuse_per_cell(rs, skip_refinement, unit)
     thresholds = absolute_thresholds(rs, mapping)
-    stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds)
+    ranges = (data.counts.column_lo, data.counts.column_hi) if out_of_core and data.counts is not None else None
+    stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds, ranges=ranges)
     # out of core, per-cell votes on ambiguous clusters (evidence that never changes a label) are not taken
     inputs = EngineInputs(rs, mapping, params, cell_matrix=None if out_of_core else data.matrix)
     annotation = inputs.annotate(stats, data.labels)

@@ -132,6 +132,7 @@ def compute_statistics(
     scoring: ScoringParams,
     thresholds: dict[str, tuple[str, float]] | None = None,
     global_: pl.DataFrame | None = None,
+    ranges: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Statistics:
     """Global and per-cluster statistics of the resolved marker columns.
 
@@ -140,13 +141,14 @@ def compute_statistics(
     ``clusters``: one label per cell; ``thresholds``: panel marker -> (op, value) absolute cuts
     replacing the data-driven split. NaN values are missing: excluded and never positive.
     ``global_``: the global table of an earlier call on the same cells (refinement relabels cells;
-    global statistics do not depend on the labels), reused instead of recomputed.
+    global statistics do not depend on the labels), reused instead of recomputed. ``ranges``: each
+    column's finite (min, max) when the caller has them (saves a dask array one pass).
     """
     markers, codes, order = checked_inputs(matrix, clusters, markers)
     if is_dask_array(matrix):  # larger than memory: partial aggregates per chunk (ctr.stats.streaming)
         from ctr.stats.streaming import streaming_statistics
 
-        return streaming_statistics(matrix, codes, order, markers, scoring, thresholds or {}, global_)
+        return streaming_statistics(matrix, codes, order, markers, scoring, thresholds or {}, global_, ranges)
     n_clusters = len(order)
     if sp.issparse(matrix):
         matrix = matrix.tocsc()

@@ -55,13 +55,15 @@ def streaming_statistics(
     scoring: ScoringParams,
     thresholds: dict[str, tuple[str, float]],
     global_: pl.DataFrame | None = None,
+    ranges: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Statistics:
     """:func:`ctr.stats.compute_statistics` of a dask array (cells x markers, chunked by rows), from
-    partial aggregates per chunk; ``codes``: each cell's cluster as an index into ``order``. Runs on
+    partial aggregates per chunk; ``codes``: each cell's cluster as an index into ``order``;
+    ``ranges``: each marker's finite (min, max), when known (else the first pass). Runs on
     the active ``dask.distributed`` client when there is one, else on Dask's threads."""
     k = len(order)
     codes = codes.astype(np.int32 if k < 2**31 else np.int64)
-    lo, hi = reduce_row_chunks(matrix, _range_part, _range_add, per_row=codes)
+    lo, hi = ranges if ranges is not None else reduce_row_chunks(matrix, _range_part, _range_add, per_row=codes)
     part = reduce_row_chunks(matrix, _histogram_part, _histogram_add, lo, hi, k, per_row=codes)
     count, mean, m2, nonzero, n_valid, sums, hist, fine = part
     std = np.sqrt(np.where(count > 0, m2 / np.maximum(count, 1), np.nan))
@@ -105,11 +107,19 @@ def _rows(block) -> Iterator[tuple[int, np.ndarray]]:
         yield start, x
 
 
-def _columns(block) -> Iterator[tuple[int, np.ndarray]]:
-    """The pieces of :func:`_rows` as markers x cells, each marker's values contiguous."""
-    for start, x in _rows(block):
-        if x.size:
-            yield start, np.ascontiguousarray(x.T)
+def _columns(block) -> Iterator[tuple[int, Iterator[np.ndarray]]]:
+    """Pieces of ``_ROWS`` rows of a chunk, each as its markers' values one after another (float64,
+    contiguous, infinite values made missing); the piece is reordered in its stored dtype."""
+    for start in range(0, block.shape[0], _ROWS):
+        piece = np.asfortranarray(block[start:start + _ROWS])  # each marker's values contiguous
+
+        def markers(piece=piece) -> Iterator[np.ndarray]:
+            for j in range(piece.shape[1]):
+                x = piece[:, j].astype(np.float64)
+                x[np.isinf(x)] = np.nan
+                yield x
+
+        yield start, markers()
 
 
 def _range_part(block, codes) -> tuple[np.ndarray, np.ndarray]:
@@ -151,12 +161,13 @@ def _histogram_part(block, codes, lo, hi, n_clusters):
     fine = np.zeros((n_markers, FINE_BINS + 1), np.int64)
     c, mu, d2 = np.zeros(n_markers), np.zeros(n_markers), np.zeros(n_markers)
     for start, columns in _columns(block):
-        rows = codes[start:start + columns.shape[1]].astype(np.int64)
+        rows = codes[start:start + _ROWS].astype(np.int64)
+        per_cluster = np.bincount(rows, minlength=n_clusters)
         # one marker at a time, its values contiguous: its histograms stay in the processor's cache
         for j, x in enumerate(columns):
             valid = ~np.isnan(x)
             v, r = (x, rows) if valid.all() else (x[valid], rows[valid])
-            n_valid[j] += np.bincount(r, minlength=n_clusters)
+            n_valid[j] += per_cluster if v is x else np.bincount(r, minlength=n_clusters)
             sums[j] += np.bincount(r, weights=v, minlength=n_clusters)
             c[j] = v.size
             mu[j] = v.mean() if v.size else 0.0
@@ -190,7 +201,7 @@ def _histogram_add(a, b):
 def _positive_part(block, codes, summaries: list[MarkerSummary], n_clusters):
     n_pos = np.zeros((n_clusters, len(summaries)))
     for start, columns in _columns(block):
-        rows = codes[start:start + columns.shape[1]]
+        rows = codes[start:start + _ROWS]
         for j, (x, summary) in enumerate(zip(columns, summaries)):
             n_pos[:, j] += np.bincount(rows, weights=positive(x, summary), minlength=n_clusters)
     return n_pos
