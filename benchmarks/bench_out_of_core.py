@@ -12,7 +12,8 @@ writing it never holds the matrix in memory, and a ruleset of --types cell types
                  --skip-refinement --no-report --output-dir RUN --force [--dask-scheduler ADDRESS]
 
 in a child process and prints one row per size: the stages of the run's timings.json, the whole
-command's wall time and the child's peak resident memory, next to the size of the matrix.
+command's wall time and CPU time (user + system, all threads) and the child's peak resident
+memory, next to the size of the matrix.
 ``--workers N`` starts a dask.distributed LocalCluster of N single-threaded worker processes here
 and passes its address (the workers' memory is then not in the child's peak). The data are those
 of benchmarks/synthetic_h5ad.py, each chunk from its own seed. Figures only: nothing is asserted.
@@ -59,6 +60,15 @@ def write_zarr(path: Path, n_cells: int, n_markers: int, n_clusters: int, chunk:
         adata.write_zarr(path, chunks=(chunk, n_markers))
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes: the command's own work, which
+    other load on the machine does not inflate the way it inflates wall time."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
@@ -86,16 +96,18 @@ def main() -> None:
         where = f"LocalCluster of {args.workers} workers" if args.workers else "Dask threads"
         print(f"ctr annotate --annotation-only --skip-refinement on .zarr (out of core, {where}); {args.markers} markers, "
               f"{args.clusters} clusters, {args.types} cell types, chunks of {args.chunk} rows")
-        print("| cells | " + " | ".join(f"{s} s" for s in STAGES) + " | command s | peak MiB | matrix MiB |")
-        print("|---:|" + "---:|" * (len(STAGES) + 3))
+        print("| cells | " + " | ".join(f"{s} s" for s in STAGES) + " | command s | CPU s | peak MiB | matrix MiB |")
+        print("|---:|" + "---:|" * (len(STAGES) + 4))
         try:
             for n in args.cells:
                 store = data / f"synthetic_{n}.zarr"
                 if not store.is_dir():
                     write_zarr(store, n, args.markers, args.clusters, args.chunk)
+                before = _children_cpu()
                 wall, peak, stages = run_command(store, ruleset, Path(tmp) / f"run_{n}", args.report, extra=extra)
                 cells = " | ".join(f"{stages[s]:.2f}" if s in stages else "-" for s in STAGES)
-                print(f"| {n:,} | {cells} | {wall:.2f} | {peak:.0f} | {n * args.markers * 4 / 2**20:.0f} |", flush=True)
+                print(f"| {n:,} | {cells} | {wall:.2f} | {_children_cpu() - before:.1f} | {peak:.0f} | "
+                      f"{n * args.markers * 4 / 2**20:.0f} |", flush=True)
         finally:
             if cluster is not None:
                 cluster.close()
