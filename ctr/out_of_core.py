@@ -16,7 +16,7 @@ from ctr.errors import InputError, UsageError
 
 # Seconds to wait for a scheduler to answer before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 10
-INSTALL_HINT = "install the optional dependencies: pip install 'ctr[dask]' (dask, distributed, zarr)"
+INSTALL_HINT = "install the optional dependencies: pip install 'ctr[dask]' (dask, distributed, zarr, anndata >= 0.12)"
 
 
 def out_of_core_reason(input_path: str, *, backed: bool, dask_scheduler: str | None) -> str | None:
@@ -39,8 +39,9 @@ def require_dask() -> None:
     try:
         import dask.array  # noqa: F401
         import zarr  # noqa: F401
+        from anndata.experimental import read_elem_lazy  # noqa: F401  (anndata >= 0.12)
     except ImportError as exc:
-        raise UsageError(f"out-of-core input needs dask and zarr, which are not installed ({exc})", hint=INSTALL_HINT) from None
+        raise UsageError(f"out-of-core input needs dask, zarr and anndata >= 0.12 ({exc})", hint=INSTALL_HINT) from None
 
 
 def refuse_in_memory_steps(reason: str, *, annotation_only: bool, transform: str | None, normalize: str | None) -> None:
