@@ -51,7 +51,8 @@ def test_isoforms_are_not_gene_resolvable(isoform):
     ("typed", "panel_name"),
     [("CD14", "CD194"), ("CD19", "CD194"), ("CD79A", "CD7"), ("CD1C", "CD11c"), ("CDH5", "CD5"),
      ("C1QB", "CD11b"), ("CDH1", "CD71"), ("FOXJ1", "FOXP3"), ("CD11b", "CD11c"), ("CD79A", "CD79B"),
-     ("CD45RA", "CD45"), ("TNFRSF13B", "TNFSF13B"), ("CD8", "CD28")],
+     ("CD45RA", "CD45"), ("TNFRSF13B", "TNFSF13B"), ("CD8", "CD28"), ("SERPINA1", "SERPINB1"),
+     ("PDGFRA", "PDGFRB"), ("HLA-DRA", "HLA-DQA"), ("Synaptophysen", "Synaptophysin")],
 )
 def test_never_suggests_another_protein(typed, panel_name):
     assert suggest_markers(typed, [panel_name, "UNRELATED"]) == []
@@ -68,6 +69,8 @@ def test_never_suggests_another_protein(typed, panel_name):
         ("PTRPC", ["PTPRC", "PTPRD"], "PTPRC"),  # swapped letters
         ("PTRPC", ["CD45", "CD4"], "CD45"),  # swapped letters of a synonym
         ("NKGG7", ["NKG7"], "NKG7"),  # doubled letter
+        ("Vimentn", ["Vimentin", "CD3"], "Vimentin"),  # a dropped letter in a word-like protein name
+        ("Podoplannin", ["Podoplanin"], "Podoplanin"),  # an added one
     ],
 )
 def test_suggests_case_fixes_synonyms_and_typos(typed, panel, expected):

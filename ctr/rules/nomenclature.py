@@ -7,7 +7,8 @@ ruleset serves RNA and protein panels. docs/marker-names.md lists the table and 
 Suggestions ("did you mean") follow marker nomenclature rather than string similarity: a name
 that differs by one character is usually another protein (CD14 / CD194, FOXJ1 / FOXP3, CDH1 /
 CD71), so only case or separator fixes, synonyms, and typos that keep every number and the
-gene-family letters (a swapped or doubled letter) are suggested.
+gene-family letters (a swapped or doubled letter; a dropped or added letter in a long word such
+as Vimentin) are suggested.
 """
 
 from __future__ import annotations
@@ -108,13 +109,28 @@ def _tokens(name: str) -> list[str | int]:
     return [int(t) if t.isdigit() else t for t in _TOKENS.findall(normalize(name))]
 
 
+# A letter run this long is a word (Vimentin, Podoplanin, Synaptophysin), not a gene-symbol stem:
+# one dropped or added letter in it is a slip of the keyboard, not another gene. A changed letter
+# is not: PDGFRA/PDGFRB, HLA-DRA/HLA-DQA, SERPINA1/SERPINB1 are other proteins.
+WORD_LETTERS = 6
+
+
+def _one_letter_more(a: str, b: str) -> bool:
+    """Whether one of ``a`` and ``b`` is the other with one letter added."""
+    short, long_ = sorted((a, b), key=len)
+    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
+
+
 def _typo_of(a: str, b: str, min_doubled: int = 3) -> bool:
     """Whether letter runs ``a`` and ``b`` differ by a swap of two neighbours or a doubled letter
-    (the shorter run at least ``min_doubled`` letters).
+    (the shorter run at least ``min_doubled`` letters), or by one dropped letter when both are
+    words of at least ``WORD_LETTERS`` letters.
 
-    Substitutions and other insertions are left out on purpose: in gene symbols they give another
-    gene (FOXJ/FOXP, CDH/CD, TNFRSF/TNFSF).
+    In short runs substitutions and other insertions are left out on purpose: in gene symbols they
+    give another gene (FOXJ/FOXP, CDH/CD, TNFRSF/TNFSF).
     """
+    if min(len(a), len(b)) >= WORD_LETTERS and _one_letter_more(a, b):
+        return True
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
