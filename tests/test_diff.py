@@ -67,3 +67,5 @@ def test_run_context_is_not_reported_as_a_parameter(pbmc_h5ad, tmp_path):
     # run1 clustered, run2 reused those clusters: one line, not one "-> (absent)" per clustering fact
     clustering = [p for p in data["provenance"] if p["key"].startswith("clustering")]
     assert [(p["key"], p["after"]) for p in clustering] == [("clustering", "reused the input's clusters")]
+    # run2 kept run1's ruleset without naming it again: not "pipeline.ruleset: pbmc -> (absent)"
+    assert not [p for p in data["provenance"] if p["key"] == "pipeline.ruleset"]

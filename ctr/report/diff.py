@@ -196,6 +196,8 @@ def _param_changes(pa: dict, pb: dict) -> tuple[list[ParamChange], list[ParamCha
             continue
         if same_ruleset and key in ("ruleset.source_file", "ruleset.stored_copy"):
             continue  # the same ruleset, read from the package once and from the input's stored copy later
+        if same_ruleset and key == "pipeline.ruleset" and None in (fa.get(key), fb.get(key)):
+            continue  # a rerun that kept the earlier run's ruleset without --ruleset: nothing changed
         if fa.get(key) == fb.get(key):
             continue
         change = ParamChange(key, fa.get(key), fb.get(key), str(sa.get(key, "default")), str(sb.get(key, "default")))
