@@ -84,7 +84,9 @@ class RunSummary:
         lines += [f"  {label:<40} {int(n):>8} cells" for label, n in per_label.head(self.SHOWN_LABELS).items()]
         if len(per_label) > self.SHOWN_LABELS:
             rest = per_label.iloc[self.SHOWN_LABELS:]
-            lines.append(f"  (+{len(rest)} more labels, {int(rest.sum())} cells: see cluster_annotations.csv)")
+            # with --unit cell the labels left out are cells' own, which only output.h5ad holds
+            where = "the cells' labels in output.h5ad" if self.unit == "cell" else "cluster_annotations.csv"
+            lines.append(f"  (+{len(rest)} more labels, {int(rest.sum())} cells: see {where})")
         lines.append(f"  unassigned: {int(unassigned.sum())} clusters, {cells_unassigned} cells "
                      f"({cells_unassigned / max(self.n_cells, 1):.1%})")
         lines += self.agreement

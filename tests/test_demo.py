@@ -66,3 +66,11 @@ def test_summary_with_unit_cell_counts_the_cells_own_labels():
     text = RunSummary(run_dir="run", clusters=clusters, n_cells=5, cell_labels=cells, unit="cell").describe()
     assert "into 4 labels (each cell's own label: --unit cell)" in text
     assert "CD8+ T Cells" in text
+
+
+def test_summary_with_unit_cell_points_at_the_cells_labels_for_the_rest():
+    # the cluster table cannot list labels only single cells carry: the summary must not send the user there
+    clusters = pd.DataFrame({"cluster": ["0"], "final_annotation": ["T Cells"], "n_cells": [14]})
+    cells = pd.Series([f"T subtype {i}" for i in range(14)])
+    text = RunSummary(run_dir="run", clusters=clusters, n_cells=14, cell_labels=cells, unit="cell").describe()
+    assert "(+2 more labels, 2 cells: see the cells' labels in output.h5ad)" in text
