@@ -40,6 +40,16 @@ def test_dot_plot_with_many_markers_fits_the_column():
     assert _png_width(dot_plot(table, rows, markers)) <= 1100  # the report's column is 1100 px wide
 
 
+def test_dot_plot_shows_the_panels_channels_only():
+    # a CODEX panel measures CD3 once; the ruleset names CD3D/CD3E/CD3G and markers the panel lacks
+    from ctr.report.html import _positive_evidence
+
+    ev = pd.DataFrame({"marker": ["CD3D", "CD3E", "CD3G", "IL7R", "PTPRC"], "panel_name": ["CD3", "CD3", "CD3", "", "CD45"],
+                       "role": ["positive", "positive", "positive", "positive", "anti"],
+                       "resolved": [True, True, True, False, True], "pos_frac": [0.9, 0.9, 0.9, None, 0.1]})
+    assert list(dict.fromkeys(_positive_evidence(ev)["marker"])) == ["CD3"]
+
+
 def _run(tmp_path, adata, name="run"):
     from real_run import REAL_RULESET
 

@@ -317,8 +317,16 @@ def _evidence_section(run: RunDir, explanations: list[ClusterExplanation]) -> st
 
 
 def _positive_evidence(ev: pd.DataFrame) -> pd.DataFrame:
+    """The rows the dot plot draws: positive markers the panel measures, named as the panel names
+    them (CD3D, CD3E and CD3G read from one CD3 channel are one column, CD3; a marker the panel
+    lacks has no dot anywhere and would only widen the plot)."""
     if "role" in ev.columns:
         ev = ev.loc[~ev["role"].astype(str).str.contains("anti")]
+    if "resolved" in ev.columns:
+        ev = ev.loc[ev["resolved"].astype(str) == "True"]
+    if "panel_name" in ev.columns:
+        panel = ev["panel_name"].astype("string")
+        ev = ev.assign(marker=panel.where(panel.notna() & (panel != ""), ev["marker"].astype(str)))
     return ev
 
 
