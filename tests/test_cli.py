@@ -188,7 +188,7 @@ def test_rerun_keeps_the_earlier_preset_unless_dropped(pbmc_h5ad, tmp_path, caps
     assert main(["annotate", str(first / "output.h5ad"), "--annotation-only", "--output-dir", str(drop),
                  "--no-report", "--preset", "none"]) == 0
     dropped = json.loads((drop / "params.json").read_text())
-    assert dropped["scoring"]["anti_agg"] == "top2mean" and "scoring.anti_agg" not in dropped["sources"]
+    assert dropped["scoring"]["anti_agg"] == "top_quarter" and "scoring.anti_agg" not in dropped["sources"]
 
 
 def test_obs_cluster_and_label_agree_with_the_cluster_table(run1):

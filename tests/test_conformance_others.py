@@ -2,8 +2,7 @@
 end to end by `ctr annotate` on the data they were written for (../shared/data; skipped when absent).
 
 Agreement is per cell against the reference labels; cluster-level runs give each cell its
-cluster's label. Where a target is missed because of the engine's default scoring (not the
-translation), the test is an expected failure with the measured figure in its reason.
+cluster's label. Every target holds at default parameters.
 """
 
 from __future__ import annotations
@@ -50,13 +49,6 @@ def _celesta_agreement(labels, expert) -> float:
     return float(np.mean(mapped == expert))
 
 
-CELESTA_XFAIL = ("0.386 vs CELESTA's 0.467 at the defaults chosen by cross-validation (docs/accuracy.md); 0.520 with "
-                 "split_separation 1.5 and anti_agg mean, a configuration the cross-validation tied but that keeps "
-                 "pbmc68k at 0.917: each CELESTA type lists every other lineage as 'not expressed', and top2mean "
-                 "aggregation of 16 anti-markers penalises the spill-over that CODEX intensities carry")
-
-
-@pytest.mark.xfail(strict=False, reason=CELESTA_XFAIL)
 def test_celesta_prior_agrees_with_the_experts_at_least_as_well_as_celesta(tmp_path):
     adata = ad.read_h5ad(shared_file("celesta_codex_crc.h5ad"))
     prior = shared_file("rulesets-by-others/celesta_prior_marker_info.csv")

@@ -27,10 +27,11 @@ def snippet(heading: str) -> str:
 @pytest.fixture(scope="module")
 def runs(pbmc_h5ad, tmp_path_factory):
     root = tmp_path_factory.mktemp("guide")
-    # run_v1 with strict roots so that some clusters stay Unassigned; run_v2 relaxes them
+    # run_v1 with strict roots (on their own markers: no subtype carries them) so that some clusters
+    # stay Unassigned; run_v2 relaxes them
     assert main(["annotate", str(pbmc_h5ad), "--ruleset", "pbmc", "--annotation-only", "--cluster-key", "louvain",
-                 "--output-dir", str(root / "run_v1"), "--no-report",
-                 "--gating-params", '{"level_defaults": {"0": {"min_coverage": 0.9}}}']) == 0
+                 "--output-dir", str(root / "run_v1"), "--no-report", "--gating-params",
+                 '{"level_defaults": {"0": {"min_coverage": 0.9}}, "coverage_from_subtypes": false}']) == 0
     assert main(["annotate", str(root / "run_v1" / "output.h5ad"), "--annotation-only", "--output-dir",
                  str(root / "run_v2"), "--no-report",
                  "--gating-params", '{"level_defaults": {"0": {"min_coverage": 0.35}}}']) == 0

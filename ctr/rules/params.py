@@ -55,8 +55,8 @@ class ScoringParams(_Block):
         "negative", description="what enrichment is measured from: the median of the marker's negative cells, or the median of all cells")
     de_bonus: float = Field(0.6, ge=0.0, le=5.0, description="weight of the differential-expression component")
     anti_weight: float = Field(0.5, ge=0.0, le=5.0, description="weight of the anti-marker penalty")
-    anti_agg: Literal["top2mean", "max", "mean", "top_quarter"] = Field(
-        "top2mean", description="aggregation of anti-marker evidence: the mean of the two largest (top2mean), of the "
+    anti_agg: Literal["top_quarter", "top2mean", "max", "mean"] = Field(
+        "top_quarter", description="aggregation of anti-marker evidence: the mean of the two largest (top2mean), of the "
         "largest quarter, at least two (top_quarter), of all (mean), or the largest (max)")
     coverage_weight: float = Field(0.3, ge=0.0, le=5.0, description="weight of coverage in the score")
     de_top_frac: float = Field(0.2, gt=0.0, le=1.0, description="share of the panel counted as a cluster's top DE markers")
@@ -97,7 +97,7 @@ class GatingParams(_Block):
         0.25, ge=0.0, description="a near-tie is resolved against candidates whose anti-marker penalty exceeds "
         "the lowest by at least this much (null: never)")
     coverage_from_subtypes: bool = Field(
-        False, description="a type whose own markers are not on passes its coverage gate when one of its subtypes "
+        True, description="a type whose own markers are not on passes its coverage gate when one of its subtypes "
         "passes every gate: a subtype is a kind of its parent, so its markers are evidence for the parent too")
     min_measured_markers: int = Field(
         1, ge=1, le=100, description="positive markers of a type the panel must measure to judge the type "
