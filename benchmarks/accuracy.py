@@ -252,6 +252,10 @@ def run(params: dict | None = None, sets: Iterable[str] | None = None, rulesets:
     if missing:
         raise ValueError(f"unknown sets {missing}; known: {', '.join(SETS)}")
     wanted = set(rulesets) if rulesets is not None else set(DEFAULT_KINDS)
+    if sets is None:
+        absent = [s for s in SETS if s not in chosen]
+        if absent:  # a partial table must say so: its means are not comparable with the full one
+            print(f"accuracy: skipped {', '.join(absent)}: not in {DATA}", file=sys.stderr)
     rows = []
     for set_name in chosen:
         for kind, names in rulesets_of(SETS[set_name]).items():
