@@ -163,11 +163,13 @@ class DiagnosticList:
         return json.dumps([d.to_dict() for d in self.sorted()], indent=2)
 
 
-def did_you_mean(name: str, candidates, n: int = 1) -> str:
-    """A ' (did you mean X?)' suffix, or '' when nothing is close."""
+def did_you_mean(name: str, candidates, n: int = 1, key=str) -> str:
+    """A ' (did you mean X?)' suffix, or '' when nothing is close. ``name`` is compared with
+    ``key(candidate)`` (file names by their stem: a shared '.ctr' must not make 'y.ctr' look like
+    'foo.ctr')."""
     import difflib
 
-    lowered = {c.lower(): c for c in candidates}
+    lowered = {key(c).lower(): c for c in candidates}
     hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
     if not hits:
         return ""

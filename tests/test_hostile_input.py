@@ -1109,6 +1109,18 @@ def test_empty_ruleset_is_an_error_with_sensible_words(ok_h5ad, tmp_path, capsys
     assert code == 1 and "CTR261" in err and not (tmp_path / "run").exists()
 
 
+def test_missing_include_suggests_a_file_by_its_name_not_its_extension(tmp_path):
+    from ctr.lang import compile_ruleset
+
+    (tmp_path / "y.ctr").write_text("type B { markers CD20 }\n")
+    (tmp_path / "immune.ctr").write_text("type B { markers CD20 }\n")
+    top = tmp_path / "top.ctr"
+    top.write_text('include "foo.ctr"\ninclude "imune.ctr"\ntype A { markers CD3 }\n')
+    foo, imune = compile_ruleset(top).diagnostics
+    assert "did you mean" not in foo.message  # 'foo.ctr' and 'y.ctr' share only '.ctr'
+    assert "did you mean 'immune.ctr'" in imune.message
+
+
 def test_include_or_ruleset_naming_a_directory_says_so(tmp_path, capsys):
     from ctr.lang import compile_ruleset
 

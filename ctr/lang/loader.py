@@ -269,7 +269,8 @@ class _Assembly:
                                          loc, hint="include a .ctr, .yaml or .json file, e.g. 'folder/file.ctr'"))
             return
         if not target.is_file():
-            near = did_you_mean(Path(rel).name, [p.name for p in target.parent.glob("*")] if target.parent.is_dir() else [])
+            near = did_you_mean(Path(rel).stem, [p.name for p in target.parent.glob("*")] if target.parent.is_dir() else [],
+                                key=lambda name: Path(name).stem)
             self.diags.append(Diagnostic(INCLUDE_MISSING, f"include file '{rel}' not found (looked for {target}){near}", loc))
             return
         kind = format_of(target)
