@@ -46,7 +46,9 @@ def test_verdict_counts_types_and_follows_parents():
     assert verdict.n_types == 7 and verdict.n_assignable == 3
     assert "parent 'B'" in verdict.never["B / Plasma"]
     assert "FCGR3A" in verdict.never["Mono"]
-    assert verdict.summary().startswith("4 of 7 cell types can never be assigned on this panel; 4 of 13 ruleset markers missing")
+    # which types are out, the highest ones named (a `when` over a missing marker silently loses Mono)
+    assert verdict.summary().startswith("4 of 7 cell types can never be assigned on this panel (B, Mono, +2 subtypes); "
+                                        "4 of 13 ruleset markers missing")
 
 
 def test_condition_over_a_missing_marker_is_reported():

@@ -40,7 +40,7 @@ from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names
 from ctr.rules.expr import markers_in
 from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
-from ctr.rules.model import CellType, Ruleset
+from ctr.rules.model import PATH_SEP, CellType, Ruleset
 from ctr.rules.params import level_params
 
 
@@ -430,10 +430,21 @@ class PanelVerdict:
             head = f"all {self.n_types} cell types can be assigned on this panel"
         else:
             head = f"{len(self.never)} of {self.n_types} cell types can never be assigned on this panel"
+            if self.n_assignable:  # which ones (when none can be, the run stops and lists the reasons)
+                head += f" ({self._never_named()})"
         if self.missing:
             shown = ", ".join(self.missing[:8]) + (f" (+{len(self.missing) - 8} more)" if len(self.missing) > 8 else "")
             head += f"; {len(self.missing)} of {self.n_markers} ruleset markers missing: {shown}"
         return head
+
+
+    def _never_named(self, shown: int = 4) -> str:
+        """The highest types that can never be assigned ('B, Mono, +2 subtypes'): a subtype of one
+        of them is out with it and is only counted."""
+        tops = [p for p in self.never if not any(p.startswith(q + PATH_SEP) for q in self.never)]
+        names = tops[:shown] + ([f"+{len(tops) - shown} more"] if len(tops) > shown else [])
+        below = len(self.never) - len(tops)
+        return ", ".join(names + ([f"+{below} subtype{'s' * (below != 1)}"] if below else []))
 
 
 def panel_verdict(ruleset: Ruleset, panel: Sequence[str]) -> PanelVerdict:
