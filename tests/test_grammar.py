@@ -124,6 +124,8 @@ def test_ruleset_statement_is_optional_and_defaults_to_the_file_stem():
         ('ruleset a\ntype "T" {\n  markers CD3\n  type "CD4 T" {\n    markers CD4\n  type "CD8 T" {\n'
          '    markers CD8\n  }\n}\ntype "B" {\n  markers CD19 # {\n}\n', 4, 16, "CTR112",
          ["'{' of type \"CD4 T\" is never closed"]),
+        # a '}' too many: no block is open, so no list of statements that could start there
+        ("type A {\n  markers X\n}\n}\n", 4, 1, "CTR101", ["unexpected '}': no '{' is open here"]),
         # a missing comma between markers: the expected list holds only what may follow a marker name
         ("type A {\n  markers CD3E CD4\n}\n", 2, 16, "CTR101", ["unexpected name 'CD4'", "','"]),
         # a name with spaces must be quoted

@@ -126,6 +126,12 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, offset: Offset) -> Diagno
                     _loc(offset, line, col, line, col),
                     hint="add the '}' where the block should end",
                 )
+        if (token is not None and token.type == "RBRACE" and "RBRACE" not in accepted
+                and unclosed_brace(text[: token.start_pos]) is None):
+            # every '{' is closed already: listing the statements that may start here hides the cause
+            return Diagnostic(UNEXPECTED_TOKEN, "unexpected '}': no '{' is open here",
+                              _loc(offset, token.line, token.column, token.line, token.column),
+                              hint="remove this '}', or the one above it that closes its block too early")
         expected = sorted({words.get(t, t) for t in accepted})
         if at_end:
             line, col = _end_position(text)
