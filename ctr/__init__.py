@@ -7,7 +7,11 @@ The notebook API::
     result = ctr.annotate(adata, ruleset, cluster_key="louvain", layer="raw")
     result.clusters            # one row per cluster: label, path, confidence, stop reason
     result.trace               # one row per gate evaluation, citing the rule that decided
-    ctr.evaluate(result, adata.obs["bulk_labels"]).overall   # accuracy against reference labels
+    # accuracy against reference labels; a mapping names the ruleset type each reference label
+    # means (docs/evaluate.md); without one, labels that match no type count as wrong and
+    # .diagnostics says which
+    ev = ctr.evaluate(result, adata.obs["bulk_labels"], mapping="lineage.yaml")
+    ev.overall, ev.diagnostics
 """
 
 from __future__ import annotations
