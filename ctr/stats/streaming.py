@@ -4,7 +4,7 @@
 Every pass over the cells is a sum of per-chunk partial aggregates, so the same task graph runs on
 Dask's threads or, when a ``dask.distributed`` client is active, on its cluster:
 
-1. each marker's finite range ``[lo, hi]``;
+1. each marker's finite range ``[lo, hi]`` (given by the caller when the data checks counted it);
 2. per (cluster, marker): non-missing count, sum and a histogram of ``BINS`` equal bins over
    ``(lo, hi]`` with the cells exactly at ``lo`` (the floor: zeros of dropout data) in a bin of
    their own; per marker: count, mean and sum of squared deviations (combined exactly), the
