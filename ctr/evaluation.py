@@ -22,6 +22,8 @@ Reading the mapping file and run directories lives at the edge, :mod:`ctr.evalua
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -130,6 +132,25 @@ def resolve_name(name: str, index: Mapping[str, list[Path_]]) -> tuple[Path_, ..
     return tuple(index.get(text) or index.get(text.lower()) or ())
 
 
+def _type_named_in(label: str, names: Sequence[str]) -> str:
+    """A ' (did you mean X?)' suffix for a reference label: the closest spelling, unless a cell type
+    whose every word the label contains shares more of its words ('CD34+CD38lo HSCs' -> 'HSCs', not
+    the closer-spelt 'CD123+ HSPCs'); nothing when they share no word but 'cells'."""
+    def words_of(text: str) -> set[str]:
+        return set(re.split(r"[\s_/-]+", text.lower())) - {""}
+
+    words = words_of(label)
+    spelt = did_you_mean(label, names)
+    candidates = [spelt.split("'")[1]] if spelt else []
+    candidates += [n for n in names if words_of(n) <= words]
+    if not candidates:
+        return ""
+    best = max(candidates, key=lambda n: len(words_of(n) & words))  # the spelling wins a tie
+    if not words_of(best) & words - {"cell", "cells"}:
+        return ""  # close in spelling only ('tumor cells' / 'T Cells'): another population
+    return f" (did you mean '{best}'?)"
+
+
 def targets_for(truth_labels: Sequence[str], nodes: Sequence[Path_],
                 mapping: LabelMapping | None = None) -> tuple[dict[str, Target | None], list[Diagnostic]]:
     """Each reference label's target. Labels the mapping leaves out get ``None``; labels the mapping
@@ -168,7 +189,7 @@ def targets_for(truth_labels: Sequence[str], nodes: Sequence[Path_],
         out[label] = Target(name=name, nodes=found)
     unmatched = [label for label, t in out.items() if t is not None and not t.matched]
     if unmatched:
-        listed = ", ".join(f"'{label}'{did_you_mean(str(label), names)}" for label in unmatched)
+        listed = ", ".join(f"'{label}'{_type_named_in(str(label), names)}" for label in unmatched)
         diagnostics.append(Diagnostic(
             UNMATCHED_TRUTH, f"{len(unmatched)} reference label{'s' * (len(unmatched) != 1)} match no cell type of the "
             f"ruleset; their cells count as wrong: {listed}",

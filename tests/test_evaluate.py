@@ -98,6 +98,20 @@ def test_mapping_to_coarser_types_lists_and_exclusions():
     assert ev.overall["cluster_oracle"] == pytest.approx(6 / 8)
 
 
+def test_unmatched_label_suggests_the_type_it_names():
+    # spelling alone would offer 'CD123+ HSPCs' for a label that names the HSCs type in full
+    from ctr.evaluation import targets_for
+
+    nodes = [("HSPC",), ("HSPC", "HSCs"), ("HSPC", "CD123+ HSPCs"), ("T",), ("T", "CD4+ T Cells")]
+    nodes += [("T Cells",)]
+    _, diags = targets_for(["CD34+CD38lo HSCs", "CD4 T cells", "tumor cells"], nodes)
+    (diag,) = diags
+    assert "'CD34+CD38lo HSCs' (did you mean 'HSCs'?)" in diag.message
+    assert "'CD4 T cells' (did you mean 'CD4+ T Cells'?)" in diag.message
+    assert "'tumor cells'," in diag.message or diag.message.endswith("'tumor cells'")  # not 'T Cells'
+
+
+
 def test_names_match_without_a_mapping_ignoring_case():
     ev = evaluate_labels(["cd4", "b"], ["CD4", "B"], ["T / CD4", "B"], ["0", "1"], NODES)
     assert ev.overall["accuracy"] == 1 and ev.unmatched_truth == []
