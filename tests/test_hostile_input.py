@@ -281,7 +281,7 @@ def test_one_cell_cluster(tmp_path, ruleset, capsys):
     run = tmp_path / "run"
     code, out, _ = annotate(capsys, write(adata, tmp_path / "in.h5ad"), run, ruleset=ruleset)
     assert code == 0
-    assert "CTR510 warning: 1 clusters have a single cell: 9" in out
+    assert "CTR510 warning: 1 cluster has a single cell: 9" in out
     table = clusters_csv(run).set_index("cluster")
     assert table.loc["9", "n_cells"] == 1 and table.loc["0", "final_annotation"] == "T Cells"
 

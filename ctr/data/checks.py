@@ -385,7 +385,8 @@ def check_clusters(labels) -> list[Diagnostic]:
     singletons = sorted(str(c) for c in sizes.index[sizes.to_numpy() == 1])
     if singletons and len(sizes) > 1:
         diags.append(Diagnostic(SINGLETON_CLUSTERS,
-                                f"{len(singletons)} clusters have a single cell: {preview_names(singletons)}",
+                                (f"{len(singletons)} clusters have a single cell" if len(singletons) > 1
+                                 else "1 cluster has a single cell") + f": {preview_names(singletons)}",
                                 hint="statistics on one cell are fragile; consider merging them or a lower --resolution"))
     return diags
 
