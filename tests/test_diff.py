@@ -69,3 +69,5 @@ def test_run_context_is_not_reported_as_a_parameter(pbmc_h5ad, tmp_path):
     assert [(p["key"], p["after"]) for p in clustering] == [("clustering", "reused the input's clusters")]
     # run2 kept run1's ruleset without naming it again: not "pipeline.ruleset: pbmc -> (absent)"
     assert not [p for p in data["provenance"] if p["key"] == "pipeline.ruleset"]
+    # nor the --scoring-params text beside the parameter it set
+    assert not [p for p in data["provenance"] if p["key"] == "pipeline.scoring_params"]

@@ -21,6 +21,7 @@ from ctr.report.sentences import measure
 FORMATS = ("text", "markdown", "json")
 # Keys that differ between any two runs and explain nothing.
 NOISE_KEYS = ("provenance.created",)
+PARAMETER_OPTIONS = ("pipeline.scoring_params", "pipeline.gating_params", "pipeline.refinement_params")
 # differ between any two runs without explaining anything about the labels
 NOISE_PREFIXES = ("clustering.timings.", "pipeline.output_dir", "pipeline.force", "pipeline.no_report")
 # what decides labels; everything else (pipeline options, clustering facts) is run context
@@ -196,6 +197,8 @@ def _param_changes(pa: dict, pb: dict) -> tuple[list[ParamChange], list[ParamCha
             continue
         if same_ruleset and key in ("ruleset.source_file", "ruleset.stored_copy"):
             continue  # the same ruleset, read from the package once and from the input's stored copy later
+        if key in PARAMETER_OPTIONS:
+            continue  # the option's text; the values it set are compared under the parameters, with their source
         if same_ruleset and key == "pipeline.ruleset" and None in (fa.get(key), fb.get(key)):
             continue  # a rerun that kept the earlier run's ruleset without --ruleset: nothing changed
         if fa.get(key) == fb.get(key):
