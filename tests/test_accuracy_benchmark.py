@@ -87,3 +87,32 @@ def test_compare_reports_the_change_per_set_and_ruleset(accuracy):
     assert out["delta"].round(6).tolist()[0::2] == [0.1, -0.05] and pd.isna(out["delta"].iloc[1])
     baseline = pd.read_csv(accuracy.BASELINE)
     assert {"set", "ruleset", "accuracy", "oracle"} <= set(baseline.columns)
+
+
+@pytest.fixture(scope="module")
+def choose_defaults():
+    sys.path.insert(0, str(BENCH))  # choose_defaults imports the harness beside it
+    spec = importlib.util.spec_from_file_location("bench_choose_defaults", BENCH / "choose_defaults.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_tie_goes_to_the_configuration_that_leaves_no_row_behind(choose_defaults):
+    import pandas as pd
+
+    # three rows; "trade=1" gains 0.008 on a hopeless row (gap 0.44) and loses 0.012 on another:
+    # within the tie on mean accuracy, with the smaller worst gap, yet it leaves a row behind
+    rows = {"default": [0.65, 0.246, 0.93], "trade=1": [0.638, 0.254, 0.93], "same=1": [0.65, 0.246, 0.93]}
+    oracle = [0.69, 0.689, 0.93]
+    scores = pd.DataFrame([
+        {"config": c, "set": f"s{i}", "ruleset": "r", "accuracy": a, "gap": o - a}
+        for c, accs in rows.items() for i, (a, o) in enumerate(zip(accs, oracle))
+    ])
+    summary = choose_defaults.summarise(scores)
+    assert summary.loc["trade=1", "tied"] and summary.loc["trade=1", "worst_gap"] < summary.loc["default", "worst_gap"]
+    assert summary.loc["trade=1", "worst_loss"] == pytest.approx(0.012)
+    assert summary.loc["default", "worst_loss"] == pytest.approx(0.008)
+    # "same=1" has the same rows as the candidate default but moves a parameter: the default stays
+    assert choose_defaults.choose(scores) == "default"
