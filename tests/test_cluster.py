@@ -234,3 +234,15 @@ def test_clipping_matches_scanpys_scale_with_max_value():
             assert theirs.X.max() == SCALE_MAX and (theirs.X != ours.X).nnz == 0
         else:
             assert theirs.X.max() == SCALE_MAX and np.array_equal(theirs.X, ours.X)
+
+
+def test_layout_work_is_bounded_on_repeated_cells():
+    from ctr.data.cluster import LAYOUT_MIN_EPOCHS, layout_epochs
+
+    x, _ = _blobs(n_per=400)
+    indices, distances = knn(x, 15, 0)
+    assert layout_epochs(fuzzy_connectivities(indices, distances)) == 500  # umap-learn's epochs, 1,200 cells
+    repeated = np.vstack([x[:600]] * 20)  # 12,000 cells, every one with 19 identical twins
+    indices, distances = knn(repeated, 15, 0)
+    epochs = layout_epochs(fuzzy_connectivities(indices, distances))
+    assert LAYOUT_MIN_EPOCHS <= epochs < 200  # fewer than the 200 a typical 12,000-cell panel gets

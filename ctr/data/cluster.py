@@ -37,6 +37,9 @@ SCALE_MAX = 10.0
 # worse clusters; on 1M synthetic cells convergence takes 66-135 s instead of ~49 s
 LEIDEN_ITERATIONS = -1
 EDGE_CHUNK = 2_000_000
+# the igraph layout's work bound (epochs x total membership): a 30,000-cell panel keeps 200 epochs
+LAYOUT_WORK = 40_000_000
+LAYOUT_MIN_EPOCHS = 30
 
 
 @dataclass
@@ -175,7 +178,7 @@ def _cluster_cpu(matrix, *, resolution: float, n_pcs: int, k: int, random_seed: 
             t0 = time.perf_counter()
             try:
                 if adata.n_obs <= EXACT_KNN_MAX_CELLS:
-                    embedding = umap_layout(indices, distances, random_seed)
+                    embedding = umap_layout(indices, distances, connectivities, random_seed)
                 else:
                     _store_neighbors(adata, indices, distances, connectivities, rep_key, n_pcs, random_seed)
                     embedding = umap_embedding(adata, random_seed)
@@ -196,11 +199,13 @@ def _clip(x, sparse: bool) -> None:
         np.clip(x, -SCALE_MAX, SCALE_MAX, out=x)
 
 
-def umap_layout(indices: np.ndarray, distances: np.ndarray, random_seed: int) -> np.ndarray:
+def umap_layout(indices: np.ndarray, distances: np.ndarray, connectivities: sp.csr_matrix,
+                random_seed: int) -> np.ndarray:
     """UMAP layout of the kNN graph by igraph (``Graph.layout_umap``: compiled C, nothing to
     compile at run time), from the same neighbours and distances as the Leiden graph (igraph
     derives UMAP's memberships from the distances itself); scanpy's ``min_dist`` (0.5) and
-    umap-learn's number of epochs (500 up to 10,000 cells, 200 beyond). Seeded through igraph's
+    umap-learn's number of epochs (500 up to 10,000 cells, 200 beyond), fewer when the graph's
+    membership mass exceeds ``LAYOUT_WORK`` (see :func:`layout_epochs`). Seeded through igraph's
     random generator. Used up to 50,000 cells, where umap-learn's numba compilation would cost
     more than the layout itself."""
     import igraph
@@ -208,11 +213,21 @@ def umap_layout(indices: np.ndarray, distances: np.ndarray, random_seed: int) ->
     n, k = indices.shape
     edges = np.column_stack([np.repeat(np.arange(n), k - 1), indices[:, 1:].ravel()])  # column 0 is the cell
     graph = igraph.Graph(n=n, edges=edges.tolist(), directed=True)
-    epochs = 500 if n <= 10_000 else 200
     with _igraph_seeded(random_seed):
         layout = graph.layout_umap(dist=distances[:, 1:].ravel().astype(np.float64).tolist(), dim=2,
-                                   min_dist=0.5, epochs=epochs)
+                                   min_dist=0.5, epochs=layout_epochs(connectivities))
     return np.asarray(layout.coords, dtype=np.float32)
+
+
+def layout_epochs(connectivities: sp.csr_matrix) -> int:
+    """Epochs of the layout: umap-learn's (500 up to 10,000 cells, 200 beyond), fewer when the
+    graph's total membership (what the layout samples each epoch) would make the work exceed
+    ``LAYOUT_WORK``. Typical data have 5-6 per cell; near-duplicate cells (every neighbour at
+    distance 0, membership 1) up to 4x that, which made a 50,000-cell layout cost minutes."""
+    n = connectivities.shape[0]
+    epochs = 500 if n <= 10_000 else 200
+    mass = float(connectivities.sum())
+    return int(max(LAYOUT_MIN_EPOCHS, min(epochs, LAYOUT_WORK // max(mass, 1.0))))
 
 
 def umap_embedding(adata, random_seed: int) -> np.ndarray:

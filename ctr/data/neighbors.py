@@ -18,10 +18,6 @@ import numpy as np
 import scipy.sparse as sp
 
 EXACT_KNN_MAX_CELLS = 50_000
-# pynndescent's search, lighter than its defaults (for 1M cells: 21 trees, up to 20 rounds, 15
-# candidates): on 200k synthetic cells (30 PCs, k 15) 48 s instead of 180 s, recall against the
-# exact neighbours 0.961 instead of 0.958 (benchmarks/bench_cluster.py; docs/performance.md)
-NNDESCENT = {"n_trees": 8, "n_iters": 3, "max_candidates": 20}
 # umap-learn's constants: the binary search stops within this of log2(k); sigma's floor
 SMOOTH_K_TOLERANCE = 1e-5
 MIN_K_DIST_SCALE = 1e-3
@@ -48,7 +44,7 @@ def knn(rep: np.ndarray, k: int, random_seed: int, *,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             index = NNDescent(rep, n_neighbors=k, metric="euclidean", random_state=random_seed,
-                              low_memory=True, verbose=False, **NNDESCENT)
+                              low_memory=True, verbose=False)
         indices, distances = index.neighbor_graph
     return _self_first(np.asarray(indices, dtype=np.int64), np.asarray(distances, dtype=np.float32))
 
