@@ -61,7 +61,7 @@ def _add_annotate(sub) -> None:
     p.add_argument("--neighbors-k", type=int, default=15, metavar="K", help="neighbours in the kNN graph (default 15)")
     p.add_argument("--key-added", default="ctr", metavar="PREFIX", help="prefix of the obs/uns keys written (default ctr)")
     p.add_argument("--unit", choices=["cluster", "cell"], default="cluster", help="label clusters (default) or single cells")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html (when ctr clusters, no UMAP layout is computed either: obsm['X_umap'] is left out)")
     p.add_argument("--backed", action="store_true",
                    help="read the .h5ad out of core: statistics chunk by chunk on Dask (a .zarr store, or an .h5ad larger "
                    "than half the free memory, always is); needs --annotation-only and --skip-refinement")
