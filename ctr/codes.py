@@ -128,6 +128,7 @@ NO_CLUSTERING_MARKERS = _code("CTR513", "error", "no marker left to cluster on")
 IMPUTED_FOR_CLUSTERING = _code("CTR514", "warning", "NaN/infinite values filled for clustering")
 MISSING_LABELS = _code("CTR515", "warning", "cells without a cluster label")
 DUPLICATE_CELLS = _code("CTR516", "warning", "many cells are exact copies of other cells")
+UNIT_RESCALED = _code("CTR517", "warning", "every marker rescaled to exactly 0..1")
 
 # CTR7xx evaluation against reference labels
 BAD_MAPPING = _code("CTR711", "error", "evaluation mapping is not a mapping of labels to cell types")

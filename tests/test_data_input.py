@@ -260,6 +260,7 @@ def test_one_cell_clusters_named():
     ("celesta_codex_crc.h5ad", None, "CTR506", "warning"),   # raw CODEX intensities up to ~33,000
     ("garnett_pbmc_facs.h5ad", None, "CTR505", "warning"),   # sparse raw UMI counts
     ("scyan_aml_short.h5ad", None, "CTR504", "info"),        # X is standardised asinh
+    ("scimap_cycif.h5ad", None, "CTR517", "warning"),        # scimap's rescale: each gate at 0.5
 ])
 def test_real_files_get_the_expected_advice(name, layer, code, level):
     from conftest import shared_file
@@ -324,3 +325,21 @@ def test_a_sample_repeated_three_times_is_reported_with_its_share():
     stream = io.StringIO()
     said = _check_before_clustering(ad.AnnData(repeated), None, Progress(stream=stream))
     assert "CTR516" in said and "66.7%" in stream.getvalue()
+
+
+def test_values_rescaled_to_unit_range_point_to_gate_positivity():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 1.0, (500, 4))
+    rescaled = (x - x.min(axis=0)) / (x.max(axis=0) - x.min(axis=0))
+    rescaled[:, 3] *= 0.5  # a marker no cell passes: scimap maps it onto 0..0.5
+    names = ["CD3", "CD20", "CD68", "CD30"]
+    hit = [d for d in check_matrix(rescaled, names, layer_name="X") if d.code == "CTR517"]
+    assert hit and '"positivity": "gate"' in hit[0].hint
+    # 0/1 calls, arcsinh intensities and a layer where one marker ends elsewhere are not a rescale
+    calls = (rescaled > 0.5).astype(float)
+    arcsinh = np.arcsinh(np.abs(x) * 20)
+    partial = rescaled.copy()
+    partial[:, 0] *= 0.8
+    for other in (calls, arcsinh, partial):
+        assert not [d for d in check_matrix(other, names, layer_name="X") if d.code == "CTR517"]
+

@@ -137,3 +137,35 @@ def test_split_parameters_move_the_split():
     assert called(skewed, find_split(skewed, tail_mads=3.0)).mean() < called(skewed, find_split(skewed)).mean()
     stats = compute_statistics(values[:, None], np.zeros(N, int), ["K"], ScoringParams(split_separation=3.0))
     assert stats.global_.row(0, named=True)["threshold_method"] == "tail"
+
+
+def _rescaled_around_gates(rng, n: int, markers: int) -> np.ndarray:
+    """scimap's rescale: each marker's log values mapped piecewise so that its gate sits at 0.5,
+    the gate set inside the one population (here at its 60th percentile)."""
+    out = np.empty((n, markers))
+    for j in range(markers):
+        x = rng.normal(5.0, 1.0, n)
+        gate = np.quantile(x, 0.6)
+        lo, hi = x.min(), x.max()
+        out[:, j] = np.where(x < gate, 0.5 * (x - lo) / (gate - lo), 0.5 + 0.5 * (x - gate) / (hi - gate))
+    return out
+
+
+def test_gate_positivity_cuts_every_marker_at_one_value():
+    rng = np.random.default_rng(3)
+    values = _rescaled_around_gates(rng, N, 3)
+    labels, names = np.zeros(N, int), ["A", "B", "C"]
+
+    def table(scoring, **kw):
+        g = compute_statistics(values, labels, names, scoring, **kw).global_
+        return {row["marker"]: row for row in g.iter_rows(named=True)}
+
+    gated = table(ScoringParams(positivity="gate", gate=0.5))
+    assert all(r["threshold"] == 0.5 and r["threshold_method"] == "gate" for r in gated.values())
+    # the gates' own phenotype: 40% of the cells lie at or above each gate
+    np.testing.assert_allclose([gated[m]["positive_share"] for m in names], (values >= 0.5).mean(axis=0))
+    # the data-driven split sees one population and takes only its upper tail
+    assert all(r["positive_share"] < 0.1 for r in table(ScoringParams()).values())
+    # a ruleset's threshold line still wins over the gate
+    lined = table(ScoringParams(positivity="gate"), thresholds={"A": (">", 0.9)})
+    assert lined["A"]["threshold"] == 0.9 and lined["B"]["threshold"] == 0.5

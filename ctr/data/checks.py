@@ -30,6 +30,7 @@ from ctr.codes import (
     RAW_INTENSITIES,
     SINGLETON_CLUSTERS,
     SINGLE_CLUSTER,
+    UNIT_RESCALED,
 )
 from ctr.diagnostics import Diagnostic, preview_names
 
@@ -264,6 +265,13 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
 
     lo, hi = counts.column_lo, counts.column_hi
     flat = ~(hi > lo)  # NaN (no finite value) counts as flat
+    if looks_unit_rescaled(counts):
+        diags.append(Diagnostic(
+            UNIT_RESCALED, f"{where}: every marker spans exactly 0 to 1 (or 0 to 0.5), as after a per-marker rescale; if the values "
+            "were rescaled around manual gates (scimap's rescale puts each gate at 0.5), a marker's gate lies inside "
+            "its one population, where no split of the distribution can find it",
+            hint='cut every marker at the gate: --scoring-params \'{"positivity": "gate", "gate": 0.5}\', '
+                 "or write 'threshold MARKER >= 0.5' lines for the markers that need it"))
     if flat.all():
         diags.append(Diagnostic(ALL_FLAT, f"{where}: every marker has one constant value across all cells",
                                 hint="the layer holds no expression signal; choose another --layer"))
@@ -329,6 +337,22 @@ class DataProfile:
     def describe(self) -> str:
         return (f"{self.kind.replace('_', ' ')} (zeros {self.zero_share:.0%}, negative {self.negative_share:.0%}, "
                 f"maximum {self.maximum:.4g}{', integers' if self.integer else ''})")
+
+
+def looks_unit_rescaled(counts: ValueCounts) -> bool:
+    """Every marker with values starts at exactly 0 and ends at exactly 1, or at 0.5 (scimap's rescale
+    maps a marker whose gate lies above all its cells onto 0..0.5), and the values are not just 0/1
+    calls: the signature of per-marker min-max scaling, such as scimap's rescale around gates."""
+    lo, hi = counts.column_lo, counts.column_hi
+    measured = ~np.isnan(lo)
+    lo, hi = lo[measured], hi[measured]
+
+    def at(x, v):  # the rescale's arithmetic leaves the last bit (0.9999999999999999)
+        return np.abs(x - v) <= 1e-6
+
+    one = at(hi, 1.0)
+    return (not counts.integer and lo.size >= 2 and bool(np.all(at(lo, 0.0)))
+            and bool(np.all(one | at(hi, 0.5))) and int(np.count_nonzero(one)) * 2 > hi.size)
 
 
 def profile_values(matrix, layer_name: str = "") -> DataProfile:

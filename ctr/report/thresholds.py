@@ -21,9 +21,10 @@ FORMATS = ("text", "markdown", "json")
 METHODS = {
     "mixture": "two populations; split where both are equally likely",
     "floor": "one population above a floor; positive = above the floor",
-    "tail": "one population; positive = beyond median + 3 robust SD",
+    "tail": "one population; positive = beyond median + split_tail_mads robust SD",
     "quantile": "the positive_quantile of the non-zero values",
     "absolute": "a threshold line of the ruleset",
+    "gate": "every marker cut at the value scoring.gate",
     "none": "no split (flat marker or no values)",
 }
 
@@ -35,8 +36,8 @@ class MarkerSplit:
     marker: str
     threshold: float
     op: str
-    source: str  # auto | quantile | absolute
-    method: str  # mixture | floor | tail | quantile | absolute | none
+    source: str  # auto | quantile | gate | absolute
+    method: str  # mixture | floor | tail | quantile | gate | absolute | none
     quality: float  # Ashman's D of the two-population fit; NaN when none was fitted
     positive_share: float
     flat: bool

@@ -41,9 +41,12 @@ class _Block(BaseModel):
 
 
 class ScoringParams(_Block):
-    positivity: Literal["auto", "quantile"] = Field(
+    positivity: Literal["auto", "quantile", "gate"] = Field(
         "auto", description="how a marker's positive cells are found: 'auto' splits each marker's own distribution "
-        "into two populations; 'quantile' cuts at positive_quantile of its non-zero values")
+        "into two populations; 'quantile' cuts at positive_quantile of its non-zero values; 'gate' cuts every "
+        "marker at the value 'gate' (data already rescaled around manual gates)")
+    gate: float = Field(0.5, description="with positivity 'gate': the value at which every marker turns positive "
+                        "(x >= gate); 0.5 is where scimap's rescale puts each marker's gate")
     split_separation: float = Field(
         2.0, ge=0.0, le=10.0, description="with positivity 'auto': Ashman's D at which a two-component fit counts as "
         "two populations (lower splits more markers)")

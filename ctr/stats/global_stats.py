@@ -57,6 +57,8 @@ def summarise_marker(
         split, source = Split(float(absolute[1]), absolute[0], "absolute", float("nan")), "absolute"
     elif scoring.positivity == "auto":
         split, source = find_split(ordered, scoring.split_separation, scoring.split_tail_mads), "auto"
+    elif scoring.positivity == "gate":
+        split, source = Split(float(scoring.gate), ">=", "gate", float("nan")), "gate"
     else:
         # the user guide's rule: a quantile of the non-zero values; a positive cell is also > 0
         nonzero = np.concatenate([ordered[: zeros.start], ordered[zeros.stop :]])
