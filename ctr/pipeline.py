@@ -464,7 +464,7 @@ def run_demo(output_dir: str = "ctr-demo", force: bool = False) -> RunSummary:
     summary = run.finished()
     with progress.stage("evaluate", f"against obs['{DEMO_TRUTH}']"):
         summary.agreement = demo_agreement(adata, summary.run_dir)  # ctr evaluate on the finished run
-    summary.notes.append("demo data: scanpy's pbmc68k_reduced (log-normalised genes); obs['reference_labels'] are its FACS-based bulk labels")
+    summary.notes.append("demo data: scanpy's pbmc68k_reduced (log-normalised genes); obs['reference_labels'] are its bulk_labels (each cell matched to the nearest of ten FACS-sorted bulk profiles)")
     return summary
 
 
