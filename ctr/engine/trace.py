@@ -102,19 +102,26 @@ class Step:
 TRACE_COLUMNS = ["step", *(f.name for f in fields(Step) if f.name != "step")]
 
 
-def _float(value) -> float:
+def read_float(value) -> float:
+    """A value read back from a table as a float; NaN when it is empty or not a number."""
     try:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
 
 
-def _read_str(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+def read_text(value) -> str:
+    """A value read back from a table as text; "" when it is empty (None or NaN)."""
+    return "" if value is None or isnan(value) else str(value)
+
+
+def isnan(value) -> bool:
+    """Whether ``value`` is a float NaN (text and None are not)."""
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _read_int(value) -> int:
-    return int(value) if _float(value) == _float(value) else 0
+    return int(value) if read_float(value) == read_float(value) else 0
 
 
 def _read_bool(value) -> bool:
@@ -122,7 +129,7 @@ def _read_bool(value) -> bool:
 
 
 # how a value read back from a table becomes each type of Step field
-_READ = {"str": _read_str, "float": _float, "int": _read_int, "bool": _read_bool}
+_READ = {"str": read_text, "float": read_float, "int": _read_int, "bool": _read_bool}
 _FIELD_KINDS = [(f.name, f.type) for f in fields(Step)]
 
 
@@ -132,7 +139,7 @@ def _read_column(column: pd.Series, kind: str) -> list:
     if (kind == "float" and dtype in "fiub") or (kind == "int" and dtype in "iub") or (kind == "bool" and dtype == "b"):
         return column.astype(float).tolist() if kind == "float" else column.astype(int if kind == "int" else bool).tolist()
     if kind == "str":
-        return [v if type(v) is str else _read_str(v) for v in column.tolist()]
+        return [v if type(v) is str else read_text(v) for v in column.tolist()]
     read = _READ[kind]
     return [read(v) for v in column.tolist()]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ctr.engine.trace import Step
+from ctr.engine.trace import Step, isnan, read_float
 from ctr.errors import InputError, UsageError
 from ctr.report.rundir_view import RunDir, load_run, run_from_result
 from ctr.report.sentences import describe, format_number, measure, parameter_name, steps_of, vote_shares
@@ -174,9 +174,9 @@ def explain_cluster(run: RunDir, cluster: str, splits: dict[str, MarkerSplit] | 
         label=label,
         path=path,
         stop_reason=stop,
-        confidence=_float(row.get("confidence")),
+        confidence=read_float(row.get("confidence")),
         n_cells=int(row["n_cells"]) if "n_cells" in row and pd.notna(row["n_cells"]) else None,
-        score=_float(row.get("score")),
+        score=read_float(row.get("score")),
         levels=levels,
         near_miss=_near_miss(levels, str(row.get("runner_up", ""))),
         closest=closest,
@@ -290,15 +290,15 @@ def _near_miss(levels: list[LevelDecision], runner_up: str) -> NearMiss | None:
         changes.append(f"min_gap <= {format_number(last.margin)} at level {last.level} (now {format_number(last.min_gap)}{where}; "
                        f"that would make {leader.cell_type} the label)")
     outscore = ""
-    if not _isnan(margin) and margin >= 0:
-        need = margin + (0.0 if _isnan(last.min_gap) else last.min_gap)
+    if not isnan(margin) and margin >= 0:
+        need = margin + (0.0 if isnan(last.min_gap) else last.min_gap)
         outscore = f"a score {format_number(need)} higher ({format_number(rival.score)} vs {format_number(leader.score)})"
     if rival.failed:
         gates = " and ".join(_gate_change(g) for g in rival.failed)
         changes.append(gates + (f", plus {outscore} to win" if outscore else ""))
     elif outscore:
         changes.append(outscore + " to win")
-    by = f" by {format_number(margin)}" if not _isnan(margin) else ""
+    by = f" by {format_number(margin)}" if not isnan(margin) else ""
     sentence = f"{rival.cell_type} lost to {leader.cell_type}{by} at level {last.level}; needs " + " or ".join(changes) + "."
     return NearMiss(rival.cell_type, leader.cell_type, last.level, margin, changes, sentence)
 
@@ -307,7 +307,7 @@ def _gate_change(g: Step) -> str:
     """The smallest change that flips a failed gate: the observed value reaching the threshold, or
     the threshold moving to the observed value."""
     where = g.location or g.layer or "default"
-    if _isnan(g.observed):
+    if isnan(g.observed):
         return f"{g.marker or measure(g)} to be present in the panel ({g.gate} at {where})"
     data_side = f"{measure(g)} {g.comparison} {format_number(g.threshold)} (is {format_number(g.observed)})"
     param = parameter_name(g)
@@ -455,19 +455,8 @@ def render_markdown(e: ClusterExplanation) -> str:
 # --- small numeric helpers ------------------------------------------------------------------------
 
 
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _isnan(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
 def _sortable(value: float) -> float:
-    return -math.inf if _isnan(value) else value
+    return -math.inf if isnan(value) else value
 
 
 def json_ready(obj):

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pandas as pd
 
-from ctr.engine.trace import Step
+from ctr.engine.trace import Step, isnan
 from ctr.rules.model import PATH_SEP
 
 # the layers as a reader knows them
@@ -58,10 +58,6 @@ def _number(value) -> str:
 
 def _names(text: str) -> list[str]:
     return [n for n in text.split(";") if n] if text else []
-
-
-def _isnan(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 def _failing(op: str) -> str:
@@ -133,23 +129,23 @@ def gate_reason(step: Step) -> str:
     if step.gate == "requirement":
         if step.marker in absent:
             return f"marker {step.marker} is not in the panel, so the requirement fails{where}"
-        if _isnan(step.observed):
+        if isnan(step.observed):
             return f"{step.marker} has no {step.statistic} in this cluster (every value missing), so the requirement fails{where}"
         return f"{step.marker} {step.statistic} {a} {holds} {b} required{where}"
     if step.gate == "veto":
         if step.marker in absent:
             return f"marker {step.marker} is not in the panel, so its veto is not applied{where}"
-        if _isnan(step.observed):
+        if isnan(step.observed):
             return f"{step.marker} has no values in this cluster, so its veto is not applied{where}"
         return f"{step.marker} pos_frac {a} {holds} {b}: {'not vetoed' if ok else 'vetoed'}{where}"
     if step.gate == "panel":
-        listed = int(step.n_markers) if not _isnan(step.n_markers) else 0
+        listed = int(step.n_markers) if not isnan(step.n_markers) else 0
         missing = f" (not in the panel: {', '.join(absent)})" if absent else ""
         return (f"{int(step.observed)} of {listed} positive marker{'s' * (listed != 1)} measured on this panel, "
                 f"{int(step.threshold)} needed to judge {step.cell_type}{missing}{where}")
     if step.gate == "coverage":
         on = _names(step.markers)
-        measured = int(step.n_markers) if not _isnan(step.n_markers) else len(on)
+        measured = int(step.n_markers) if not isnan(step.n_markers) else len(on)
         missing = f"; not in the panel: {', '.join(absent)}" if absent else ""
         shown = f" ({', '.join(on)})" if on else ""
         noun = "measured marker" if measured == 1 else "measured markers"
@@ -161,7 +157,7 @@ def gate_reason(step: Step) -> str:
                     f"{step.cell_type} (coverage_from_subtypes){where}")
         return f"coverage {a} {holds} {b}: {len(on)} of {measured} {noun} on{shown}{missing}{where}"
     if step.gate == "enrichment":
-        n = int(step.n_markers) if not _isnan(step.n_markers) else 0
+        n = int(step.n_markers) if not isnan(step.n_markers) else 0
         over = f"over {n} resolved marker{'s' * (n != 1)}" if n else "(no marker of this type is in the panel)"
         return f"mean enrichment {a} {holds} {b} {over}{where}"
     if step.gate == "condition":
@@ -178,7 +174,7 @@ def describe(step: Step) -> str:
     """A gate as ``ctr explain`` lists it: 'coverage: 0.40 >= 0.50 FAILED (rule ft.ctr:2:11, ...)'."""
     outcome = "passed" if step.passed else "FAILED"
     absent = step.marker in _names(step.absent) if step.marker else False
-    value = "missing from panel" if absent or _isnan(step.observed) else format_number(step.observed)
+    value = "missing from panel" if absent or isnan(step.observed) else format_number(step.observed)
     what = f"{step.gate} {measure(step)}" if step.gate in ("requirement", "veto") else measure(step)
     rule = where(step) or step.layer or "default"
     subtypes = _names(step.candidates) if step.gate == "coverage" else []
@@ -192,7 +188,7 @@ def describe(step: Step) -> str:
 
 def format_number(value: float) -> str:
     """A number as the views show it: two decimals, 'inf', 'n/a' for a missing value."""
-    if value is None or _isnan(value):
+    if value is None or isnan(value):
         return "n/a"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"

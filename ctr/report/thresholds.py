@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ctr.engine.trace import isnan, read_float, read_text
 from ctr.errors import UsageError
 from ctr.report.rundir_view import RunDir, load_run
 
@@ -45,14 +46,14 @@ class MarkerSplit:
     @property
     def rule(self) -> str:
         """'EPCAM >= 1.509' (or 'EPCAM: no split')."""
-        if self.method == "none" or _isnan(self.threshold):
+        if self.method == "none" or isnan(self.threshold):
             return f"{self.marker}: no split"
         return f"{self.marker} {self.op} {number(self.threshold)}"
 
     @property
     def phrase(self) -> str:
         """The split as one short clause: 'EPCAM >= 1.509 (mixture, D 9.69)'."""
-        quality = f", D {self.quality:.2f}" if not _isnan(self.quality) else ""
+        quality = f", D {self.quality:.2f}" if not isnan(self.quality) else ""
         return f"{self.rule} ({self.method}{quality})"
 
     def to_dict(self) -> dict:
@@ -61,7 +62,7 @@ class MarkerSplit:
 
 def number(value: float) -> str:
     """A threshold as shown: four significant digits (splits range from 0.01 to raw counts)."""
-    if value is None or _isnan(value):
+    if value is None or isnan(value):
         return "n/a"
     return f"{value:.4g}"
 
@@ -75,12 +76,12 @@ def marker_splits(run: RunDir) -> list[MarkerSplit]:
     return [
         MarkerSplit(
             marker=str(r["marker"]),
-            threshold=_float(r.get("threshold")),
+            threshold=read_float(r.get("threshold")),
             op=str(r.get("threshold_op") or ">="),
-            source=_text(r.get("threshold_source")),
-            method=_text(r.get("threshold_method")) or _text(r.get("threshold_source")),
-            quality=_float(r.get("threshold_quality")),
-            positive_share=_float(r.get("positive_share")),
+            source=read_text(r.get("threshold_source")),
+            method=read_text(r.get("threshold_method")) or read_text(r.get("threshold_source")),
+            quality=read_float(r.get("threshold_quality")),
+            positive_share=read_float(r.get("positive_share")),
             flat=str(r.get("flat", "")).lower() in ("true", "1"),
         )
         for r in rows
@@ -124,15 +125,15 @@ def render_splits(splits: list[MarkerSplit], fmt: str = "text") -> str:
 
 
 def _when(s: MarkerSplit) -> str:
-    return "never (no split)" if s.method == "none" or _isnan(s.threshold) else f"{s.op} {number(s.threshold)}"
+    return "never (no split)" if s.method == "none" or isnan(s.threshold) else f"{s.op} {number(s.threshold)}"
 
 
 def _quality(s: MarkerSplit) -> str:
-    return "" if _isnan(s.quality) else f"{s.quality:.2f}"
+    return "" if isnan(s.quality) else f"{s.quality:.2f}"
 
 
 def _share(s: MarkerSplit) -> str:
-    return "" if _isnan(s.positive_share) else f"{s.positive_share:.1%}"
+    return "" if isnan(s.positive_share) else f"{s.positive_share:.1%}"
 
 
 def table_cells(s: MarkerSplit) -> dict[str, str]:
@@ -140,19 +141,5 @@ def table_cells(s: MarkerSplit) -> dict[str, str]:
     return {"marker": s.marker, "positive when": _when(s), "method": s.method, "quality (D)": _quality(s),
             "positive share": _share(s)}
 
-
-def _float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-
-def _isnan(value) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
