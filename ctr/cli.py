@@ -41,7 +41,8 @@ def _add_annotate(sub) -> None:
     p.add_argument("--layer", metavar="L", help="expression layer (default: first of batchcorr, aligned, then X)")
     p.add_argument("--cluster-key", metavar="K", help="obs column with cluster labels (default with --annotation-only: cluster_lvl0, leiden, louvain, cluster)")
     p.add_argument("--annotation-only", action="store_true", help="use existing cluster labels, skip clustering")
-    p.add_argument("--scoring-params", metavar="JSON", help="scoring parameters as inline JSON or @file.json")
+    p.add_argument("--scoring-params", metavar="JSON", help="scoring parameters as inline JSON or @file.json, e.g. "
+                   "'{\"positivity\": \"gate\", \"gate\": 0.5}' for values rescaled around manual gates (docs/cli.md lists the keys)")
     p.add_argument("--gating-params", metavar="JSON", help="gating parameters as inline JSON or @file.json: level_defaults per level, "
                    "nodes per cell type ('{\"nodes\": {\"Lymphatics\": {\"min_coverage\": 0.5}}}')")
     p.add_argument("--refinement-params", metavar="JSON", help="refinement parameters as inline JSON or @file.json")
