@@ -19,7 +19,7 @@ import pandas as pd
 from ctr.engine.trace import Step
 from ctr.io.atomic import write_text_atomic
 from ctr.io.rundir import updating_run_dir
-from ctr.report import plots
+from ctr.report import plots, small_multiples
 from ctr.report.explain import (
     STOP_REASONS,
     ClusterExplanation,
@@ -354,10 +354,10 @@ def _thresholds_section(run: RunDir) -> str:
     splits = marker_splits(run)
     if not splits:
         return ""
-    images = plots.threshold_grids(run.histograms, splits)
+    images = small_multiples.threshold_grids(run.histograms, splits)
     part = lambda i: f" (part {i + 1} of {len(images)})" if len(images) > 1 else ""  # noqa: E731
-    figures = "".join(f"<div class=\"panel\"><img class=\"figure\" alt=\"marker distributions with positivity "
-                      f"thresholds{part(i)}\" src=\"{img}\"></div>" for i, img in enumerate(images))
+    figures = "".join(svg.replace("<svg ", f"<svg aria-label=\"marker distributions with positivity thresholds{part(i)}\" ", 1)
+                      .join(("<div class=\"panel\">", "</div>")) for i, svg in enumerate(images))
     rows = [table_cells(s) for s in splits]
     text_cols = ("marker", "method")
     head = "".join(f"<th{'' if c in text_cols else ' class=num'}>{escape(c)}</th>" for c in rows[0])

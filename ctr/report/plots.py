@@ -12,9 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-INK = "#1f2933"
-MUTED = "#7b8794"
-UNASSIGNED = "#c4c9d0"
+from ctr.report.style import INK, MUTED, UNASSIGNED  # noqa: E402
 
 
 def palette(labels: list[str]) -> dict[str, str]:
@@ -136,72 +134,4 @@ def scatter_plot(coords: np.ndarray, labels: pd.Series, colours: dict[str, str],
     ax.set_ylabel(axis_names[1], fontsize=8, color=MUTED)
     _style(ax)
     return to_data_uri(fig)
-
-
-GRID_COLUMNS = 6  # small multiples per row: 1.5 inches each within FIGURE_MAX_WIDTH
-PANELS_PER_FIGURE = 36  # a larger panel is paged into several figures of 6 x 6
-POSITIVE = "#c8553d"
-NEGATIVE = "#9aa5b1"
-
-
-def threshold_grids(histograms: pd.DataFrame, splits: list) -> list[str]:
-    """Each marker's distribution (``marker_histograms.csv``'s bins) with its positivity split drawn
-    as a vertical line, one small panel per marker, in pages of at most :data:`PANELS_PER_FIGURE`.
-
-    ``splits`` are :class:`ctr.report.thresholds.MarkerSplit` records in panel order. Bars above
-    the split are coloured as positive; counts are on a square-root scale so that a floor of zeros
-    does not flatten the rest of the distribution."""
-    bins = {m: g for m, g in histograms.groupby("marker", sort=False)} if not histograms.empty else {}
-    pages = [splits[i:i + PANELS_PER_FIGURE] for i in range(0, len(splits), PANELS_PER_FIGURE)]
-    return [_threshold_page(page, bins) for page in pages]
-
-
-def _threshold_page(splits: list, bins: dict[str, pd.DataFrame]) -> str:
-    cols = min(GRID_COLUMNS, len(splits))
-    rows = -(-len(splits) // cols)
-    height = 1.35 * rows
-    fig, axes = plt.subplots(rows, cols, figsize=(FIGURE_MAX_WIDTH * cols / GRID_COLUMNS, height), squeeze=False)
-    for ax, split in zip(axes.flat, splits):
-        _threshold_panel(ax, split, bins.get(split.marker))
-    for ax in list(axes.flat)[len(splits):]:
-        ax.set_visible(False)
-    # fixed margins in inches (two title lines above each panel, one row of small ticks below);
-    # a layout engine would measure every text of up to 36 panels once more
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.32 / height, bottom=0.12 / height,
-                        wspace=0.12, hspace=0.44 / 0.91)
-    return to_data_uri(fig)
-
-
-def _threshold_panel(ax, split, hist: pd.DataFrame | None) -> None:
-    p = split.positive_share
-    share = "" if np.isnan(p) else f" · {p:.1%} pos" if 0 < p < 0.01 else f" · {p:.0%} pos"
-    ax.set_title(f"{split.marker}\n{split.method}{share}", fontsize=7, color=INK, pad=2)
-    _style(ax)
-    ax.tick_params(labelsize=5.5, length=2, pad=1)
-    if hist is None or hist.empty:
-        ax.text(0.5, 0.5, "no values", ha="center", va="center", fontsize=7, color=MUTED, transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return
-    lower, upper = hist["lower"].to_numpy(float), hist["upper"].to_numpy(float)
-    counts = hist["count"].to_numpy(float)
-    has_split = not np.isnan(split.threshold) and split.method != "none"
-    centre = (lower + upper) / 2
-    # splits are ">=" or ">" (docs/semantics.md); with "> floor" the bin that starts at the floor
-    # holds the floor's mass, which is negative
-    positive = (lower > split.threshold if split.op == ">" else centre >= split.threshold) if has_split \
-        else np.zeros(len(centre), bool)
-    # the bins are contiguous: two filled step outlines (negative, positive bins) draw what a bar
-    # per bin would, at a fraction of the cost; heights on a square-root scale (no y ticks to label)
-    edges = np.append(lower, upper[-1])
-    height = np.sqrt(counts)
-    for side, colour in ((~positive, NEGATIVE), (positive, POSITIVE)):
-        if side.any():
-            ax.stairs(np.where(side, height, 0.0), edges, fill=True, color=colour, linewidth=0)
-    ax.set_ylim(0, max(float(height.max()), 1.0) * 1.05)
-    ax.set_yticks([])
-    if has_split:
-        ax.axvline(split.threshold, color=INK, linewidth=1.0, linestyle="--")
-        ax.set_xlim(min(lower.min(), split.threshold), max(upper.max(), split.threshold))
-    ax.locator_params(axis="x", nbins=3)
 
