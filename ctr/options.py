@@ -20,7 +20,7 @@ from ctr.rules.model import Ruleset
 from ctr.rules.params import parse_block
 from ctr.rules.plan import RefinementPlan
 from ctr.rules.tissues import TissueProfile
-from ctr.textfile import quote, read_text
+from ctr.textfile import quote, read_text, without_line_comments
 
 # numpy's legacy RandomState, which scanpy and scikit-learn seed, takes 0 <= seed < 2**32
 SEED_MAX = 2**32 - 1
@@ -38,7 +38,8 @@ def read_json_option(value: str | dict | None, option: str) -> dict[str, Any] | 
         origin = f"{option} {path}"
         text = read_text(path, f"{option} file", ParameterError)
     try:
-        data = json.loads(text)
+        # '//' comments, as in the user guide's examples, are read as blanks (positions unchanged)
+        data = json.loads(without_line_comments(text))
     except json.JSONDecodeError as exc:
         line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
         start = max(0, exc.colno - 1 - 60)  # a window around the error, not a 20 MB line

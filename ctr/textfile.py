@@ -7,6 +7,7 @@ on Windows write one). Anything else is a located error naming the file and the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ctr.errors import CtrError, InputError
@@ -51,3 +52,15 @@ def shorten(text: str, limit: int = 1000) -> str:
             line = f"{line[:limit]}... ({len(line) - limit} more characters)"
         lines.append(line)
     return "\n".join(lines)
+
+
+# a JSON string (kept whole, so a "//" inside one is text) or a // comment to the end of the line
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*')
+
+
+def without_line_comments(text: str) -> str:
+    """JSON text with its ``//`` comments blanked to spaces. JSON has no comments, but marker maps
+    and parameter files are written by hand, and the user guide's examples carry them; blanking
+    (not deleting) keeps every line and column where the file has it, for the error messages."""
+    return _STRING_OR_COMMENT.sub(lambda m: m.group(0) if m.group(0)[0] == '"' else " " * len(m.group(0)), text)
+

@@ -321,6 +321,15 @@ def test_json_file_that_does_not_parse_shows_file_line_column(ok_h5ad, tmp_path,
     assert f"invalid JSON at {params}:3:3: Expecting ',' delimiter" in err
 
 
+def test_json_parameter_file_may_carry_line_comments(ok_h5ad, tmp_path, ruleset, capsys):
+    params = tmp_path / "gating.json"
+    params.write_text('{\n  "max_ambiguity": 2,  // fewer ties listed\n  "anti_penalty_hard_gate": 1.5\n}\n')
+    code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--gating-params", f"@{params}", ruleset=ruleset)
+    assert code == 0, err
+    gating = json.loads((tmp_path / "run" / "params.json").read_text())["gating"]
+    assert (gating["max_ambiguity"], gating["anti_penalty_hard_gate"]) == (2, 1.5)
+
+
 def test_unknown_parameter_names_the_valid_keys(ok_h5ad, tmp_path, ruleset, capsys):
     code, _, err = annotate(capsys, ok_h5ad, tmp_path / "run", "--scoring-params", '{"anti_weigth": 0.5}', ruleset=ruleset)
     assert code == 1

@@ -24,6 +24,7 @@ from ctr.lang.yaml_spelling import (
     load_located,
 )
 from ctr.rules.model import Alias, CellType
+from ctr.textfile import without_line_comments
 
 
 META_KEYS = ("_marker_map_metadata", "_cell_state_markers", "_ruleset", "_description", "_gating_params",
@@ -37,12 +38,12 @@ VETO_KEYS = {"markers": "markers", "max_pos_frac": "max_pos_frac"}
 def parse_document(text: str, file: str) -> Document:
     """Parse a JSON marker map into a :class:`Document`."""
     doc = Document(file=file, text=text)
+    text = without_line_comments(text)  # '//' comments, as in the user guide's examples, are read as blanks
     try:
         plain = json.loads(text)
     except json.JSONDecodeError as exc:
         loc = SourceLoc(file=file, line=exc.lineno, column=exc.colno)
-        hint = "JSON has no comments; remove '//' comments" if text[exc.pos : exc.pos + 2] == "//" else None
-        doc.diagnostics.append(Diagnostic(INVALID_JSON, f"invalid JSON: {exc.msg}", loc, hint=hint))
+        doc.diagnostics.append(Diagnostic(INVALID_JSON, f"invalid JSON: {exc.msg}", loc))
         doc.syntax_ok = False
         return doc
     except RecursionError:
