@@ -274,7 +274,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
                    annotation_only: bool) -> Inputs:
     """The cluster key and labels, the ruleset's markers in the panel, and the data checks."""
     from ctr.data.anndata_io import detect_cluster_key
-    from ctr.data.checks import check_clusters, check_matrix, cluster_labels, count_values, stop_on_errors, value_profile
+    from ctr.data.checks import check_clusters, check_matrix, cluster_labels, columns_profile, count_values, stop_on_errors
     from ctr.rules.markers import resolve_markers
 
     key = detect_cluster_key(adata, cluster_key, annotation_only)
@@ -296,7 +296,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     # every column, in order: no copy of the layer (statistics only read it)
     sub = matrix if np.array_equal(col_index, np.arange(matrix.shape[1])) else matrix[:, col_index]
     counts = count_values(sub)  # one pass over the values, also for a layer read out of core
-    data_profile = value_profile(counts, layer_name)
+    data_profile = columns_profile(counts, panel_names, matrix, list(var_names), layer_name)
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile, counts=counts)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
     return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile, counts)
@@ -323,7 +323,10 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
         _refuse_per_cell(rs, skip_refinement, unit)
     thresholds = absolute_thresholds(rs, mapping)
     ranges = (data.counts.column_lo, data.counts.column_hi) if out_of_core and data.counts is not None else None
-    stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds, ranges=ranges)
+    # a layer rescaled around manual gates (scimap) carries its gates: positivity auto cuts there
+    gate = data.profile.gate if data.profile is not None else None
+    stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds, ranges=ranges,
+                               rescale_gate=gate)
     # out of core, per-cell votes on ambiguous clusters (evidence that never changes a label) are not taken
     inputs = EngineInputs(rs, mapping, params, cell_matrix=None if out_of_core else data.matrix)
     annotation = inputs.annotate(stats, data.labels)
@@ -346,7 +349,7 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
         cell_labels = cell_level_labels(cell_labels, rs, mapping, marker_table, data.matrix, data.panel_names,
                                         params.scoring.per_cell_gap, params=params)
     calls = _call_states(rs, mapping, params, stats, data.matrix, cell_cluster, data.panel_names, thresholds,
-                         clusters_table, cell_labels)
+                         clusters_table, cell_labels, gate)
     result = AnnotationResult(
         clusters=clusters_table,
         gating=gating_with_reasons(annotation.gating, annotation.trace),
@@ -399,7 +402,8 @@ def _refuse_per_cell(rs: Ruleset, skip_refinement: bool, unit: str) -> None:
                              hint="pass --skip-refinement (skip_refinement=True)")
 
 
-def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_names, thresholds, clusters_table, cell_labels):
+def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_names, thresholds, clusters_table, cell_labels,
+                 rescale_gate: float | None):
     """The ruleset's cell states in the final clusters and in every cell (None without states)."""
     if not rs.states:
         return None
@@ -408,7 +412,8 @@ def _call_states(rs: Ruleset, mapping, params, stats, sub, cell_cluster, panel_n
     from ctr.engine.states import call_states
     from ctr.stats import compute_statistics
 
-    final = compute_statistics(sub, np.asarray(cell_cluster, dtype=str), panel_names, params.scoring, thresholds)
+    final = compute_statistics(sub, np.asarray(cell_cluster, dtype=str), panel_names, params.scoring, thresholds,
+                               rescale_gate=rescale_gate)
     global_ = pd.DataFrame(final.global_.to_dict(as_series=False))
     paths = dict(zip(clusters_table["cluster"].astype(str), clusters_table["annotation_path"].astype(str)))
     return call_states(ClusterEvidence.from_statistics(final), rs, mapping, params, paths,

@@ -100,29 +100,31 @@ def test_codex_immune_lints_clean_on_the_celesta_panel():
 def test_hodgkin_lymphoma_lints_clean_on_the_cycif_panel():
     report = lint_target("hodgkin_lymphoma", str(DATA / "scimap_cycif.h5ad"))
     assert [d.format() for d in report.diagnostics if d.level != "info"] == []
-    assert report.format_text().splitlines()[-1].endswith("all 16 cell types can be assigned on this panel")
+    assert report.format_text().splitlines()[-1].endswith("all 17 cell types can be assigned on this panel")
 
 
 @pytest.mark.skipif(not (DATA / "scimap_cycif.h5ad").exists(), reason="shared data absent")
-def test_hodgkin_lymphoma_names_scimaps_classes_when_given_its_gates():
-    """Each of scimap's classes taken as one cluster, with scimap's own gates (its rescaling puts every
-    marker's gate at 0.5) as `threshold` lines: the ruleset's logic, apart from where positivity lies."""
+def test_hodgkin_lymphoma_names_scimaps_classes_at_default_parameters():
+    """Each of scimap's classes taken as one cluster, at default parameters: the layer is rescaled
+    around scimap's gates (each at 0.5), which positivity auto recognises and cuts at, so this is
+    the ruleset's logic against scimap's own, apart from clusters."""
     import anndata
 
     import ctr
 
     adata = anndata.read_h5ad(DATA / "scimap_cycif.h5ad")
-    source = (rulesets_dir() / "hodgkin_lymphoma.ctr").read_text()
-    gates = "".join(f"threshold {m} >= 0.5\n" for m in adata.var_names)
-    ruleset = compile_ruleset("hodgkin_lymphoma_gated.ctr", text=gates + source).ruleset
-    result = ctr.annotate(adata, ruleset, cluster_key="cell_type", skip_refinement=True, write_obs=False)
+    result = ctr.annotate(adata, _compile("hodgkin_lymphoma"), cluster_key="cell_type", skip_refinement=True,
+                          write_obs=False)
+    assert result.provenance["data_profile"]["kind"] == "gate_rescaled"
     path = result.clusters.set_index("cluster")["annotation_path"]
     for tumour in ("Tumor CD45- CD30+", "Tumor CD30+", "Tumor CD30+ KI67+"):
         assert path[tumour] == "Hodgkin Reed-Sternberg Cells", tumour
-    expected = {"CD8 T cells": "T Cells / CD8+ T Cells", "Regulatory T cells": "T Cells / CD4+ T Cells / Regulatory T Cells",
-                "Follicular Helper T cells": "T Cells / CD4+ T Cells / Follicular Helper T Cells",
-                "M2 Macrophages": "Myeloid Cells / Macrophages / M2-like Macrophages",
-                "Myeloid Dendritic cells": "Myeloid Cells / Dendritic Cells", "Granulocytes": "Granulocytes",
+    t, m = "Leukocytes / T Cells", "Leukocytes / Myeloid Cells"
+    expected = {"CD8 T cells": f"{t} / CD8+ T Cells", "Regulatory T cells": f"{t} / CD4+ T Cells / Regulatory T Cells",
+                "Follicular Helper T cells": f"{t} / CD4+ T Cells / Follicular Helper T Cells",
+                "M2 Macrophages": f"{m} / Macrophages / M2-like Macrophages",
+                "Myeloid Dendritic cells": f"{m} / Dendritic Cells", "Granulocytes": "Leukocytes / Granulocytes",
+                "B cells": "Leukocytes / B Cells",
                 "ASMA+ cells": "Smooth Muscle Cells", "Follicular Dendritic cells": "Follicular Dendritic Cells"}
     assert {k: path[k] for k in expected} == expected
 

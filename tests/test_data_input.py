@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from ctr.data.anndata_io import detect_cluster_key, read_input, select_layer
-from ctr.data.checks import check_clusters, check_matrix
+from ctr.data.checks import check_clusters, check_matrix, profile_values
 from ctr.errors import InputError
 
 
@@ -260,7 +260,7 @@ def test_one_cell_clusters_named():
     ("celesta_codex_crc.h5ad", None, "CTR506", "warning"),   # raw CODEX intensities up to ~33,000
     ("garnett_pbmc_facs.h5ad", None, "CTR505", "warning"),   # sparse raw UMI counts
     ("scyan_aml_short.h5ad", None, "CTR504", "info"),        # X is standardised asinh
-    ("scimap_cycif.h5ad", None, "CTR517", "warning"),        # scimap's rescale: each gate at 0.5
+    ("scimap_cycif.h5ad", None, "CTR518", "info"),           # scimap's rescale: each gate at 0.5
 ])
 def test_real_files_get_the_expected_advice(name, layer, code, level):
     from conftest import shared_file
@@ -327,19 +327,27 @@ def test_a_sample_repeated_three_times_is_reported_with_its_share():
     assert "CTR516" in said and "66.7%" in stream.getvalue()
 
 
-def test_values_rescaled_to_unit_range_point_to_gate_positivity():
+def test_values_rescaled_around_gates_are_recognised_and_min_max_scaling_is_not_taken_for_it():
     rng = np.random.default_rng(0)
     x = rng.normal(5.0, 1.0, (500, 4))
     rescaled = (x - x.min(axis=0)) / (x.max(axis=0) - x.min(axis=0))
-    rescaled[:, 3] *= 0.5  # a marker no cell passes: scimap maps it onto 0..0.5
     names = ["CD3", "CD20", "CD68", "CD30"]
+    # every marker ends at 1: min-max scaling as much as a rescale; a warning names the option
     hit = [d for d in check_matrix(rescaled, names, layer_name="X") if d.code == "CTR517"]
     assert hit and '"positivity": "gate"' in hit[0].hint
+    assert profile_values(rescaled, "X", names).gate is None
+    # a marker no cell passes ends at 0.5: only a rescale around gates does that
+    gated = rescaled.copy()
+    gated[:, 3] *= 0.5
+    profile = profile_values(gated, "X", names)
+    assert (profile.kind, profile.gate, profile.ungated) == ("gate_rescaled", 0.5, ("CD30",))
+    found = {d.code: d for d in check_matrix(gated, names, layer_name="X")}
+    assert "CTR517" not in found and found["CTR518"].severity == "info" and "CD30" in found["CTR518"].message
     # 0/1 calls, arcsinh intensities and a layer where one marker ends elsewhere are not a rescale
-    calls = (rescaled > 0.5).astype(float)
+    calls = (gated > 0.5).astype(float)
     arcsinh = np.arcsinh(np.abs(x) * 20)
-    partial = rescaled.copy()
+    partial = gated.copy()
     partial[:, 0] *= 0.8
     for other in (calls, arcsinh, partial):
-        assert not [d for d in check_matrix(other, names, layer_name="X") if d.code == "CTR517"]
-
+        assert not {"CTR517", "CTR518"} & {d.code for d in check_matrix(other, names, layer_name="X")}
+        assert profile_values(other, "X", names).gate is None

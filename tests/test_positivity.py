@@ -169,3 +169,53 @@ def test_gate_positivity_cuts_every_marker_at_one_value():
     # a ruleset's threshold line still wins over the gate
     lined = table(ScoringParams(positivity="gate"), thresholds={"A": (">", 0.9)})
     assert lined["A"]["threshold"] == 0.9 and lined["B"]["threshold"] == 0.5
+
+
+def _scimap_layer(seed: int = 4):
+    """Four markers rescaled around gates set inside their one population, and a fifth whose gate
+    lies above every cell (scimap maps it onto 0..0.5); two clusters that differ in marker A."""
+    import anndata as ad
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    values = _rescaled_around_gates(rng, 4000, 4)
+    x = rng.normal(5.0, 1.0, 4000)
+    values = np.c_[values, 0.5 * (x - x.min()) / (x.max() - x.min())]
+    adata = ad.AnnData(values.astype(np.float32))
+    adata.var_names = ["A", "B", "C", "D", "E"]
+    adata.obs["cluster"] = pd.Categorical(np.where(values[:, 0] >= 0.5, "a_high", "a_low"))
+    return adata
+
+
+def test_auto_positivity_cuts_a_layer_rescaled_around_gates_at_the_gate():
+    """The rescale is recognised by marker E (it ends at 0.5), even though the ruleset never uses E."""
+    import ctr
+    from ctr.lang import compile_ruleset
+
+    adata = _scimap_layer()
+    ruleset = compile_ruleset("r.ctr", text='type "A cells" { markers A }\ntype "B cells" { markers B }\n').ruleset
+    result = ctr.annotate(adata, ruleset, cluster_key="cluster", skip_refinement=True, write_obs=False)
+    profile = result.provenance["data_profile"]
+    assert (profile["kind"], profile["gate"], list(profile["ungated"])) == ("gate_rescaled", 0.5, ["E"])
+    assert [d.code for d in result.diagnostics] == ["CTR518"]
+    table = result.thresholds.set_index("marker")
+    for marker in ("A", "B"):
+        assert (table.loc[marker, "threshold"], table.loc[marker, "threshold_method"]) == (0.5, "rescaled")
+        assert table.loc[marker, "threshold_source"] == "auto"
+        # the gate's phenotype (40% at or above it), not the upper tail of one population
+        assert table.loc[marker, "positive_share"] == pytest.approx((adata[:, marker].X >= 0.5).mean())
+    assert result.clusters.set_index("cluster").loc["a_high", "final_annotation"] == "A cells"
+
+
+def test_min_max_scaled_layer_keeps_the_data_driven_split():
+    """Every marker ending at exactly 1 is plain min-max scaling as much as a rescale: no gate is
+    assumed (the warning CTR517 says what to do if the values were rescaled around gates)."""
+    import ctr
+    from ctr.lang import compile_ruleset
+
+    adata = _scimap_layer()[:, ["A", "B", "C", "D"]].copy()
+    ruleset = compile_ruleset("r.ctr", text='type "A cells" { markers A }\ntype "B cells" { markers B }\n').ruleset
+    result = ctr.annotate(adata, ruleset, cluster_key="cluster", skip_refinement=True, write_obs=False)
+    assert result.provenance["data_profile"]["gate"] is None
+    assert [d.code for d in result.diagnostics] == ["CTR517"]
+    assert result.thresholds.set_index("marker").loc["A", "threshold_method"] != "rescaled"

@@ -30,6 +30,7 @@ from ctr.codes import (
     RAW_INTENSITIES,
     SINGLETON_CLUSTERS,
     SINGLE_CLUSTER,
+    RESCALED_AROUND_GATES,
     UNIT_RESCALED,
 )
 from ctr.diagnostics import Diagnostic, preview_names
@@ -250,7 +251,7 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
                 NEGATIVE_VALUES, f"{where} has {n_neg} negative values (minimum {lo_all:.4g})",
                 hint="expression is expected >= 0 (log or arcsinh intensities); check background subtraction "
                      "or choose another --layer"))
-    profile = profile or value_profile(counts, layer_name)
+    profile = profile or value_profile(counts, layer_name, names)
     if lo_all >= 0 and hi_all > RAW_COUNT_MAX and profile.integer:
         diags.append(Diagnostic(
             RAW_COUNTS, f"{where} looks like raw counts (non-negative integers up to {hi_all:.6g})",
@@ -265,7 +266,14 @@ def check_matrix(matrix, var_names: Sequence, *, layer_name: str, profile: DataP
 
     lo, hi = counts.column_lo, counts.column_hi
     flat = ~(hi > lo)  # NaN (no finite value) counts as flat
-    if looks_unit_rescaled(counts):
+    if profile.gate is not None:
+        diags.append(Diagnostic(
+            RESCALED_AROUND_GATES, f"{where}: values rescaled around per-marker gates at {profile.gate:g} (every marker "
+            f"spans 0..1, and {preview_names(list(profile.ungated))} end at {profile.gate:g}: no cell passes their gate); "
+            f"positivity 'auto' cuts every marker at {profile.gate:g}", severity="info",
+            hint="a 'threshold MARKER >= x' line still sets one marker's cut; "
+                 '--scoring-params \'{"positivity": "quantile"}\' ignores the gates'))
+    elif looks_unit_rescaled(counts):
         diags.append(Diagnostic(
             UNIT_RESCALED, f"{where}: every marker spans exactly 0 to 1 (or 0 to 0.5), as after a per-marker rescale; if the values "
             "were rescaled around manual gates (scimap's rescale puts each gate at 0.5), a marker's gate lies inside "
@@ -321,7 +329,8 @@ class DataProfile:
     ``raw_intensities`` (non-negative, untransformed, up to thousands), ``log_normalised``
     (non-negative, non-integer, zeros common, small maximum), ``continuous_with_negatives``
     (cytometry after arcsinh/logicle: noise around zero, few exact zeros), ``standardised``
-    (z-scores), or ``transformed`` (non-negative, small range, few zeros).
+    (z-scores), ``gate_rescaled`` (each marker rescaled around its manual gate, as scimap's rescale
+    does: :func:`rescaled_gate`), or ``transformed`` (non-negative, small range, few zeros).
     """
 
     kind: str
@@ -330,6 +339,8 @@ class DataProfile:
     maximum: float
     integer: bool
     suggested_cofactor: float | None = None  # arcsinh cofactor to suggest for raw values
+    gate: float | None = None  # kind gate_rescaled: the value every marker's gate was rescaled to
+    ungated: tuple[str, ...] = ()  # kind gate_rescaled: markers that end at the gate (no cell passes it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -339,6 +350,12 @@ class DataProfile:
                 f"maximum {self.maximum:.4g}{', integers' if self.integer else ''})")
 
 
+# scimap's rescale (sm.pp.rescale) maps each marker's values below its gate onto 0..0.5 and those
+# above onto 0.5..1, so the gate of every marker lands at 0.5
+RESCALE_GATE = 0.5
+UNIT_TOLERANCE = 1e-6  # the rescale's arithmetic leaves the last bit (0.9999999999999999)
+
+
 def looks_unit_rescaled(counts: ValueCounts) -> bool:
     """Every marker with values starts at exactly 0 and ends at exactly 1, or at 0.5 (scimap's rescale
     maps a marker whose gate lies above all its cells onto 0..0.5), and the values are not just 0/1
@@ -346,22 +363,43 @@ def looks_unit_rescaled(counts: ValueCounts) -> bool:
     lo, hi = counts.column_lo, counts.column_hi
     measured = ~np.isnan(lo)
     lo, hi = lo[measured], hi[measured]
-
-    def at(x, v):  # the rescale's arithmetic leaves the last bit (0.9999999999999999)
-        return np.abs(x - v) <= 1e-6
-
-    one = at(hi, 1.0)
-    return (not counts.integer and lo.size >= 2 and bool(np.all(at(lo, 0.0)))
-            and bool(np.all(one | at(hi, 0.5))) and int(np.count_nonzero(one)) * 2 > hi.size)
+    one = np.abs(hi - 1.0) <= UNIT_TOLERANCE
+    return (not counts.integer and lo.size >= 2 and bool(np.all(np.abs(lo) <= UNIT_TOLERANCE))
+            and bool(np.all(one | (np.abs(hi - RESCALE_GATE) <= UNIT_TOLERANCE)))
+            and int(np.count_nonzero(one)) * 2 > hi.size)
 
 
-def profile_values(matrix, layer_name: str = "") -> DataProfile:
+def rescaled_gate(counts: ValueCounts) -> float | None:
+    """The value a rescale around manual gates put every marker's gate at (0.5), when the layer
+    shows it beyond doubt: every marker spans exactly 0..1 or 0..0.5 (:func:`looks_unit_rescaled`)
+    and at least one ends at exactly 0.5. Plain min-max scaling ends every marker at 1; only a
+    rescale around gates maps a marker that no cell passes onto 0..0.5. None otherwise."""
+    if not looks_unit_rescaled(counts):
+        return None
+    hi = counts.column_hi[~np.isnan(counts.column_hi)]
+    return RESCALE_GATE if bool(np.any(np.abs(hi - RESCALE_GATE) <= UNIT_TOLERANCE)) else None
+
+
+def profile_values(matrix, layer_name: str = "", names: Sequence | None = None) -> DataProfile:
     """Classify a layer's values (see :class:`DataProfile`); implicit sparse zeros count as zeros."""
-    return value_profile(count_values(matrix), layer_name)
+    return value_profile(count_values(matrix), layer_name, names)
 
 
-def value_profile(counts: ValueCounts, layer_name: str = "") -> DataProfile:
-    """The :class:`DataProfile` of a layer's :class:`ValueCounts`."""
+def columns_profile(counts: ValueCounts, names: Sequence, layer, layer_names: Sequence, layer_name: str) -> DataProfile:
+    """The :class:`DataProfile` of some columns (``counts`` of the markers ``names``) of ``layer``.
+    A rescale around gates is recognised by a marker that ends at its gate; when the columns look
+    rescaled but none ends there, the whole layer is looked at (one more pass, only then)."""
+    profile = value_profile(counts, layer_name, names)
+    if profile.gate is None and len(names) < len(layer_names) and looks_unit_rescaled(counts):
+        whole = value_profile(count_values(layer), layer_name, layer_names)
+        if whole.gate is not None:
+            return replace(profile, kind=whole.kind, gate=whole.gate, ungated=whole.ungated)
+    return profile
+
+
+def value_profile(counts: ValueCounts, layer_name: str = "", names: Sequence | None = None) -> DataProfile:
+    """The :class:`DataProfile` of a layer's :class:`ValueCounts`; ``names``: its markers, in order
+    (they name the markers a rescale around gates left wholly below theirs)."""
     n_total, implicit = counts.n_total, counts.implicit
     if counts.n_finite == 0:
         return DataProfile("empty", 1.0, 0.0, 0.0, True)
@@ -369,7 +407,10 @@ def value_profile(counts: ValueCounts, layer_name: str = "") -> DataProfile:
     negative = counts.n_negative / max(n_total, 1)
     lo, hi, integer = counts.lo, counts.hi, counts.integer
     cofactor = None
-    if lo < 0 and looks_standardised(counts, layer_name) and -lo > SMALL_NEGATIVE_SHARE * max(hi, 0.0):
+    gate = rescaled_gate(counts)
+    if gate is not None:
+        kind = "gate_rescaled"
+    elif lo < 0 and looks_standardised(counts, layer_name) and -lo > SMALL_NEGATIVE_SHARE * max(hi, 0.0):
         kind = "standardised"
     elif hi > RAW_INTENSITY_MAX or (integer and hi > RAW_COUNT_MAX):
         kind = "sparse_counts" if integer and zeros >= 0.2 else "raw_intensities"
@@ -382,7 +423,10 @@ def value_profile(counts: ValueCounts, layer_name: str = "") -> DataProfile:
         kind = "log_normalised"
     else:
         kind = "transformed"
-    return DataProfile(kind, zeros, negative, hi, integer, cofactor)
+    ungated: tuple[str, ...] = ()
+    if gate is not None and names is not None:
+        ungated = tuple(str(m) for m, top in zip(names, counts.column_hi) if abs(top - gate) <= UNIT_TOLERANCE)
+    return DataProfile(kind, zeros, negative, hi, integer, cofactor, gate, ungated)
 
 
 def check_clusters(labels) -> list[Diagnostic]:

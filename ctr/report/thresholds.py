@@ -26,6 +26,7 @@ METHODS = {
     "quantile": "the positive_quantile of the non-zero values",
     "absolute": "a threshold line of the ruleset",
     "gate": "every marker cut at the value scoring.gate",
+    "rescaled": "the layer was rescaled around manual gates (scimap's rescale); cut at the gate",
     "none": "no split (flat marker or no values)",
 }
 
@@ -38,7 +39,7 @@ class MarkerSplit:
     threshold: float
     op: str
     source: str  # auto | quantile | gate | absolute
-    method: str  # mixture | floor | tail | quantile | gate | absolute | none
+    method: str  # mixture | floor | tail | rescaled | quantile | gate | absolute | none
     quality: float  # Ashman's D of the two-population fit; NaN when none was fitted
     positive_share: float
     flat: bool

@@ -133,6 +133,7 @@ def compute_statistics(
     thresholds: dict[str, tuple[str, float]] | None = None,
     global_: pl.DataFrame | None = None,
     ranges: tuple[np.ndarray, np.ndarray] | None = None,
+    rescale_gate: float | None = None,
 ) -> Statistics:
     """Global and per-cluster statistics of the resolved marker columns.
 
@@ -143,12 +144,15 @@ def compute_statistics(
     ``global_``: the global table of an earlier call on the same cells (refinement relabels cells;
     global statistics do not depend on the labels), reused instead of recomputed. ``ranges``: each
     column's finite (min, max) when the caller has them (saves a dask array one pass).
+    ``rescale_gate``: where a rescale around manual gates put every marker's gate (the data
+    profile's ``gate``); positivity ``auto`` cuts there (:func:`summarise_marker`).
     """
     markers, codes, order = checked_inputs(matrix, clusters, markers)
     if is_dask_array(matrix):  # larger than memory: partial aggregates per chunk (ctr.stats.streaming)
         from ctr.stats.streaming import streaming_statistics
 
-        return streaming_statistics(matrix, codes, order, markers, scoring, thresholds or {}, global_, ranges)
+        return streaming_statistics(matrix, codes, order, markers, scoring, thresholds or {}, global_, ranges,
+                                    rescale_gate)
     n_clusters = len(order)
     if sp.issparse(matrix):
         matrix = matrix.tocsc()
@@ -165,7 +169,8 @@ def compute_statistics(
         ordered = _sorted_values(v, c)  # the one sort of this marker, shared by every statistic
         summary, histogram = known.get(marker), None
         if summary is None:
-            summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0])
+            summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0],
+                                       rescale_gate=rescale_gate)
             histogram = marker_histogram(marker, ordered[0])
         return summary, histogram, _marker_cluster_stats(values, codes, n_clusters, summary, scoring, ordered)
 

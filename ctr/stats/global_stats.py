@@ -24,7 +24,7 @@ class MarkerSummary:
     threshold: float
     threshold_source: str  # "auto" | "quantile" | "absolute"
     threshold_op: str  # ">=" | ">"
-    threshold_method: str  # how the split was found: mixture | floor | tail | quantile | absolute | none
+    threshold_method: str  # how the split was found: mixture | floor | tail | rescaled | gate | quantile | absolute | none
     threshold_quality: float  # Ashman's D of the two-population fit (NaN when none was fitted)
     negative_median: float  # median of the values that are not positive (NaN when every value is)
     enrichment_reference: float  # the value enrichment is measured from
@@ -36,9 +36,13 @@ class MarkerSummary:
 
 def summarise_marker(
     marker: str, values: np.ndarray, scoring: ScoringParams, absolute: tuple[str, float] | None = None,
-    sorted_valid: np.ndarray | None = None,
+    sorted_valid: np.ndarray | None = None, rescale_gate: float | None = None,
 ) -> MarkerSummary:
     """Global statistics of one marker column (NaN = missing, excluded and counted).
+
+    ``rescale_gate``: the value the layer's rescale put every manual gate at (its data profile
+    ``gate_rescaled``, :func:`ctr.data.checks.rescaled_gate`); positivity ``auto`` then cuts there,
+    since a gate placed inside one population cannot be found from the distribution.
 
     ``sorted_valid``: the column's non-missing values in ascending order, when the caller has them;
     medians and quantiles (which depend only on the values, not their order) are then taken from
@@ -55,6 +59,8 @@ def summarise_marker(
     flat = not (std > 0)
     if absolute is not None:
         split, source = Split(float(absolute[1]), absolute[0], "absolute", float("nan")), "absolute"
+    elif scoring.positivity == "auto" and rescale_gate is not None:
+        split, source = Split(float(rescale_gate), ">=", "rescaled", float("nan")), "auto"
     elif scoring.positivity == "auto":
         split, source = find_split(ordered, scoring.split_separation, scoring.split_tail_mads), "auto"
     elif scoring.positivity == "gate":

@@ -56,6 +56,7 @@ def streaming_statistics(
     thresholds: dict[str, tuple[str, float]],
     global_: pl.DataFrame | None = None,
     ranges: tuple[np.ndarray, np.ndarray] | None = None,
+    rescale_gate: float | None = None,
 ) -> Statistics:
     """:func:`ctr.stats.compute_statistics` of a dask array (cells x markers, chunked by rows), from
     partial aggregates per chunk; ``codes``: each cell's cluster as an index into ``order``;
@@ -74,7 +75,8 @@ def streaming_statistics(
         summary = known.get(marker)
         if summary is None:
             sketch = _sketch(fine[j], lo[j], hi[j], FINE_BINS)
-            summary = summarise_marker(marker, sketch, scoring, thresholds.get(marker), sorted_valid=sketch)
+            summary = summarise_marker(marker, sketch, scoring, thresholds.get(marker), sorted_valid=sketch,
+                                       rescale_gate=rescale_gate)
             flat = not (std[j] > 0)
             summary = replace(summary, global_mean=float(mean[j]) if count[j] else float("nan"), global_std=float(std[j]),
                               flat=flat, n_nonzero=int(nonzero[j]), n_nan=int(matrix.shape[0] - count[j]),
