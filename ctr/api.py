@@ -275,6 +275,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     """The cluster key and labels, the ruleset's markers in the panel, and the data checks."""
     from ctr.data.anndata_io import detect_cluster_key
     from ctr.data.checks import check_clusters, check_matrix, cluster_labels, columns_profile, count_values, stop_on_errors
+    from ctr.rules.lint import ambiguity_diagnostics
     from ctr.rules.markers import resolve_markers
 
     key = detect_cluster_key(adata, cluster_key, annotation_only)
@@ -284,6 +285,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     labels = cluster_labels(adata.obs[key])  # NaN-labelled cells: one group, never merged with a cluster "nan"
     diagnostics += check_clusters(adata.obs[key])  # the column itself: its unused categories are reported
     resolution = resolve_markers(ruleset, list(var_names))
+    diagnostics += ambiguity_diagnostics(resolution)  # two columns for one marker: say which is used
     if not resolution.mapping:
         raise InputError(
             f"none of the {len(ruleset.all_markers())} markers of ruleset '{ruleset.name}' "

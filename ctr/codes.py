@@ -105,6 +105,7 @@ NO_OVERLAP = _code("CTR304", "error", "no ruleset marker is present in the panel
 ALIAS_SHADOWS = _code("CTR305", "warning", "alias joins names the panel has as separate markers")
 SAME_PANEL_MARKER = _code("CTR306", "warning", "two markers of one cell type resolve to the same panel marker")
 CONDITION_MISSING = _code("CTR307", "warning", "condition reads a marker missing from the panel")
+AMBIGUOUS_MARKER = _code("CTR308", "warning", "marker matches several panel columns")
 
 # CTR4xx parameters
 UNKNOWN_PARAM = _code("CTR420", "error", "unknown parameter name")

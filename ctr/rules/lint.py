@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ctr.codes import (
     ALIAS_CONFLICT,
+    AMBIGUOUS_MARKER,
     ALIAS_SHADOWS,
     CODES,
     CONDITION_MISSING,
@@ -37,8 +38,8 @@ from ctr.codes import (
     VETO_UNLISTED,
 )
 from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names
-from ctr.rules.expr import markers_in
-from ctr.rules.markers import PanelIndex, alias_groups, resolve_markers
+from ctr.rules.expr import markers_in, quote_name
+from ctr.rules.markers import MarkerResolution, PanelIndex, alias_groups, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
 from ctr.rules.params import level_params
@@ -304,6 +305,7 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
         )
         return out
     first_loc = _first_locs(ruleset)
+    out += ambiguity_diagnostics(res, first_loc)
     for marker in res.missing:
         suggestion = suggest(marker, panel)
         out.append(
@@ -336,6 +338,24 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
         out += _check_node_panel(ruleset, node, res.mapping, missing)
     for parent_children in [ruleset.roots] + [n.children for n in ruleset.walk()]:
         out += _check_siblings(parent_children, res.mapping)
+    return out
+
+
+def ambiguity_diagnostics(res: MarkerResolution, locs: dict[str, SourceLoc | None] | None = None) -> list[Diagnostic]:
+    """One CTR308 per ruleset marker that several panel columns answer to equally well (the same
+    antibody measured twice, ``141Pr_CD45`` and ``CD45(Sm152)Di``): which one is used, and the
+    ``alias`` line that chooses another. ``locs``: where each marker is first mentioned."""
+    out: list[Diagnostic] = []
+    for marker, columns in res.ambiguous.items():
+        out.append(
+            Diagnostic(
+                AMBIGUOUS_MARKER,
+                f"marker '{marker}' matches {len(columns)} panel columns equally well "
+                f"({preview_names(repr(c) for c in columns)}; {res.how[marker]}); using the first, '{columns[0]}'",
+                (locs or {}).get(marker),
+                hint=f"name the column to use in an alias, e.g. `alias {quote_name(marker)} = {quote_name(columns[1])}`",
+            )
+        )
     return out
 
 
