@@ -182,23 +182,25 @@ def test_tied_de_z_share_a_rank():
     assert [cell(stats, "a", m, "de_rank") for m in "ABC"] == [1, 1, 3]
 
 
-def _random_panel(seed: int = 3, n: int = 3000, n_clusters: int = 7):
-    """float32 values with ties, exact zeros, negative zeros and missing values; labels 0..k-1."""
+def _random_panel(seed: int = 3, n: int = 3000, n_clusters: int = 7, zeros: float = 0.3):
+    """float32 values with ties, exact zeros (share ``zeros``), negative zeros and missing values; labels 0..k-1."""
     rng = np.random.default_rng(seed)
     x = np.round(rng.normal(0.5, 1.0, (n, 3)), 1).astype(np.float32)
-    x[rng.random((n, 3)) < 0.3] = 0.0
-    x[rng.random((n, 3)) < 0.05] = -0.0
+    x[rng.random((n, 3)) < zeros] = 0.0
+    x[rng.random((n, 3)) < zeros / 6] = -0.0
     x[rng.random((n, 3)) < 0.05] = np.nan
     return x, rng.integers(0, n_clusters, n)
 
 
-def test_cluster_statistics_match_a_per_cluster_recomputation():
-    # the one-sort path (float32 values sorted as integer keys) against numpy/scipy per cluster
-    x, codes = _random_panel()
+@pytest.mark.parametrize("zeros, n_clusters", [(0.3, 7), (0.0, 7), (0.3, 300)])
+def test_cluster_statistics_match_a_per_cluster_recomputation(zeros, n_clusters):
+    # the one-sort path (float32 values sorted as integer keys; a mass of zeros set apart, or
+    # none; cluster codes of 8 or 16 bits) against numpy/scipy per cluster
+    x, codes = _random_panel(n=6000, n_clusters=n_clusters, zeros=zeros)
     stats = compute_statistics(x, codes, ["A", "B", "C"], QUANTILE)
     x64 = x.astype(np.float64)
     for j, marker in enumerate(["A", "B", "C"]):
-        for k in range(7):
+        for k in range(0, n_clusters, max(1, n_clusters // 7)):
             values = x64[codes == k, j]
             values = values[~np.isnan(values)]
             assert cell(stats, str(k), marker, "median") == pytest.approx(np.median(values), rel=1e-12)

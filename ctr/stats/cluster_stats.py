@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from ctr.errors import InputError
 from ctr.progress import steps
 from ctr.rules.params import ScoringParams
-from ctr.stats.global_stats import MarkerSummary, marker_histogram, positive, summarise_marker
+from ctr.stats.global_stats import MarkerSummary, column_moments, marker_histogram, positive, summarise_marker
 from ctr.stats.ranksum import ranksum_z, tie_term_of_sizes
 
 
@@ -99,12 +99,13 @@ def cluster_codes(clusters) -> tuple[np.ndarray, list[str]]:
 
 
 def _column(matrix, j: int) -> np.ndarray:
-    """Column ``j`` as float64, infinite values made missing (NaN) like NaN itself."""
-    if sp.issparse(matrix):
-        values = np.asarray(matrix[:, [j]].toarray(), dtype=np.float64).ravel()
-    else:
-        values = np.array(matrix[:, j], dtype=np.float64)
-    values[np.isinf(values)] = np.nan
+    """Column ``j`` as a new array, infinite values made missing (NaN) like NaN itself: float32
+    when the matrix is (every value of it exact, half the memory of float64), else float64."""
+    column = matrix[:, [j]].toarray().ravel() if sp.issparse(matrix) else matrix[:, j]
+    values = np.array(column, dtype=np.float32 if column.dtype == np.float32 else np.float64)
+    infinite = np.isinf(values)
+    if infinite.any():
+        values[infinite] = np.nan
     return values
 
 
@@ -164,15 +165,29 @@ def compute_statistics(
     def one_marker(j: int) -> tuple[MarkerSummary, dict | None, pl.DataFrame]:
         marker = markers[j]
         values = _column(matrix, j)
-        valid = ~np.isnan(values)
-        v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
-        ordered = _sorted_values(v, c)  # the one sort of this marker, shared by every statistic
-        summary, histogram = known.get(marker), None
+        missing = np.isnan(values)
+        if missing.any():
+            v, c = values[~missing], codes[~missing]
+            n_valid = np.bincount(c, minlength=n_clusters)
+        else:
+            v, c, n_valid = values, codes, n_cells
+        del missing
+        # the sums run in cell order and in float64, whatever the column's type; the float64
+        # copy is dropped before the sort, so a marker never holds both
+        exact = v.astype(np.float64)
+        sums = np.bincount(c, weights=exact, minlength=n_clusters)
+        summary = known.get(marker)
+        moments = column_moments(exact) if summary is None and exact.size else None
+        del exact
+        ordered = _sorted_values(v, c, n_clusters)  # the one sort of this marker, shared by every statistic
+        del v, c
+        histogram = None
         if summary is None:
             summary = summarise_marker(marker, values, scoring, thresholds.get(marker), sorted_valid=ordered[0],
-                                       rescale_gate=rescale_gate)
+                                       moments=moments, rescale_gate=rescale_gate)
             histogram = marker_histogram(marker, ordered[0])
-        return summary, histogram, _marker_cluster_stats(values, codes, n_clusters, summary, scoring, ordered)
+        del values
+        return summary, histogram, _marker_cluster_stats(ordered, n_cells, n_valid, sums, summary, scoring)
 
     summaries: list[MarkerSummary] = []
     frames: list[pl.DataFrame] = []
@@ -232,15 +247,33 @@ class _Serial:
         return map(fn, items)
 
 
-def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values in ascending order and the cluster code of each, by one sort.
+def _code_dtype(n_clusters: int) -> type:
+    """The narrowest integer type holding a cluster code (numpy radix-sorts 8- and 16-bit integers)."""
+    return np.uint8 if n_clusters <= 2**8 else np.int16 if n_clusters <= 2**15 else np.int64
+
+
+def _sorted_values(values: np.ndarray, codes: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """The values in ascending order (float64) and the cluster code of each (the narrowest
+    integer type), by one sort.
 
     Values that are exactly float32 (anything read from an .h5ad of float32) are sorted as one
     uint64 key per cell, the float32 bits made order-preserving above the cluster code: numpy's
     vectorised integer sort is several times faster than an argsort of the floats. Other values
     take one argsort. Either way ties end in an order that does not matter (average ranks)."""
-    narrow = values.astype(np.float32)
-    if codes.size and int(codes.max()) < 2**32 and np.array_equal(narrow, values):
+    narrow = values if values.dtype == np.float32 else values.astype(np.float32)
+    small = _code_dtype(n_clusters)
+    if codes.size and int(codes.max()) < 2**32 and (narrow is values or np.array_equal(narrow, values)):
+        zero = narrow == 0
+        n_zero = int(np.count_nonzero(zero))
+        if n_zero and n_zero >= values.size // 8:
+            # a mass of zeros (dropouts, counts) is one tie group whose order does not matter:
+            # only the other values are sorted, and the zeros' codes go between the negatives
+            # and the positives
+            sv, sc = _sorted_values(narrow[~zero], codes[~zero], n_clusters)
+            at = int(np.searchsorted(sv, 0.0))
+            return (np.concatenate((sv[:at], np.zeros(n_zero), sv[at:])),
+                    np.concatenate((sc[:at], codes[zero].astype(small), sc[at:])))
+        del zero
         bits = (narrow + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: one tie group
         bits = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
         del narrow
@@ -250,21 +283,22 @@ def _sorted_values(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, n
         key <<= np.uint64(32)
         key |= np.ascontiguousarray(codes, dtype=np.int64).view(np.uint64)  # codes >= 0: the same bits
         key.sort()
-        bits = (key >> np.uint64(32)).astype(np.uint32)
+        sorted_codes = (key & np.uint64(0xFFFFFFFF)).astype(small)
+        key >>= np.uint64(32)
+        bits = key.astype(np.uint32)
+        del key
         bits = np.where(bits >> 31, bits & np.uint32(0x7FFFFFFF), ~bits)
-        key &= np.uint64(0xFFFFFFFF)
-        return bits.view(np.float32).astype(np.float64), key.view(np.int64)
+        return bits.view(np.float32).astype(np.float64), sorted_codes
+    del narrow
     order = np.argsort(values)
-    return values[order], codes[order]
+    return values[order].astype(np.float64, copy=False), codes[order].astype(small, copy=False)
 
 
-def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, scoring: ScoringParams,
-                          ordered: tuple[np.ndarray, np.ndarray]) -> pl.DataFrame:
-    """One marker's per-cluster table; ``ordered``: its non-missing values sorted, with their codes."""
-    valid = ~np.isnan(values)
-    n_cells = np.bincount(codes, minlength=n_clusters)
-    v, c = (values, codes) if valid.all() else (values[valid], codes[valid])
-    n_valid = np.bincount(c, minlength=n_clusters)
+def _marker_cluster_stats(ordered: tuple[np.ndarray, np.ndarray], n_cells: np.ndarray, n_valid: np.ndarray,
+                          sums: np.ndarray, summary: MarkerSummary, scoring: ScoringParams) -> pl.DataFrame:
+    """One marker's per-cluster table from its non-missing values sorted with their codes
+    (``ordered``), the cells and non-missing values per cluster and the sums of the values."""
+    n_clusters = n_cells.size
     sv, sc = ordered
     # one global ranking (average ranks of the tie groups); rank sums per cluster are sums of
     # half-integers, exact in float64 whatever the order of addition
@@ -272,11 +306,14 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
     starts = np.flatnonzero(np.concatenate(([True], sv[1:] != sv[:-1]))) if n else np.zeros(0, np.int64)
     sizes = np.diff(np.append(starts, n))
     ranks = np.repeat(starts + (sizes + 1) / 2.0, sizes)
+    del starts
     r1 = np.bincount(sc, weights=ranks, minlength=n_clusters)
+    del ranks
     z = ranksum_z(r1, n_valid, n, tie_term_of_sizes(sizes))
+    del sizes
     # each cluster's values in ascending order: a stable sort of the codes keeps the value order
-    # (numpy radix-sorts 16-bit integers); only the middle two of each cluster are looked up
-    grouped = np.argsort(sc.astype(np.int16) if n_clusters <= 2**15 else sc, kind="stable")
+    # (numpy radix-sorts 8- and 16-bit integers); only the middle two of each cluster are looked up
+    grouped = np.argsort(sc, kind="stable")
     has = n_valid > 0
     first = np.cumsum(n_valid) - n_valid
     if n:
@@ -285,9 +322,11 @@ def _marker_cluster_stats(values, codes, n_clusters, summary: MarkerSummary, sco
         median = np.where(has, lower + (upper - lower) * 0.5, np.nan)  # linear interpolation, as polars
     else:
         median = np.full(n_clusters, np.nan)
+    del grouped
+    # every positivity rule is a cut on the value: the positive cells are the last in order
+    n_pos = np.bincount(sc[n - int(np.count_nonzero(positive(sv, summary))):], minlength=n_clusters)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(has, np.bincount(c, weights=v, minlength=n_clusters) / n_valid, np.nan)
-        n_pos = np.bincount(codes, weights=positive(values, summary), minlength=n_clusters)
+        mean = np.where(has, sums / n_valid, np.nan)
         pos_frac = np.where(has, n_pos / n_valid, np.nan)
     return cluster_frame(summary, scoring, n_cells, n_valid, median, mean, pos_frac, z)
 

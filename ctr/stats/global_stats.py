@@ -37,6 +37,7 @@ class MarkerSummary:
 def summarise_marker(
     marker: str, values: np.ndarray, scoring: ScoringParams, absolute: tuple[str, float] | None = None,
     sorted_valid: np.ndarray | None = None, rescale_gate: float | None = None,
+    moments: tuple[float, float] | None = None,
 ) -> MarkerSummary:
     """Global statistics of one marker column (NaN = missing, excluded and counted).
 
@@ -46,14 +47,16 @@ def summarise_marker(
 
     ``sorted_valid``: the column's non-missing values in ascending order, when the caller has them;
     medians and quantiles (which depend only on the values, not their order) are then taken from
-    it, which is cheaper. Sums (mean, spread) always run over ``values`` in cell order."""
+    it, which is cheaper. Sums (mean, spread) always run over ``values`` in cell order, in float64:
+    ``moments`` is their (mean, standard deviation) when the caller has taken them already."""
     nan = np.isnan(values)
     valid = values[~nan] if nan.any() else values
     ordered = ascending(valid) if sorted_valid is None else sorted_valid
     zeros = slice(int(np.searchsorted(ordered, 0.0, side="left")), int(np.searchsorted(ordered, 0.0, side="right")))
     n_nonzero = ordered.size - (zeros.stop - zeros.start)
     if valid.size:
-        median, mean, std = sorted_median(ordered), float(valid.mean()), float(valid.std())
+        mean, std = moments if moments is not None else column_moments(valid)
+        median = sorted_median(ordered)
     else:
         median = mean = std = float("nan")
     flat = not (std > 0)
@@ -78,6 +81,12 @@ def summarise_marker(
     share = n_pos / ordered.size if valid.size else float("nan")
     return MarkerSummary(marker, median, mean, std, split.threshold, source, split.op, split.method, split.quality,
                          negative_median, reference, share, flat, int(n_nonzero), int(nan.sum()))
+
+
+def column_moments(valid: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of non-missing values, summed in float64 in the order given."""
+    valid = np.asarray(valid, dtype=np.float64)
+    return float(valid.mean()), float(valid.std())
 
 
 def _positive(values: np.ndarray, threshold: float, op: str, source: str, flat: bool) -> np.ndarray:
