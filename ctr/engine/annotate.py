@@ -18,6 +18,7 @@ from ctr.rules.expr import markers_in
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import ResolvedParams
 from ctr.stats import Statistics
+from ctr.stats.cluster_stats import cluster_codes
 
 CLUSTER_COLUMNS = [
     "cluster", "final_annotation", "annotation_path", "level", "root", "score", "confidence", "uncontested",
@@ -213,9 +214,12 @@ def _vote_step(d: Decision, shares: list[tuple[str, float]], params: ResolvedPar
 
 
 def cells_by_cluster(cell_clusters) -> dict[str, np.ndarray]:
-    """Cluster id -> the row positions of its cells."""
-    labels = np.asarray(cell_clusters).astype(str)
-    return {str(k): np.asarray(v) for k, v in pd.Series(np.arange(labels.size)).groupby(labels).indices.items()}
+    """Cluster id -> the row positions of its cells, in ascending order (labels as integer codes:
+    no string per cell)."""
+    codes, order = cluster_codes(cell_clusters)
+    counts = np.bincount(codes, minlength=len(order))
+    rows = np.split(np.argsort(codes, kind="stable"), np.cumsum(counts)[:-1])
+    return {label: r for label, r, n in zip(order, rows, counts) if n}
 
 
 def _votes(d: Decision, idx: np.ndarray, cell_matrix, ev: ClusterEvidence, evaluations, params: ResolvedParams):
