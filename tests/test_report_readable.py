@@ -4,7 +4,7 @@ have positions, and a pointer to `ctr evaluate` when the data carry reference la
 
 from __future__ import annotations
 
-import struct
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,9 @@ from ctr.report.plots import ENRICHMENT_LIMITS, dot_plot, enrichment_limit
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _png_width(data_uri: str) -> int:
-    import base64
-
-    png = base64.b64decode(data_uri.split(",", 1)[1])
-    return struct.unpack(">I", png[16:20])[0]
+def _svg_width(svg: str) -> int:
+    """The width in px an inline SVG figure is shown at."""
+    return int(ET.fromstring(svg).get("width"))
 
 
 def test_one_extreme_marker_does_not_wash_out_the_colour_scale():
@@ -37,7 +35,9 @@ def test_dot_plot_with_many_markers_fits_the_column():
     rng = np.random.default_rng(0)
     table = pd.DataFrame([{"row": r, "marker": m, "pos_frac": rng.random(), "enrichment": rng.normal()}
                           for r in rows for m in markers])
-    assert _png_width(dot_plot(table, rows, markers)) <= 1100  # the report's column is 1100 px wide
+    figure = ET.fromstring(dot_plot(table, rows, markers))
+    assert _svg_width(dot_plot(table, rows, markers)) <= 1100  # the report's column is 1100 px wide
+    assert len(figure.findall(".//{http://www.w3.org/2000/svg}circle")) == len(table) + 3  # a dot each, 3 in the legend
 
 
 def test_dot_plot_shows_the_panels_channels_only():

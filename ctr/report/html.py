@@ -167,7 +167,7 @@ def _summary(run: RunDir, colours: dict[str, str]) -> str:
         f"<tr><td><span class=\"badge stop-{escape(s)}\">{escape(s)}</span></td><td class=\"num\">{n}</td>"
         f"<td class=\"note\">{escape(STOP_REASONS.get(s, ''))}</td></tr>" for s, n in stop_counts.items()
     )
-    conf_img = f"<img class=\"figure\" alt=\"confidence distribution\" src=\"{plots.confidence_plot(conf)}\">" if len(conf) else ""
+    conf_img = plots.confidence_plot(conf) if len(conf) else ""
     return (
         "<section id=\"summary\"><h2>Summary</h2>"
         f"<div class=\"kpis\">{kpi_html}</div>{_plausibility(run, cells)}"
@@ -308,12 +308,12 @@ def _evidence_section(run: RunDir, explanations: list[ClusterExplanation]) -> st
     rows = [f"{e.cluster} · {e.label}" for e in explanations if e.cluster in shown]
     row_of = {e.cluster: f"{e.cluster} · {e.label}" for e in explanations}
     table = ev.assign(row=ev["cluster"].map(row_of)).dropna(subset=["row"])
-    img = plots.dot_plot(table, rows, decided)
+    figure = plots.dot_plot(table, rows, decided)
     return ("<section id=\"evidence\"><h2>Marker evidence</h2><p class=\"note\">The positive markers of every "
             "cell type on the clusters' final paths. Dot size: fraction of the cluster's cells positive; colour: "
             "enrichment over the whole sample (blue below, red above; the scale is capped so that a few extreme "
             "markers do not wash out the rest). A missing dot: the marker was not evaluated "
-            f"for that cluster.{_shown_of(len(rows), len(run.clusters))}</p><div class=\"panel\"><img class=\"figure\" alt=\"marker dot plot\" src=\"{img}\"></div></section>")
+            f"for that cluster.{_shown_of(len(rows), len(run.clusters))}</p><div class=\"panel\">{figure}</div></section>")
 
 
 def _positive_evidence(ev: pd.DataFrame) -> pd.DataFrame:
@@ -354,10 +354,7 @@ def _thresholds_section(run: RunDir) -> str:
     splits = marker_splits(run)
     if not splits:
         return ""
-    images = small_multiples.threshold_grids(run.histograms, splits)
-    part = lambda i: f" (part {i + 1} of {len(images)})" if len(images) > 1 else ""  # noqa: E731
-    figures = "".join(svg.replace("<svg ", f"<svg aria-label=\"marker distributions with positivity thresholds{part(i)}\" ", 1)
-                      .join(("<div class=\"panel\">", "</div>")) for i, svg in enumerate(images))
+    figures = "".join(f"<div class=\"panel\">{svg}</div>" for svg in small_multiples.threshold_grids(run.histograms, splits))
     rows = [table_cells(s) for s in splits]
     text_cols = ("marker", "method")
     head = "".join(f"<th{'' if c in text_cols else ' class=num'}>{escape(c)}</th>" for c in rows[0])

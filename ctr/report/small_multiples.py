@@ -5,9 +5,8 @@ A panel is a histogram (counts on a square-root scale, bins above the split red)
 dashed line, the marker's name, method and positive share above it and a few value ticks below.
 matplotlib took about a second for 40 such panels (an axes, its ticks and texts laid out per panel)
 where the panels themselves are two paths, a line and a handful of labels; written as SVG text
-they cost milliseconds, stay sharp at any zoom and their labels can be searched and selected. The
-tick positions and labels are matplotlib's own (``MaxNLocator``, ``ScalarFormatter``), as its axes
-would show them.
+(:mod:`ctr.report.svg`) they cost milliseconds, stay sharp at any zoom and their labels can be
+searched and selected.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ctr.report.style import INK, MUTED, NEGATIVE, POSITIVE
+from ctr.report.svg import axis_ticks, figure, spines, text, ticks
 
 GRID_COLUMNS = 6  # panels per row
 PANELS_PER_FIGURE = 36  # a larger panel is paged into several figures of 6 x 6
@@ -26,13 +26,11 @@ PANELS_PER_FIGURE = 36  # a larger panel is paged into several figures of 6 x 6
 CELL_W, CELL_H = 108.0, 97.2  # one panel with its titles and ticks
 PLOT_LEFT, PLOT_RIGHT = 4.0, 104.0  # the plot area inside a cell
 PLOT_TOP, PLOT_BOTTOM = 22.0, 84.0
-TICK = 2.0
 TITLE_SIZE, TICK_SIZE = 7.0, 5.5
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
-WIDTH_PX = 990
 
 
-def threshold_grids(histograms: pd.DataFrame, splits: list) -> list[str]:
+def threshold_grids(histograms: pd.DataFrame, splits: list, label: str = "marker distributions with positivity "
+                    "thresholds") -> list[str]:
     """Each marker's distribution (``marker_histograms.csv``'s bins) with its positivity split drawn
     as a dashed line, one small panel per marker, in pages (``<svg>`` elements) of at most
     :data:`PANELS_PER_FIGURE` panels.
@@ -42,33 +40,28 @@ def threshold_grids(histograms: pd.DataFrame, splits: list) -> list[str]:
     does not flatten the rest of the distribution."""
     bins = {m: g for m, g in histograms.groupby("marker", sort=False)} if not histograms.empty else {}
     pages = [splits[i:i + PANELS_PER_FIGURE] for i in range(0, len(splits), PANELS_PER_FIGURE)]
-    return [_page(page, bins) for page in pages]
+    part = lambda i: f" (part {i + 1} of {len(pages)})" if len(pages) > 1 else ""  # noqa: E731
+    return [_page(page, bins, label + part(i)) for i, page in enumerate(pages)]
 
 
-def _page(splits: list, bins: dict[str, pd.DataFrame]) -> str:
+def _page(splits: list, bins: dict[str, pd.DataFrame], label: str) -> str:
     cols = min(GRID_COLUMNS, len(splits))
     rows = -(-len(splits) // cols)
-    width, height = CELL_W * GRID_COLUMNS, CELL_H * rows
     panels = "".join(
         f"<g transform=\"translate({CELL_W * (i % cols):g},{CELL_H * (i // cols):g})\">{_panel(s, bins.get(s.marker))}</g>"
         for i, s in enumerate(splits))
-    return (f"<svg class=\"figure\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {width:g} {height:g}\" "
-            f"width=\"{WIDTH_PX}\" height=\"{WIDTH_PX * height / width:.0f}\" font-family=\"{FONT}\">"
-            f"<rect width=\"100%\" height=\"100%\" fill=\"white\"/>{panels}</svg>")
+    return figure(CELL_W * GRID_COLUMNS, CELL_H * rows, panels, label)
 
 
 def _panel(split, hist: pd.DataFrame | None) -> str:
     p = split.positive_share
     share = "" if np.isnan(p) else f" · {p:.1%} pos" if 0 < p < 0.01 else f" · {p:.0%} pos"
     centre_x = (PLOT_LEFT + PLOT_RIGHT) / 2
-    title = (f"<text x=\"{centre_x:g}\" y=\"{PLOT_TOP - 12.5:g}\" font-size=\"{TITLE_SIZE:g}\" fill=\"{INK}\" "
-             f"text-anchor=\"middle\">{escape(split.marker)}</text>"
-             f"<text x=\"{centre_x:g}\" y=\"{PLOT_TOP - 3.5:g}\" font-size=\"{TITLE_SIZE:g}\" fill=\"{INK}\" "
-             f"text-anchor=\"middle\">{escape(split.method + share)}</text>")
+    title = (text(centre_x, PLOT_TOP - 12.5, split.marker, TITLE_SIZE)
+             + text(centre_x, PLOT_TOP - 3.5, split.method + share, TITLE_SIZE))
     hover = f"<title>{escape(split.phrase)}</title>"  # shown on pointing at the panel
     if hist is None or hist.empty:
-        return (f"{hover}{title}<text x=\"{centre_x:g}\" y=\"{(PLOT_TOP + PLOT_BOTTOM) / 2:g}\" font-size=\"{TITLE_SIZE:g}\" "
-                f"fill=\"{MUTED}\" text-anchor=\"middle\" dominant-baseline=\"middle\">no values</text>")
+        return f"{hover}{title}{text(centre_x, (PLOT_TOP + PLOT_BOTTOM) / 2, 'no values', TITLE_SIZE, colour=MUTED)}"
     lower, upper = hist["lower"].to_numpy(float), hist["upper"].to_numpy(float)
     counts = hist["count"].to_numpy(float)
     has_split = not np.isnan(split.threshold) and split.method != "none"
@@ -98,33 +91,12 @@ def _panel(split, hist: pd.DataFrame | None) -> str:
         x = float(sx(split.threshold))
         line = (f"<line x1=\"{x:.2f}\" x2=\"{x:.2f}\" y1=\"{PLOT_TOP:g}\" y2=\"{PLOT_BOTTOM:g}\" stroke=\"{INK}\" "
                 f"stroke-width=\"1\" stroke-dasharray=\"3.7 1.6\"/>")
-    axes = (f"<path d=\"M{PLOT_LEFT:g},{PLOT_TOP:g}V{PLOT_BOTTOM:g}H{PLOT_RIGHT:g}\" fill=\"none\" stroke=\"{MUTED}\" "
-            f"stroke-width=\"0.8\"/>")
-    return f"{hover}{title}{paths}{line}{axes}{_ticks(x_lo, x_hi, sx)}"
+    positions, labels = ticks(x_lo, x_hi)
+    return (f"{hover}{title}{paths}{line}{spines(PLOT_LEFT, PLOT_TOP, PLOT_RIGHT, PLOT_BOTTOM)}"
+            f"{axis_ticks(sx(positions), labels, PLOT_BOTTOM, TICK_SIZE)}")
 
 
 def _stairs(x: np.ndarray, y: np.ndarray, base: float) -> str:
     """An SVG path filling the steps of heights ``y`` over the edges ``x`` down to ``base``."""
     steps = "".join(f"V{yi:.2f}H{xi:.2f}" for yi, xi in zip(y, x[1:]))
     return f"M{x[0]:.2f},{base:.2f}{steps}V{base:.2f}Z"
-
-
-def _ticks(lo: float, hi: float, sx) -> str:
-    """Three or so value ticks under the plot, where and as matplotlib's axis would put them."""
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
-
-    values = MaxNLocator(nbins=3, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
-    slack = 1e-10 * (hi - lo)
-    values = values[(values >= lo - slack) & (values <= hi + slack)]
-    if not values.size:
-        return ""
-    formatter = ScalarFormatter(useOffset=False)
-    formatter.set_scientific(False)
-    formatter.create_dummy_axis()
-    formatter.axis.set_view_interval(lo, hi)
-    labels = formatter.format_ticks(values)
-    marks = "".join(f"M{x:.2f},{PLOT_BOTTOM:g}v{TICK:g}" for x in sx(values))
-    texts = "".join(f"<text x=\"{x:.2f}\" y=\"{PLOT_BOTTOM + TICK + 1 + TICK_SIZE:g}\">{escape(label)}</text>"
-                    for x, label in zip(sx(values), labels))
-    return (f"<path d=\"{marks}\" stroke=\"{MUTED}\" stroke-width=\"0.8\"/>"
-            f"<g font-size=\"{TICK_SIZE:g}\" fill=\"{INK}\" text-anchor=\"middle\">{texts}</g>")
