@@ -289,6 +289,17 @@ def test_missing_cluster_labels_counted():
     assert "CTR515" in _codes(check_clusters(pd.Series(["0", "  ", "0"])))  # an empty one is not
 
 
+def test_cluster_labels_are_text_categories_of_the_labels_cells_have():
+    from ctr.data.checks import cluster_labels
+
+    labels = cluster_labels(pd.Series(["1", 1, None, "  ", "a", "nan"], dtype=object))
+    assert isinstance(labels, pd.Categorical)  # a code per cell, the text once per label
+    assert list(np.asarray(labels)) == ["1", "1", "unlabelled", "unlabelled", "a", "nan"]
+    assert sorted(labels.categories) == ["1", "a", "nan", "unlabelled"]  # the blank label's text has no cell left
+    unused = cluster_labels(pd.Categorical(["b", "b"], categories=["a", "b"]))
+    assert list(unused.categories) == ["b"] and len(cluster_labels(np.array([], dtype=str))) == 0
+
+
 def test_read_input_refuses_a_fifo(tmp_path):
     fifo = tmp_path / "pipe.h5ad"
     os.mkfifo(fifo)

@@ -307,9 +307,11 @@ def _unlabelled_name(series: pd.Series) -> str:
     return name
 
 
-def cluster_labels(labels) -> np.ndarray:
-    """One string label per cell; cells without a label (NaN, None, empty) form one group whose name
-    no real cluster has (a real cluster named "nan" stays apart from them)."""
+def cluster_labels(labels) -> pd.Categorical:
+    """One text label per cell, as a categorical (an integer code per cell into the distinct
+    labels' text: a million cells hold no million strings); cells without a label (NaN, None,
+    empty) form one group whose name no real cluster has (a real cluster named "nan" stays apart
+    from them). Labels equal as text (1 and "1") are one cluster."""
     series = pd.Series(labels)
     missing = _missing_labels(series)
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
@@ -318,7 +320,12 @@ def cluster_labels(labels) -> np.ndarray:
     if missing.any():
         text = np.append(text, _unlabelled_name(series)).astype(object)
         codes = np.where(missing.to_numpy(), len(text) - 1, codes)
-    return text[codes].astype(str) if len(codes) else np.zeros(0, dtype=str)
+    categories, inverse = np.unique(text.astype(str), return_inverse=True)
+    # only the labels some cell has (not a blank label's text: its cells are unlabelled now)
+    used = np.bincount(inverse[codes], minlength=len(categories)) > 0 if len(codes) else np.zeros(len(categories), bool)
+    renumber = np.cumsum(used) - 1
+    return pd.Categorical.from_codes(renumber[inverse][codes] if len(codes) else codes,
+                                     categories=pd.Index(categories[used], dtype=object))
 
 
 @dataclass(frozen=True)
