@@ -366,13 +366,14 @@ def test_pooled_pieces_are_numbered_by_size():
 
 def noisy_cells(n=600, seed=2):
     """The synthetic cells plus cluster 4: one Epi population whose subtype markers CA and CB are
-    both ~ N(1, 0.5), below the positivity threshold 2 in almost every cell, so each cell's vote
-    between CilA and SecB is a coin toss (H about 1.5) while no subtype can pass its 95% requirement."""
+    both ~ N(2.1, 0.5), around the positivity threshold 2: about half the cells meet each subtype's
+    requirement (and vote between CilA and SecB on the rest of their values, nearly a coin toss:
+    H above 1), far from the 95% either subtype requires, in the cluster or any piece of it."""
     rng = np.random.default_rng(seed)
     block = np.abs(rng.normal(0.3, 0.15, size=(n, len(PANEL))))
     block[:, PANEL.index("P")] = rng.normal(4.0, 0.4, size=n)
     for m in ("CA", "CB"):
-        block[:, PANEL.index(m)] = rng.normal(1.0, 0.5, size=n)
+        block[:, PANEL.index(m)] = rng.normal(2.1, 0.5, size=n)
     return np.vstack([MATRIX, block]), np.concatenate([LABELS, np.full(n, "4")])
 
 
@@ -520,3 +521,36 @@ def test_a_piece_takes_another_lineage_only_on_stronger_evidence_than_its_cluste
     assert (label[labels == "0"] == "Lymph").all()
     assert (label[(labels == "2") & (truth == "Myeloid")] == "Myeloid").mean() > 0.95
     assert (label[(labels == "2") & (truth == "Lymph")] == "Lymph").mean() > 0.95
+
+
+def test_cells_that_lack_a_required_marker_do_not_vote_for_the_type():
+    """A cluster of CD45+ HLA-DR+ cells with neither CD20 nor CD68 stops at Leukocytes (B cells fail
+    `require CD20`, macrophages `require CD68`). Scored on their markers' mean alone, its cells would
+    vote B cells (CD45 and HLA-DR high) and the relabel would name B cells a cluster without one
+    CD20+ cell; a `require` line holds per cell, so they vote for nothing."""
+    import anndata as ad
+
+    import ctr
+    from ctr.lang import compile_ruleset
+
+    rng = np.random.default_rng(5)
+    n = 400
+
+    def cells(*on):  # CD45, CD20, HLADR, CD68: high where on, background elsewhere
+        return np.c_[tuple(rng.normal(3.0, 0.3, n) if k else np.abs(rng.normal(0.2, 0.1, n)) for k in on)]
+
+    adata = ad.AnnData(np.vstack([cells(1, 0, 1, 0), cells(1, 1, 1, 0), cells(1, 0, 1, 1), cells(0, 0, 0, 0)])
+                       .astype(np.float32))
+    adata.var_names = ["CD45", "CD20", "HLADR", "CD68"]
+    adata.obs["cluster"] = pd.Categorical(np.repeat(["odd", "b", "mac", "stroma"], n))
+    text = ('type Leukocytes {\n  markers CD45\n'
+            '  type "B cells" { markers CD20, HLADR, CD45\n require CD20 }\n'
+            '  type Macrophages { markers CD68\n require CD68 }\n}\n')
+    ruleset = compile_ruleset("r.ctr", text=text).ruleset
+    result = ctr.annotate(adata, ruleset, cluster_key="cluster", write_obs=False,
+                          refinement_params={"min_cells": 10_000})
+    labels = result.clusters.set_index("cluster")["final_annotation"]
+    assert (labels["b"], labels["mac"], labels["odd"]) == ("B cells", "Macrophages", "Leukocytes")
+    log = result.refinement_log.set_index("cluster")
+    assert log.loc["odd", "action"] == "skip"
+    assert '"B cells"' not in log.loc["odd", "detail"].split('"shares"')[1]  # no cell of it voted B cells

@@ -353,7 +353,9 @@ class DataProfile:
         return asdict(self)
 
     def describe(self) -> str:
-        return (f"{self.kind.replace('_', ' ')} (zeros {self.zero_share:.0%}, negative {self.negative_share:.0%}, "
+        kind = (f"values rescaled around per-marker gates at {self.gate:g}" if self.gate is not None
+                else self.kind.replace('_', ' '))
+        return (f"{kind} (zeros {self.zero_share:.0%}, negative {self.negative_share:.0%}, "
                 f"maximum {self.maximum:.4g}{', integers' if self.integer else ''})")
 
 

@@ -13,7 +13,7 @@ from ctr.engine.decide import AMBIGUITY_SEP, Decision, NodeEvaluation, Selection
 from ctr.engine.gates import GateOutcome, credit_subtypes, gate_node, node_passed
 from ctr.engine.scoring import ClusterEvidence, document_frequency, score_node
 from ctr.engine.trace import Step, cite_stored_copy, param_provenance, trace_frame
-from ctr.engine.votes import cell_scores, composition, composition_text, vote
+from ctr.engine.votes import candidate_votes, composition, composition_text
 from ctr.rules.expr import markers_in
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import ResolvedParams
@@ -224,10 +224,8 @@ def cells_by_cluster(cell_clusters) -> dict[str, np.ndarray]:
 
 def _votes(d: Decision, idx: np.ndarray, cell_matrix, ev: ClusterEvidence, evaluations, params: ResolvedParams):
     candidates = d.ambiguous
-    columns = [[c for c in evaluations[n.path].scores.positive_cols if not ev.flat[c]] for n in candidates]
     names = [n.name for n in candidates]
-    scores = cell_scores(cell_matrix[idx], columns, ev.reference, ev.global_std)
-    votes = vote(scores, names, params.scoring.per_cell_gap)
+    votes = candidate_votes(cell_matrix[idx], candidates, evaluations, ev, params.scoring.per_cell_gap)
     frame = pd.DataFrame({"cell": idx.astype(np.int64), "cluster": d.cluster, "candidates": ";".join(names), "vote": votes})
     return frame, composition(votes, names)
 

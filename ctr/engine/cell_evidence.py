@@ -43,4 +43,5 @@ def cell_evidence(matrix, markers: list[str], global_: pd.DataFrame, rows: np.nd
         clusters=[str(i) for i in range(n)], n_cells=np.ones(n, dtype=np.int64), markers=list(markers),
         column={m: j for j, m in enumerate(markers)}, pos_frac=pos_frac, enrichment=np.where(missing, np.nan, enrichment),
         median=x, mean=x, de_z=none, de_rank=none, threshold=threshold, reference=reference, global_std=std, flat=flat,
+        strict=strict, nonzero=quantile,
     )

@@ -9,7 +9,7 @@ import numpy as np
 
 from ctr.engine.decide import NodeEvaluation
 from ctr.engine.scoring import ClusterEvidence
-from ctr.engine.votes import UNCERTAIN, cell_scores, composition, vote
+from ctr.engine.votes import UNCERTAIN, candidate_votes, composition
 from ctr.rules.model import CellType, Ruleset
 
 
@@ -57,9 +57,7 @@ def frontier_votes(
 ) -> FrontierVotes:
     """Vote the cells (row positions in ``cell_matrix``) over ``candidates`` with the engine's
     per-cell scores (semantics §7.5) and measure the heterogeneity of the votes."""
-    columns = [[c for c in evaluations[n.path].scores.positive_cols if not ev.flat[c]] for n in candidates]
     names = [n.name for n in candidates]
-    scores = cell_scores(cell_matrix[cells], columns, ev.reference, ev.global_std)
-    votes = vote(scores, names, per_cell_gap)
+    votes = candidate_votes(cell_matrix[cells], candidates, evaluations, ev, per_cell_gap)
     shares = composition(votes, names)
     return FrontierVotes(candidates, votes, shares, heterogeneity(shares))

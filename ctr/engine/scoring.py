@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import LevelParams, ResolvedParams, ScoringParams
@@ -35,6 +37,23 @@ class ClusterEvidence:
     reference: np.ndarray  # per marker: what enrichment is measured from
     global_std: np.ndarray
     flat: np.ndarray
+    strict: np.ndarray | None = None  # per marker: positive means value > threshold (else >=)
+    nonzero: np.ndarray | None = None  # per marker: positive also needs value > 0 (the quantile rule)
+
+    def positive_cells(self, block, cols: Sequence[int]) -> np.ndarray:
+        """(cells x len(cols)) whether each cell of ``block`` (cells x every marker column) is
+        positive for each of the columns ``cols``, by that marker's split; missing values and flat
+        markers are never positive (the rule of :func:`ctr.stats.global_stats.positive`)."""
+        cols = list(cols)
+        x = block[:, cols]
+        x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+        n = len(self.markers)
+        strict = (self.strict if self.strict is not None else np.zeros(n, bool))[cols]
+        nonzero = (self.nonzero if self.nonzero is not None else np.zeros(n, bool))[cols]
+        t = self.threshold[cols]
+        with np.errstate(invalid="ignore"):
+            above = np.where(strict, x > t, x >= t)
+            return above & (~nonzero | (x > 0)) & ~self.flat[cols] & ~np.isnan(t)
 
     @classmethod
     def from_statistics(cls, stats: Statistics) -> ClusterEvidence:
@@ -67,6 +86,8 @@ class ClusterEvidence:
             reference=g["enrichment_reference"].to_numpy().astype(np.float64),
             global_std=g["global_std"].to_numpy().astype(np.float64),
             flat=g["flat"].to_numpy().astype(bool),
+            strict=(g["threshold_op"] == ">").to_numpy().astype(bool),
+            nonzero=(g["threshold_source"] == "quantile").to_numpy().astype(bool),
         )
 
     @property
@@ -161,6 +182,7 @@ class NodeScores:
     anti_penalty: np.ndarray
     score: np.ndarray
     needed: int  # measured positive markers needed to judge this type on this panel
+    required_cols: list[int] = field(default_factory=list)  # columns of the resolved `require` markers
 
     @property
     def n_listed(self) -> int:
@@ -219,4 +241,5 @@ def score_node(
         node, lp, pos, cols, missing, anti, anti_cols, anti_missing, on, coverage, panel_coverage,
         mean_enrichment, mean_positive, de_component, coverage_term, agg_e, agg_p, anti_penalty, score,
         min(params.gating.min_measured_markers, n_listed),
+        resolved_columns([r.marker for r in node.requires], mapping, ev)[1],
     )

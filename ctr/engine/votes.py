@@ -29,6 +29,19 @@ def cell_scores(block, candidate_columns: Sequence[Sequence[int]], reference: np
     return out
 
 
+def without_unmet_requirements(scores: np.ndarray, block, required: Sequence[Sequence[int]], ev) -> np.ndarray:
+    """``scores`` (cells x candidates) with a candidate left out (NaN) in the cells that are not
+    positive for every marker it requires (``required``: per candidate, the columns of its
+    `require` markers; ``ev``: the :class:`ctr.engine.scoring.ClusterEvidence` whose splits say
+    what positive is). A `require` line is a rule of the ruleset: a CD20-negative cell is no vote
+    for a type that requires CD20, however high its other markers read."""
+    out = scores.copy()
+    for k, cols in enumerate(required):
+        if cols:
+            out[~ev.positive_cells(block, cols).all(axis=1), k] = np.nan
+    return out
+
+
 def vote(scores: np.ndarray, names: Sequence[str], per_cell_gap: float) -> np.ndarray:
     """Each cell's vote: the best candidate when it leads the second by >= per_cell_gap, else
     ``Uncertain`` (also when the cell has no score). Ties go to the earlier candidate."""
@@ -55,3 +68,15 @@ def composition(votes: np.ndarray, names: Sequence[str]) -> list[tuple[str, floa
 def composition_text(shares: list[tuple[str, float]]) -> str:
     """``T cells:0.62;B cells:0.30;Uncertain:0.08`` (options nobody voted for are left out)."""
     return ";".join(f"{name}:{share:.2f}" for name, share in shares if share > 0)
+
+
+def candidate_votes(block, candidates, evaluations, ev, per_cell_gap: float) -> np.ndarray:
+    """Each cell's vote among the cell types ``candidates`` (``block``: the cells' rows, every marker
+    column): scored on each candidate's resolved, non-flat positive markers, none for a candidate
+    whose required markers the cell lacks (``evaluations``: node path -> its NodeEvaluation)."""
+    scores = [evaluations[n.path].scores for n in candidates]
+    columns = [[c for c in ns.positive_cols if not ev.flat[c]] for ns in scores]
+    cells = cell_scores(block, columns, ev.reference, ev.global_std)
+    cells = without_unmet_requirements(cells, block, [ns.required_cols for ns in scores], ev)
+    return vote(cells, [n.name for n in candidates], per_cell_gap)
+
