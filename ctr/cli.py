@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lint-ruleset", help="check a ruleset (and optionally a panel) and print diagnostics")
     p.add_argument("ruleset", metavar="NAME|PATH")
-    p.add_argument("--panel", metavar="FILE", help="an .h5ad (its var_names) or a text file of marker names")
+    p.add_argument("--panel", metavar="FILE", help="an .h5ad (its var_names) or a text file of marker names; channel "
+                   "names with a measurement tag (141Pr_CD45, CD3 FITC-A) match by their marker (docs/marker-names.md)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--strict", action="store_true", help="warnings also make the exit status 1")
     p.set_defaults(func=_cmd_lint)

@@ -207,13 +207,16 @@ def test_cli_annotate_and_lint_with_tagged_names(tmp_path: Path, capsys):
     rules.write_text(RULES)
     run_dir = tmp_path / "run"
     code = main(["annotate", str(h5ad), "--ruleset", str(rules), "--annotation-only", "--cluster-key", "cluster",
-                 "--output-dir", str(run_dir), "--no-report"])
+                 "--output-dir", str(run_dir)])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "CTR308" in out + err and "'CD45(Sm152)Di'" in out + err
     table = pd.read_csv(run_dir / "marker_resolution.csv")
     assert set(table["how"]) == {"tagged"}
     assert dict(zip(table["marker"], table["panel_name"]))["HLA-DR"] == "HLA-DR(Yb174)Di"
+    # the report says which column each marker was read from
+    report = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<td>CD3</td><td>170Er_CD3</td><td>tagged</td>" in report and "(8 tagged)" in report
     # explain names the tagged channels
     assert main(["explain", str(run_dir), "--markers"]) == 0
     assert "170Er_CD3" in capsys.readouterr().out
@@ -241,3 +244,11 @@ def test_tag_tables_match_the_docs():
         assert marker_part(f"{low - 1}{element}_CD3") is None  # not one of the element's isotopes
     for detector in ("B530-A", "YG586-A", "BL1-H", "FL1-H", "V7-A"):
         assert is_tag(detector) and marker_part(f"{detector} :: CD3") == "CD3"
+
+
+def test_a_typo_is_suggested_from_the_marker_part():
+    rs = _ruleset('ruleset a\ntype "Stroma" { markers Vimentn, CD31 }\n')
+    [diag] = [d for d in lint(rs, ["143Nd_Vimentin", "151Eu_CD31"]) if d.code == "CTR300"]
+    assert "did you mean 'Vimentin'?" in diag.message and diag.level == "error"
+    assert resolve_markers(_ruleset('ruleset a\ntype "Stroma" { markers Vimentin }\n'), ["143Nd_Vimentin"]).how == {
+        "Vimentin": "tagged"}

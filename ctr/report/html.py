@@ -177,8 +177,32 @@ def _summary(run: RunDir, colours: dict[str, str]) -> str:
         "<div class=\"panel\"><h3>Where annotation stopped</h3><table><thead><tr><th>stop reason</th><th class=\"num\">clusters</th>"
         f"<th>meaning</th></tr></thead><tbody>{stop_rows}</tbody></table>"
         f"<h3>Confidence</h3>{conf_img}</div></div>"
-        f"{_parameters(run)}</section>"
+        f"{_marker_names(run)}{_parameters(run)}</section>"
     )
+
+
+def _marker_names(run: RunDir, shown: int = 60) -> str:
+    """Which panel column each ruleset marker was read from, when any was found under another name
+    (a synonym, a tagged channel such as 141Pr_CD45) or not at all: marker_resolution.csv in words."""
+    res = run.resolution
+    if res.empty or not {"marker", "panel_name", "how"} <= set(res.columns):
+        return ""
+    how = res["how"].fillna("missing").astype(str)
+    other = res.loc[how != "exact"]
+    if other.empty:
+        return ""
+    counts = how[how != "exact"].value_counts()
+    lead = (f"{len(other)} of the ruleset's {len(res)} markers are not in the panel under their own name ("
+            + ", ".join(f"{n} {h}" for h, n in counts.items()) + "): the table gives the column each was read from "
+            "(docs/marker-names.md explains the steps).")
+    rows = "".join(
+        f"<tr><td>{escape(str(r.marker))}</td><td>{escape('' if pd.isna(r.panel_name) else str(r.panel_name))}</td>"
+        f"<td>{escape(h)}</td></tr>" for r, h in zip(other.head(shown).itertuples(), how[how != "exact"].head(shown))
+    )
+    more = f"<p class=\"note\">+{len(other) - shown} more in marker_resolution.csv</p>" if len(other) > shown else ""
+    return (f"<h3>Marker names</h3><p>{escape(lead)}</p><details class=\"params\"><summary>Ruleset marker and the "
+            "panel column it was read from</summary><table><thead><tr><th>ruleset marker</th><th>panel column</th>"
+            f"<th>how</th></tr></thead><tbody>{rows}</tbody></table>{more}</details>")
 
 
 def _has_evaluation(run: RunDir) -> bool:

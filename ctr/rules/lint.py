@@ -306,8 +306,11 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
         return out
     first_loc = _first_locs(ruleset)
     out += ambiguity_diagnostics(res, first_loc)
+    index = PanelIndex(panel)
+    # a typo is looked for among the panel's names and the marker parts of its tagged ones (143Nd_Vimentin)
+    candidates = list(dict.fromkeys(panel + list(index.tagged.exact))) if res.missing else panel
     for marker in res.missing:
-        suggestion = suggest(marker, panel)
+        suggestion = suggest(marker, candidates)
         out.append(
             Diagnostic(
                 PANEL_MISSING,
@@ -319,7 +322,6 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
                 hint="fix the name, add an `alias` to the panel's name, or drop the marker if the panel lacks it",
             )
         )
-    index = PanelIndex(panel)
     groups = alias_groups(ruleset)
     for group, alias in zip(groups, ruleset.aliases):
         present = list(dict.fromkeys(p for p in (index.find(n) for n in group) if p is not None))
