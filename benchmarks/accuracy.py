@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/accuracy.py [--params JSON|@file.json] [--sets a,b] [--rulesets builtin,by_others,imported]
                                   [--refine] [--recluster] [--csv OUT.csv] [--against [BASE.csv]]
+    python benchmarks/accuracy.py --synthetic        # synthetic panels of known truth (synthetic_panels.py)
 
 From Python (what the cross-validation of defaults calls, many times)::
 
@@ -303,10 +304,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--refine", action="store_true", help="run ctr's refinement as well (default: annotation only)")
     ap.add_argument("--recluster", action="store_true", help="cluster again instead of using benchmarks/.cache/")
     ap.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="instead: the synthetic panels of known truth (MIBI-, flow- and IMC-like; "
+                         "benchmarks/synthetic_panels.py, which takes the same --params, --refine and --csv)")
     ap.add_argument("--against", metavar="BASE.csv", nargs="?", const=str(BASELINE),
                     help="add the accuracy of an earlier table and the change (default file: "
                          "benchmarks/accuracy_baseline.csv, the defaults before the cross-validation)")
     args = ap.parse_args(argv)
+    if args.synthetic:
+        sys.path.insert(0, str(HERE))  # benchmarks/ as a folder of scripts, however this one was started
+        from synthetic_panels import main as synthetic_main
+
+        return synthetic_main((["--params", args.params] if args.params else []) + (["--refine"] if args.refine else [])
+                              + (["--csv", args.csv] if args.csv else []))
     sets = args.sets.split(",") if args.sets else None
     if args.recluster:
         for name in sets or SETS:
