@@ -219,3 +219,21 @@ def test_min_max_scaled_layer_keeps_the_data_driven_split():
     assert result.provenance["data_profile"]["gate"] is None
     assert [d.code for d in result.diagnostics] == ["CTR517"]
     assert result.thresholds.set_index("marker").loc["A", "threshold_method"] != "rescaled"
+
+
+@pytest.mark.parametrize("share", [0.30, 0.65])
+def test_counts_on_a_linear_scale_are_split_on_the_log_scale(share):
+    # size-normalised ion counts (MIBI): background of a fraction of a count (most cells read 0),
+    # stained cells lognormal around 10 counts (cells and regions differ: log SD 0.6);
+    # untransformed, so the stained population's right tail swamps a fit on the linear scale
+    # (which read one population: a tail or "detected" split)
+    rng = np.random.default_rng(3)
+    truth = rng.random(N) < share
+    area = rng.lognormal(0.0, 0.35, N)
+    level = np.where(truth, 10.0, 0.3) * rng.lognormal(0.0, 0.6, N)
+    values = rng.poisson(level * area) / area
+    split = find_split(values)
+    pos = called(values, split)
+    assert split.method == "log_mixture"
+    assert abs(pos.mean() - share) <= 0.03
+    assert truth[pos].mean() >= 0.95

@@ -21,6 +21,7 @@ FORMATS = ("text", "markdown", "json")
 # what each threshold_method means (docs/semantics.md, "Positivity")
 METHODS = {
     "mixture": "two populations; split where both are equally likely",
+    "log_mixture": "two populations on the log scale (skewed counts); split where both are equally likely",
     "floor": "one population above a floor; positive = above the floor",
     "tail": "one population; positive = beyond median + split_tail_mads robust SD",
     "quantile": "the positive_quantile of the non-zero values",
@@ -39,7 +40,7 @@ class MarkerSplit:
     threshold: float
     op: str
     source: str  # auto | quantile | gate | absolute
-    method: str  # mixture | floor | tail | rescaled | quantile | gate | absolute | none
+    method: str  # mixture | log_mixture | floor | tail | rescaled | quantile | gate | absolute | none
     quality: float  # Ashman's D of the two-population fit; NaN when none was fitted
     positive_share: float
     flat: bool

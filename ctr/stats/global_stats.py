@@ -24,7 +24,7 @@ class MarkerSummary:
     threshold: float
     threshold_source: str  # "auto" | "quantile" | "absolute"
     threshold_op: str  # ">=" | ">"
-    threshold_method: str  # how the split was found: mixture | floor | tail | rescaled | gate | quantile | absolute | none
+    threshold_method: str  # how the split was found: mixture | log_mixture | floor | tail | rescaled | gate | quantile | absolute | none
     threshold_quality: float  # Ashman's D of the two-population fit (NaN when none was fitted)
     negative_median: float  # median of the values that are not positive (NaN when every value is)
     enrichment_reference: float  # the value enrichment is measured from

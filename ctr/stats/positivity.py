@@ -14,6 +14,9 @@ One rule serves three shapes of data:
   the floor is negative by definition, and the mixture is fitted to the values above it;
 - continuous values with negatives (flow or mass cytometry after logicle/arcsinh): the mixture is
   fitted to all values;
+- counts or intensities on a linear scale (size-normalised MIBI counts), whose stained populations
+  are lognormal: when the values show one population on their own scale, the mixture is fitted
+  again to their logarithm (values above the floor are positive), as a gating axis would show them;
 - one population only (no second one to split off): the larger of the floor mass and that
   population is the negative one. A floor holding most cells leaves "above the floor" (detected)
   as positive; otherwise positives are the population's upper tail, beyond
@@ -55,7 +58,7 @@ class Split:
 
     threshold: float
     op: str  # ">=" | ">"
-    method: str  # mixture | floor | tail | quantile | absolute | none
+    method: str  # mixture | log_mixture | floor | tail | quantile | absolute | none
     quality: float  # Ashman's D of the two-component fit (NaN when no mixture was fitted)
 
 
@@ -162,6 +165,18 @@ def _detection_levels(above: np.ndarray, floor: float) -> bool:
     return float(above[0] - floor) >= DETECTION_GAP * (sorted_median(above) - floor)
 
 
+def _mixture_split(values: np.ndarray, separation: float) -> tuple[Split | None, float]:
+    """The mixture's split of ``values`` (ascending) when the fit finds two populations, else None;
+    and the fit's Ashman's D either way."""
+    weights, means, variances = _fit_mixture(values)
+    quality = ashman_d(means, variances)
+    cut = mixture_cut(weights, means, variances)
+    two = quality >= separation and has_valley(weights, means, variances)
+    if weights.min() >= MIN_WEIGHT and (two or resolved_side(cut, means, variances) >= ONE_SIDED):
+        return Split(cut, ">=", "mixture", quality), quality
+    return None, quality
+
+
 def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads: float = TAIL_MADS) -> Split:
     """The positive/negative split of one marker from its non-missing ``values``: two populations
     when the fit separates them by Ashman's D >= ``separation`` with a valley between them (or
@@ -183,12 +198,16 @@ def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads
     if floored and _detection_levels(above, floor):
         return Split(floor, ">", "floor", quality)
     if fitted.size >= 10 and fitted[-1] - fitted[0] > 0:
-        weights, means, variances = _fit_mixture(fitted)
-        quality = ashman_d(means, variances)
-        cut = mixture_cut(weights, means, variances)
-        two = quality >= separation and has_valley(weights, means, variances)
-        if weights.min() >= MIN_WEIGHT and (two or resolved_side(cut, means, variances) >= ONE_SIDED):
-            return Split(cut, ">=", "mixture", quality)
+        split, quality = _mixture_split(fitted, separation)
+        if split is None and fitted[0] > 0:
+            # Counts and untransformed intensities: a stained population spreads in proportion to
+            # its level (lognormal), so on the linear scale its long right tail swamps the fit;
+            # gating reads such values on a log axis, where each population is about symmetric
+            logged, _ = _mixture_split(np.log(fitted), separation)
+            if logged is not None:
+                return Split(float(np.exp(logged.threshold)), ">=", "log_mixture", logged.quality)
+        if split is not None:
+            return split
     # One population above the floor. The larger of the floor mass and that population is the
     # negative one: a floor holding most cells (a gene most cells do not detect) leaves "detected"
     # as positive; a population holding most cells (background staining above a few zeros) is
