@@ -126,6 +126,27 @@ def test_ties_go_to_declaration_order_and_max_ambiguity():
     assert (r.final_annotation, r.stop_reason, r.confidence) == ("P", "leaf_reached", 0.0)
 
 
+def test_a_tie_on_a_shared_marker_goes_to_the_type_whose_own_markers_are_on():
+    # endothelium (vimentin A, CD31 B) and fibroblasts (vimentin A plus one of FAP C, SMA D, CD36
+    # E): a FAP+ fibroblast cluster has vimentin and FAP on, CD31 off. Both cover half their
+    # markers and score within min_gap; only the markers that tell them apart settle it.
+    rs = ruleset(node("Endothelium", ["A", "B"]), node("Fibroblasts", ["A", "C", "D", "E"]))
+    evidence = {"t": {"A": (0.9, 1.5), "B": (0.05, 0.0), "C": (0.8, 1.0)}}
+    ann = annotate_clusters(make_stats(evidence, PANEL), rs, MAPPING, ResolvedParams())
+    r = ann.clusters.iloc[0]
+    assert (r.final_annotation, r.stop_reason) == ("Fibroblasts", "leaf_reached")
+    trace = with_reasons(ann.trace)
+    settled = trace[trace.gate == "tie_break"].iloc[0]
+    assert (settled.cell_type, settled.statistic, settled.candidates) == ("Fibroblasts", "distinct_coverage", "Endothelium")
+    assert settled.observed == pytest.approx(1 / 3)  # FAP of FAP, SMA, CD36 on; CD31 off
+    assert settled.param_key == "gating.tie_coverage_gap"
+    assert "tell them apart" in settled.reason
+    # with the coverage tie rules off, the tie stands
+    off = resolve_params([("cli", {"gating": GatingParams(tie_coverage_gap=None)})])
+    r = annotate_clusters(make_stats(evidence, PANEL), rs, MAPPING, off).clusters.iloc[0]
+    assert r.final_annotation == "Endothelium~Fibroblasts"
+
+
 def test_node_min_gap_override_applies_when_that_node_leads():
     rs = ruleset(node("P", ["A"], overrides=LevelParams(min_gap=0.01)), node("Q", ["B"]))
     evidence = {"t": {"A": (0.8, 1.1), "B": (0.8, 1.0)}}

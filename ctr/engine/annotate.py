@@ -191,9 +191,9 @@ def _select_step(d: Decision, sel: Selection) -> Step:
 
 
 def _tie_break_step(d: Decision, sel: Selection, params: ResolvedParams, ruleset: Ruleset) -> Step:
-    """A near-tie the evidence settled: the rule (coverage or anti_penalty), the winner's advantage
-    on it and the parameter it had to reach; ``candidates`` are the ones set aside."""
-    key = {"coverage": "tie_coverage_gap", "anti_penalty": "tie_anti_gap"}[sel.tie_break]
+    """A near-tie the evidence settled: the rule (coverage, anti_penalty or distinct_coverage), the
+    winner's advantage on it and the parameter it had to reach; ``candidates`` are the ones set aside."""
+    key = {"coverage": "tie_coverage_gap", "anti_penalty": "tie_anti_gap", "distinct_coverage": "tie_coverage_gap"}[sel.tie_break]
     path = sel.parent.path_str if sel.parent is not None else ""
     return Step(d.cluster, sel.level, path, sel.ranked[0].name, "select", "tie_break", statistic=sel.tie_break,
                 observed=sel.advantage, comparison=">=", threshold=getattr(params.gating, key), passed=True,

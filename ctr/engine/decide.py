@@ -48,7 +48,7 @@ class Selection:
     min_gap: float
     provenance: Provenance | None
     ambiguous: list[CellType] = field(default_factory=list)
-    # a near-tie settled by the evidence: the rule that settled it ("coverage" | "anti_penalty"),
+    # a near-tie settled by the evidence: the rule that settled it ("coverage" | "anti_penalty" | "distinct_coverage"),
     # the candidates it set aside, and the winner's advantage on that rule's statistic
     tie_break: str = ""
     set_aside: list[CellType] = field(default_factory=list)
@@ -143,19 +143,36 @@ def select(
 def break_tie(i: int, close: list[CellType], evaluations: dict[tuple, NodeEvaluation], params: ResolvedParams):
     """Settle a near-tie when the evidence is one-sided although the scores are close: one
     candidate's coverage beats every other's by ``tie_coverage_gap``, or every other candidate
-    carries an anti-marker penalty ``tie_anti_gap`` above the lowest. Returns (winner, rule,
-    advantage) or None when the tie stands."""
+    carries an anti-marker penalty ``tie_anti_gap`` above the lowest, or, on the markers that tell
+    the candidates apart (those no other candidate of the tie lists), one candidate's coverage beats
+    every other's by ``tie_coverage_gap``. Returns (winner, rule, advantage) or None when the tie
+    stands."""
     gating = params.gating
-    rules = (("coverage", gating.tie_coverage_gap, 1.0), ("anti_penalty", gating.tie_anti_gap, -1.0))
-    for rule, needed, sign in rules:
+    scores = [evaluations[c.path].scores for c in close]
+    rules = (("coverage", gating.tie_coverage_gap, [float(s.coverage[i]) for s in scores]),
+             ("anti_penalty", gating.tie_anti_gap, [-float(s.anti_penalty[i]) for s in scores]),
+             ("distinct_coverage", gating.tie_coverage_gap, distinct_coverage(i, scores)))
+    for rule, needed, values in rules:
         if needed is None:
             continue
-        values = np.array([sign * float(getattr(evaluations[c.path].scores, rule)[i]) for c in close])
         best = int(np.argmax(values))
-        advantage = float(values[best] - np.max(np.delete(values, best)))
+        advantage = float(values[best] - max(v for k, v in enumerate(values) if k != best))
         if advantage >= needed:
             return close[best], rule, advantage
     return None
+
+
+def distinct_coverage(i: int, scores: list[NodeScores]) -> list[float]:
+    """Each candidate's coverage in cluster ``i`` over its own distinct markers: the measured
+    positive markers that no other candidate lists. Two types that share a marker (endothelium and
+    fibroblasts both list vimentin) can tie on it alone; the markers only one of them lists say
+    which it is. A candidate with no distinct marker has nothing of its own on: 0."""
+    values = []
+    for k, s in enumerate(scores):
+        others = {m for j, o in enumerate(scores) if j != k for m in o.positive}
+        own = [col for col, marker in enumerate(s.positive) if marker not in others]
+        values.append(float(np.mean(s.on[i, own])) if own else 0.0)
+    return values
 
 
 def _none_passed_stop(candidates: list[CellType], parent: CellType | None, evaluations) -> str:

@@ -246,7 +246,9 @@ def select_reason(step: Step, gates: list[Step]) -> str:
         return f"no {what} passed its gates ({failed}): {result}"
     a, b = fmt_pair(step.observed, step.threshold)
     if step.gate == "tie_break":
-        what = "coverage is higher" if step.statistic == "coverage" else "anti-marker penalty is lower"
+        what = {"coverage": "coverage is higher", "anti_penalty": "anti-marker penalty is lower",
+                "distinct_coverage": "coverage on the markers that tell them apart (listed by no other "
+                                     "candidate) is higher"}.get(step.statistic, f"{step.statistic} is better")
         return (f"{step.cell_type} and {', '.join(ranked)} scored within min_gap, but {step.cell_type}'s {what} "
                 f"by {a} (>= {step.param_key.rsplit('.', 1)[-1]} {b}): the tie is settled for {step.cell_type}{cite(step)}")
     if step.gate == "winner":

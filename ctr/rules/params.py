@@ -95,7 +95,7 @@ class GatingParams(_Block):
     anti_penalty_hard_gate: float = Field(1.0, ge=0.0)
     tie_coverage_gap: float | None = Field(
         0.25, ge=0.0, le=1.0, description="a near-tie is resolved for the candidate whose coverage beats every "
-        "other's by at least this much (null: never)")
+        "other's by at least this much, over all its markers or over the markers no other candidate lists (null: never)")
     tie_anti_gap: float | None = Field(
         0.25, ge=0.0, description="a near-tie is resolved against candidates whose anti-marker penalty exceeds "
         "the lowest by at least this much (null: never)")
