@@ -54,7 +54,8 @@ def _add_annotate(sub) -> None:
                         "recorded in params.json")
     p.add_argument("--technical-markers", metavar="NAMES",
                    help="comma-separated channels left out of clustering and copied to obs as tech_NAME "
-                        "(default: DAPI, Hoechst, DNA1/2, histone, blank and background channels; 'none': keep all)")
+                        "(default: DAPI, Hoechst, DNA1/2, histone, blank and background channels, acquisition "
+                        "parameters such as Time, Event_length, FSC/SSC; 'none': keep all)")
     p.add_argument("--no-gpu", action="store_true", help="never use the GPU (rapids-singlecell), even when available")
     p.add_argument("--random-seed", type=int, default=0, metavar="N", help="seed for PCA/Leiden (default 0)")
     p.add_argument("--resolution", type=float, default=1.0, metavar="R", help="Leiden resolution (default 1.0)")

@@ -56,6 +56,16 @@ def test_technical_markers_case_insensitive():
     assert split_technical_markers(["CD3", "MyStain"], ["mystain"]) == (["CD3"], ["MyStain"])
 
 
+def test_acquisition_parameters_and_mass_first_isotopes_are_technical():
+    # what CyTOF, IMC and flow exports record besides the stains (tagged panels: docs/marker-names.md)
+    technical = ["191Ir", "193Ir_DNA2", "X191Ir", "140Ce", "Xe131", "134Xe", "Time", "Event_length", "Center",
+                 "Offset", "Width", "Residual", "beadDist", "FSC-A", "SSC-H", "SSC-B-A", "FSC"]
+    markers = ["141Pr_CD45", "CD3 FITC-A", "Comp-PE-A :: CD19", "CD45(Sm152)Di", "Timp1", "CD140a", "FSCN1",
+               "SSC4D", "Width_CD3", "CENTER-1"]
+    kept, moved = split_technical_markers(markers + technical)
+    assert kept == markers and moved == technical
+
+
 def _adata(x, names):
     return ad.AnnData(X=x, var=pd.DataFrame(index=names))
 

@@ -24,7 +24,10 @@ NORMALIZE_FORMS = "'total' (each cell scaled to 10,000 counts) or 'total:TARGET'
 DEFAULT_TARGET_SUM = 10_000.0
 
 # Regular expressions searched case-insensitively in marker names: nuclear/DNA stains, histone H3,
-# empty/blank/background channels, viability and bead channels (mass cytometry).
+# empty/blank/background channels, viability and bead channels (mass cytometry), and what an
+# instrument records about each event rather than a stain: CyTOF's acquisition parameters (event
+# length, the Gaussian discrimination parameters, bead distance, time), the xenon gas background of
+# IMC, and flow cytometry's scatter and time.
 TECHNICAL_MARKERS: tuple[str, ...] = (
     r"^dapi",
     r"hoechst",
@@ -33,6 +36,7 @@ TECHNICAL_MARKERS: tuple[str, ...] = (
     r"nuclear[ _-]?stain",
     r"(^|[^a-z])dna[ _-]?[12]($|[^0-9])",
     r"ir19[13]",
+    r"19[13]ir",  # the iridium DNA intercalator written mass first (191Ir, 193Ir_DNA2)
     r"histone[ _-]?h3",
     r"^h3$",
     r"^blank",
@@ -42,6 +46,10 @@ TECHNICAL_MARKERS: tuple[str, ...] = (
     r"cisplatin",
     r"^beads?([ _-]|$)",
     r"^ce140",
+    r"^x?140ce",
+    r"^(x?1(2[4-9]|3[0-6])xe|xe1(2[4-9]|3[0-6]))",
+    r"^(time|event[ _]?length|center|offset|width|residual|bead[ _]?dist)$",
+    r"^[fs]sc($|[ _-])",
 )
 
 LOW_VARIANCE_MIN = 1e-6
