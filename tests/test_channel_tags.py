@@ -252,3 +252,10 @@ def test_a_typo_is_suggested_from_the_marker_part():
     assert "did you mean 'Vimentin'?" in diag.message and diag.level == "error"
     assert resolve_markers(_ruleset('ruleset a\ntype "Stroma" { markers Vimentin }\n'), ["143Nd_Vimentin"]).how == {
         "Vimentin": "tagged"}
+
+
+def test_long_names_are_not_channel_names():
+    # exports write a few dozen characters; a pasted paragraph or a hostile panel is not tagged
+    assert marker_part("CD3 " + " " * 250 + "FITC") is None and marker_part("CD3 FITC") == "CD3"
+    assert marker_part("_".join(["141Pr"] * 30_000) + "_CD45") is None
+    assert marker_part("a" + " " * 100_000 + "(b)") is None

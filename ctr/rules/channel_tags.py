@@ -113,7 +113,10 @@ def is_tag(text: str) -> bool:
     return _is_channel(text) or _patterns()[0].fullmatch(text) is not None
 
 
-_BRACKETED = re.compile(r"(?P<a>.*?)\s*[(\[](?P<b>[^()\[\]]+)[)\]](?P<d>\s*D[id])?\s*")
+_BRACKETED = re.compile(r"(?P<a>[^()\[\]]*)[(\[](?P<b>[^()\[\]]+)[)\]](?P<d>\s*D[id])?\s*")
+# Longer names are not channel names (exports write a few dozen characters); the bound keeps the
+# search linear in the panel for any input.
+MAX_NAME = 200
 
 
 def _strip_once(name: str) -> str | None:
@@ -142,6 +145,8 @@ def marker_part(name: str) -> str | None:
     ``Comp-PE-A :: CD19`` -> ``CD19``); None when the name carries no recognised tag, or nothing but
     tags (``191Ir``, ``FSC-A``, ``Comp-PE-A``)."""
     name = name.strip()
+    if len(name) > MAX_NAME:
+        return None
     if "::" in name:  # FCS: the detector channel ($PnN) and the stain ($PnS), in either order
         left, _, right = (side.strip() for side in name.partition("::"))
         if is_tag(left) and not is_tag(right):
