@@ -237,3 +237,20 @@ def test_counts_on_a_linear_scale_are_split_on_the_log_scale(share):
     assert split.method == "log_mixture"
     assert abs(pos.mean() - share) <= 0.03
     assert truth[pos].mean() >= 0.95
+
+
+def test_background_counts_at_detection_level_are_not_positive():
+    # size-normalised ion counts of a rare marker: a third of all cells read one or two background
+    # counts, 5% are stained at ~15 counts. The detected values start at the one-count level (as
+    # RNA detections do), but the stained cells lie 4-fold and more above them: only they are positive
+    rng = np.random.default_rng(4)
+    truth = rng.random(N) < 0.05
+    area = rng.lognormal(0.0, 0.3, N)
+    level = np.where(truth, 15.0 * rng.lognormal(0.0, 0.5, N), 0.35)
+    values = rng.poisson(level * area) / area
+    split = find_split(values)
+    pos = called(values, split)
+    assert split.method == "log_mixture"
+    assert abs(pos.mean() - 0.05) <= 0.01
+    assert truth[pos].mean() >= 0.95
+

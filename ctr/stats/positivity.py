@@ -45,6 +45,11 @@ MIN_WEIGHT = 0.005
 TAIL_MADS = 2.0
 # Counts: the smallest value above the floor is at least this share of the median above it.
 DETECTION_GAP = 0.25
+# Fitted on the logarithm, two populations' centres must lie at least this many fold apart: on a
+# linear scale a stained population sits many times above the background (MIBI-like counts: 4 to
+# 25-fold), while neighbouring count levels (1, 2, 3 counts) and values already on a log scale
+# (log1p RNA: 1.2 to 2.8-fold between its detection levels) lie closer.
+MIN_FOLD = 4.0
 # Histogram bins the mixture is fitted on; EM steps from each start; the starting splits.
 BINS = 512
 _EM_STEPS = 60
@@ -165,16 +170,24 @@ def _detection_levels(above: np.ndarray, floor: float) -> bool:
     return float(above[0] - floor) >= DETECTION_GAP * (sorted_median(above) - floor)
 
 
-def _mixture_split(values: np.ndarray, separation: float) -> tuple[Split | None, float]:
-    """The mixture's split of ``values`` (ascending) when the fit finds two populations, else None;
-    and the fit's Ashman's D either way."""
+def _mixture_split(values: np.ndarray, separation: float, min_distance: float = 0.0) -> tuple[Split | None, float]:
+    """The mixture's split of ``values`` (ascending) when the fit finds two populations whose means
+    lie at least ``min_distance`` apart, else None; and the fit's Ashman's D either way."""
     weights, means, variances = _fit_mixture(values)
     quality = ashman_d(means, variances)
     cut = mixture_cut(weights, means, variances)
     two = quality >= separation and has_valley(weights, means, variances)
-    if weights.min() >= MIN_WEIGHT and (two or resolved_side(cut, means, variances) >= ONE_SIDED):
+    if (weights.min() >= MIN_WEIGHT and means[1] - means[0] >= min_distance
+            and (two or resolved_side(cut, means, variances) >= ONE_SIDED)):
         return Split(cut, ">=", "mixture", quality), quality
     return None, quality
+
+
+def _log_mixture_split(values: np.ndarray, separation: float) -> Split | None:
+    """The mixture's split of the logarithm of ``values`` (ascending, positive), taken back to the
+    values' scale, when it finds two populations at least ``MIN_FOLD`` apart; else None."""
+    logged, _ = _mixture_split(np.log(values), separation, float(np.log(MIN_FOLD)))
+    return None if logged is None else Split(float(np.exp(logged.threshold)), ">=", "log_mixture", logged.quality)
 
 
 def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads: float = TAIL_MADS) -> Split:
@@ -195,19 +208,24 @@ def find_split(values: np.ndarray, separation: float = MIN_SEPARATION, tail_mads
     floored = at_floor >= 2 and at_floor / values.size >= FLOOR_MASS  # one lowest value is no mass
     fitted = above if floored else values
     quality = float("nan")
-    if floored and _detection_levels(above, floor):
-        return Split(floor, ">", "floor", quality)
+    # detection levels are never split on their own scale (one count from two); on the log scale
+    # only a population many times brighter than the detected rest is split off (background counts)
+    detected = floored and _detection_levels(above, floor)
     if fitted.size >= 10 and fitted[-1] - fitted[0] > 0:
-        split, quality = _mixture_split(fitted, separation)
+        split = None
+        if not detected:
+            split, quality = _mixture_split(fitted, separation)
         if split is None and fitted[0] > 0:
             # Counts and untransformed intensities: a stained population spreads in proportion to
             # its level (lognormal), so on the linear scale its long right tail swamps the fit;
             # gating reads such values on a log axis, where each population is about symmetric
-            logged, _ = _mixture_split(np.log(fitted), separation)
+            logged = _log_mixture_split(fitted, separation)
             if logged is not None:
-                return Split(float(np.exp(logged.threshold)), ">=", "log_mixture", logged.quality)
+                return logged
         if split is not None:
             return split
+    if detected:
+        return Split(floor, ">", "floor", quality)
     # One population above the floor. The larger of the floor mass and that population is the
     # negative one: a floor holding most cells (a gene most cells do not detect) leaves "detected"
     # as positive; a population holding most cells (background staining above a few zeros) is
