@@ -74,3 +74,14 @@ def test_panels_have_the_properties_they_imitate(panels):
     for adata in (mibi, flow, imc):
         top = adata.obs.groupby("cluster", observed=True)["truth"].agg(lambda s: s.value_counts(normalize=True).iloc[0])
         assert 0.75 < top.mean() < 0.97
+
+
+def test_explain_says_which_evidence_settled_a_near_tie(panels):
+    # seed 0: a CD36+ fibroblast cluster scores within min_gap of endothelium (both list vimentin);
+    # the markers only one of them lists settle it, and explain must not claim the margin was enough
+    result, _ = evaluate_panel("mibi", panels["mibi", 0])
+    settled = result.trace[result.trace.gate == "tie_break"]
+    assert settled.statistic.tolist() == ["distinct_coverage"]
+    (line,) = [ln for ln in result.explain(str(settled.cluster.iloc[0])).splitlines() if "Level 0" in ln]
+    assert "Fibroblasts chosen: margin 0.20 < min_gap 0.25, but its coverage on the markers that tell them apart" in line
+    assert ">= min_gap" not in line

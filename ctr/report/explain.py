@@ -16,7 +16,9 @@ import pandas as pd
 from ctr.engine.trace import Step, isnan, read_float
 from ctr.errors import InputError, UsageError
 from ctr.report.rundir_view import RunDir, load_run, run_from_result
-from ctr.report.sentences import describe, format_number, measure, parameter_name, steps_of, vote_shares
+from ctr.report.sentences import (
+    describe, format_number, measure, parameter_name, steps_of, tie_break_clause, vote_shares,
+)
 from ctr.report.thresholds import MarkerSplit, splits_by_name
 from ctr.rules.model import PATH_SEP
 
@@ -70,6 +72,7 @@ class LevelDecision:
     margin: float
     min_gap: float
     gap_loc: str  # file:line:col of what set min_gap, empty when not a file
+    settled_by: str = ""  # a near-tie settled by the evidence: what the winner had better (its tie_break row)
 
     @property
     def passing(self) -> list[Candidate]:
@@ -203,9 +206,12 @@ def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
     decisions: list[LevelDecision] = []
     groups: dict[tuple[int, str], list[Step]] = {}
     selections: dict[tuple[int, str], Step] = {}  # the last selection under each parent
+    ties: dict[tuple[int, str], Step] = {}  # a near-tie the evidence settled, under each parent
     for g in run.steps_of(cluster):
         if g.kind == "gate":
             groups.setdefault((g.level, _parent(g.path)), []).append(g)
+        elif g.kind == "select" and g.gate == "tie_break":
+            ties[(g.level, g.path)] = g
         elif g.kind == "select":
             selections[(g.level, g.path)] = g
     for (level, parent), results in groups.items():
@@ -216,7 +222,10 @@ def _levels(run: RunDir, cluster: str) -> list[LevelDecision]:
         for cand in by_path.values():
             cand.passed = passed.get(cand.path, not cand.failed)
         ranked = sorted(by_path.values(), key=lambda c: (not c.passed, -_sortable(c.score)))
-        decisions.append(_decision(level, parent, ranked, selections.get((level, parent))))
+        decision = _decision(level, parent, ranked, selections.get((level, parent)))
+        if (level, parent) in ties:
+            decision.settled_by = tie_break_clause(ties[(level, parent)])
+        decisions.append(decision)
     return decisions
 
 
@@ -393,6 +402,9 @@ def outcome_sentence(d: LevelDecision) -> str:
     ranked = ", ".join(f"{c.cell_type} {format_number(c.score)}" for c in d.passing) or "none"
     gap = f"min_gap {format_number(d.min_gap)}" + (f" from {d.gap_loc}" if d.gap_loc else "")
     if d.outcome == "winner":
+        if d.settled_by:  # scores within min_gap, the tie settled by the evidence
+            return (f"{d.chosen} chosen: margin {format_number(d.margin)} < {gap}, but its {d.settled_by}; "
+                    f"passing: {ranked}")
         margin = "uncontested" if d.margin == math.inf else f"margin {format_number(d.margin)} >= {gap}"
         return f"{d.chosen} chosen ({margin}); passing: {ranked}"
     if d.outcome == "ambiguous":

@@ -231,6 +231,18 @@ def _parent_name(path: str) -> str:
     return path.split(PATH_SEP)[-1] if path else ""
 
 
+# what each tie-break rule found better in the winner (ctr.engine.decide.break_tie)
+TIE_RULES = {"coverage": "coverage is higher", "anti_penalty": "anti-marker penalty is lower",
+             "distinct_coverage": "coverage on the markers that tell them apart (listed by no other candidate) is higher"}
+
+
+def tie_break_clause(step: Step) -> str:
+    """What settled a near-tie, from its ``tie_break`` row: 'coverage is higher by 0.33 (>= tie_coverage_gap 0.25)'."""
+    a, b = fmt_pair(step.observed, step.threshold)
+    what = TIE_RULES.get(step.statistic, f"{step.statistic} is better")
+    return f"{what} by {a} (>= {step.param_key.rsplit('.', 1)[-1]} {b})"
+
+
 def select_reason(step: Step, gates: list[Step]) -> str:
     """One sentence for a selection row; ``gates`` are the gate rows of the candidates it chose among."""
     if step.gate == "leaf":
@@ -246,11 +258,8 @@ def select_reason(step: Step, gates: list[Step]) -> str:
         return f"no {what} passed its gates ({failed}): {result}"
     a, b = fmt_pair(step.observed, step.threshold)
     if step.gate == "tie_break":
-        what = {"coverage": "coverage is higher", "anti_penalty": "anti-marker penalty is lower",
-                "distinct_coverage": "coverage on the markers that tell them apart (listed by no other "
-                                     "candidate) is higher"}.get(step.statistic, f"{step.statistic} is better")
-        return (f"{step.cell_type} and {', '.join(ranked)} scored within min_gap, but {step.cell_type}'s {what} "
-                f"by {a} (>= {step.param_key.rsplit('.', 1)[-1]} {b}): the tie is settled for {step.cell_type}{cite(step)}")
+        return (f"{step.cell_type} and {', '.join(ranked)} scored within min_gap, but {step.cell_type}'s "
+                f"{tie_break_clause(step)}: the tie is settled for {step.cell_type}{cite(step)}")
     if step.gate == "winner":
         if len(ranked) == 1:
             others = [n for n in dict.fromkeys(g.cell_type for g in gates) if n != step.cell_type]
