@@ -66,16 +66,3 @@ def test_threads_give_the_tables_of_one_thread(monkeypatch):
     threaded = compute_statistics(matrix, labels, markers, ScoringParams())
     for a, b in [(serial.global_, threaded.global_), (serial.cluster, threaded.cluster), (serial.histograms, threaded.histograms)]:
         assert_frame_equal(a, b, check_exact=True)
-
-
-def test_rank_sums_in_blocks_equal_one_pass(monkeypatch):
-    rng = np.random.default_rng(5)
-    n = 20_000
-    labels = rng.integers(0, 9, n)
-    matrix = np.round(np.where(rng.random((n, 3)) < 0.3, 0.0, rng.gamma(2.0, 1.0, (n, 3))), 1).astype(np.float32)  # ties
-    markers = ["A", "B", "C"]
-    one_pass = compute_statistics(matrix, labels, markers, ScoringParams())
-    for block in (7, 1000):  # tie groups straddle the blocks' edges
-        monkeypatch.setattr(cluster_stats, "_RANK_BLOCK", block)
-        blocks = compute_statistics(matrix, labels, markers, ScoringParams())
-        assert_frame_equal(one_pass.cluster, blocks.cluster, check_exact=True)

@@ -305,11 +305,12 @@ def _marker_cluster_stats(ordered: tuple[np.ndarray, np.ndarray], n_cells: np.nd
     n = sv.size
     starts = np.flatnonzero(np.concatenate(([True], sv[1:] != sv[:-1]))) if n else np.zeros(0, np.int64)
     sizes = np.diff(np.append(starts, n))
-    ties = tie_term_of_sizes(sizes)
-    average = starts + (sizes + 1) / 2.0  # each tie group's average rank
+    ranks = np.repeat(starts + (sizes + 1) / 2.0, sizes)
+    del starts
+    r1 = np.bincount(sc, weights=ranks, minlength=n_clusters)
+    del ranks
+    z = ranksum_z(r1, n_valid, n, tie_term_of_sizes(sizes))
     del sizes
-    z = ranksum_z(_rank_sums(sc, starts, average, n_clusters), n_valid, n, ties)
-    del starts, average
     # each cluster's values in ascending order: a stable sort of the codes keeps the value order
     # (numpy radix-sorts 8- and 16-bit integers); only the middle two of each cluster are looked up
     grouped = np.argsort(sc, kind="stable")
@@ -328,28 +329,6 @@ def _marker_cluster_stats(ordered: tuple[np.ndarray, np.ndarray], n_cells: np.nd
         mean = np.where(has, sums / n_valid, np.nan)
         pos_frac = np.where(has, n_pos / n_valid, np.nan)
     return cluster_frame(summary, scoring, n_cells, n_valid, median, mean, pos_frac, z)
-
-
-# Positions of the sorted order whose ranks are summed at a time: each marker's thread holds a
-# block of ranks (and of codes widened for bincount), not a million of each.
-_RANK_BLOCK = 1 << 17
-
-
-def _rank_sums(sorted_codes: np.ndarray, starts: np.ndarray, average: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Each cluster's sum of average ranks (the tie group starting at position ``starts[g]`` of
-    the order shares rank ``average[g]``), one block of the order at a time. Every partial sum is
-    a sum of half-integers far below 2^53, exact in float64, so the blocks give exactly the sums
-    of one pass."""
-    n = sorted_codes.size
-    ends = np.append(starts[1:], n)
-    r1 = np.zeros(n_clusters)
-    for a in range(0, n, _RANK_BLOCK):
-        b = min(n, a + _RANK_BLOCK)
-        first, last = np.searchsorted(ends, a, side="right"), np.searchsorted(starts, b, side="left")
-        # the groups overlapping [a, b), each counted for its positions inside the block
-        counts = np.minimum(ends[first:last], b) - np.maximum(starts[first:last], a)
-        r1 += np.bincount(sorted_codes[a:b], weights=np.repeat(average[first:last], counts), minlength=n_clusters)
-    return r1
 
 
 def cluster_frame(summary: MarkerSummary, scoring: ScoringParams, n_cells: np.ndarray, n_valid: np.ndarray,
