@@ -15,7 +15,6 @@ from ctr.report.style import INK, MUTED
 
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"  # matplotlib's default font first
 PX_PER_PT = 110 / 72
-CHAR_WIDTH = 0.6  # a character's width in em, generous for DejaVu Sans: room kept for a label
 
 
 def figure(width: float, height: float, body: str, label: str) -> str:
@@ -36,8 +35,12 @@ def text(x: float, y: float, words: str, size: float, *, anchor: str = "middle",
 
 
 def text_width(words: str, size: float) -> float:
-    """Room (points) to keep for ``words`` at ``size`` points: an estimate, not a measurement."""
-    return len(words) * size * CHAR_WIDTH
+    """Room (points) to keep for ``words`` at ``size`` points: an estimate on the generous side
+    (widths in em a little above DejaVu Sans's: capitals, digits and signs 0.75, lower case 0.6,
+    spaces 0.35), not a measurement."""
+    lower = sum(c.islower() for c in words)
+    spaces = sum(c.isspace() for c in words)
+    return size * (0.75 * (len(words) - lower - spaces) + 0.6 * lower + 0.35 * spaces)
 
 
 def ticks(lo: float, hi: float, nbins: int = 3) -> tuple[np.ndarray, list[str]]:
