@@ -147,10 +147,27 @@ _PREPARED: dict[str, object] = {}  # set name -> AnnData with clusters (one proc
 _RULESETS: dict[str, object] = {}
 
 
+# the code that turns a set into clusters: a change to any of it makes every cached clustering stale
+CLUSTERING_CODE = ("data/cluster.py", "data/neighbors.py", "data/preprocess.py", "pipeline.py")
+
+
+def _clustering_code_digest() -> str:
+    import ctr
+
+    root = Path(ctr.__file__).parent
+    digest = hashlib.sha256()
+    for name in CLUSTERING_CODE:
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _cache_file(spec: LabelledSet) -> Path:
+    """The cached clustering of ``spec``: keyed by the set, its file, the clustering settings and
+    the clustering code, so a change to any of them clusters again instead of reusing stale labels."""
     source = DATA / f"{spec.name}.h5ad"
     stamp = f"{source.stat().st_size}" if source.is_file() else "bundled"
-    key = hashlib.sha256(json.dumps([spec.name, spec.describe, CLUSTERING, stamp], sort_keys=True).encode()).hexdigest()[:12]
+    parts = [spec.name, spec.describe, CLUSTERING, stamp, _clustering_code_digest()]
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     return CACHE / f"{spec.name}-clusters-{key}.csv"
 
 
