@@ -220,8 +220,11 @@ def test_clean_data_has_no_diagnostics():
                      + np.random.default_rng(1).normal(0, 0.5, (200, 5))) / 5), "continuous_with_negatives"),
         (np.log1p(np.random.default_rng(0).poisson(0.5, (200, 5)) * 1.7), "log_normalised"),
         (np.random.default_rng(0).normal(0, 1, (200, 5)), "standardised"),
+        # flow after arcsinh/150: each marker's negative cells spread around 0, 30% positive cells
+        (np.where(np.random.default_rng(2).random((400, 5)) < 0.3, np.random.default_rng(3).normal(4.0, 0.5, (400, 5)),
+                  np.random.default_rng(4).normal(0.0, 0.4, (400, 5))), "continuous_with_negatives"),
     ],
-    ids=["counts", "raw", "cytometry", "rna", "zscores"],
+    ids=["counts", "raw", "cytometry", "rna", "zscores", "flow"],
 )
 def test_data_profile_kinds(values, kind):
     from ctr.data.checks import profile_values

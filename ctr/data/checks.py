@@ -42,7 +42,10 @@ _HASH_BLOCK = 1 << 16
 # integers up to 92 in 10x PBMC UMI counts (800 cells): log-normalised data is never all-integer
 RAW_COUNT_MAX = 20.0
 SMALL_NEGATIVE_SHARE = 0.05  # negatives within 5% of the maximum: noise around zero (CyTOF, background subtraction)
-CENTRED_NEGATIVE_SHARE = 0.25  # a quarter of the values below zero: centred (z-scored) data
+# 40% of the values below zero: centred (z-scored) data, where every marker's mean is 0 and half or
+# more of its values fall below it. Flow cytometry after arcsinh/logicle has about half of each
+# negative population below zero, 25-35% of all values on a typical panel: not standardised.
+CENTRED_NEGATIVE_SHARE = 0.4
 RAW_INTENSITY_MAX = 1000.0
 _SCALED_LAYER = re.compile(r"z[-_ ]?scor|scaled|standardi[sz]ed|^std$|_std$", re.IGNORECASE)
 
