@@ -73,14 +73,19 @@ class AnnotationResult:
         return write_run(self, run_dir, adata=adata, force=force)
 
 
+def builtins() -> list[Ruleset]:
+    """Every built-in ruleset, in name order."""
+    from ctr.lang import builtin_rulesets, load_ruleset
+
+    return [load_ruleset(name) for name in sorted(builtin_rulesets())]
+
+
 def choose_builtin(panel: list[str]) -> tuple[Ruleset, float]:
     """The built-in ruleset whose markers the panel covers best (used when none was named)."""
-    from ctr.lang import builtin_rulesets, load_ruleset
     from ctr.rules.markers import resolve_markers
 
     best: tuple[float, Ruleset] | None = None
-    for name in sorted(builtin_rulesets()):
-        rs = load_ruleset(name)
+    for rs in builtins():
         markers = rs.all_markers()
         share = len(resolve_markers(rs, panel).mapping) / max(len(markers), 1)
         if best is None or share > best[0]:
@@ -126,6 +131,7 @@ def annotate(
     write_obs: bool = True,
     annotation_only: bool = True,
     unit: str = "cluster",
+    var_names: str | None = None,
 ) -> AnnotationResult:
     """Annotate the clusters of ``adata`` with a ruleset.
 
@@ -149,6 +155,13 @@ def annotate(
         Partial parameter blocks (dicts or JSON text), the command-line layer.
     key_added
         Prefix of the ``obs`` columns and the ``uns`` key written.
+    var_names
+        The ``var`` column that holds the marker names, when ``var_names`` are channels
+        (``Pr141Di``, ``FL1-A``) and the antigens are in a column (``"marker"``, ``"desc"``), as
+        scanpy's ``gene_symbols=``; an empty entry keeps its var name, and ``adata.var_names`` are
+        not changed. ``"none"``: match ``var_names``. Default: the column of the run that made
+        ``adata``, else a text column of ``var`` that resolves clearly more of the ruleset's
+        markers than ``var_names`` (said with CTR519).
     unit
         ``"cluster"``: every cell takes its cluster's label. ``"cell"``: where a cluster stopped
         at a parent or an ambiguous root, each cell descends further on its own per-cell vote
@@ -162,7 +175,8 @@ def annotate(
 
     choices = resolve_choices(ruleset=ruleset, marker_map=marker_map, tissue=tissue, preset=preset,
                               scoring_params=scoring_params, gating_params=gating_params,
-                              refinement_params=refinement_params, refinement_plan=refinement_plan)
+                              refinement_params=refinement_params, refinement_plan=refinement_plan,
+                              var_names=var_names)
     return annotate_with(adata, choices, cluster_key=cluster_key, layer=layer, skip_refinement=skip_refinement,
                          random_seed=random_seed, key_added=key_added, write_obs=write_obs,
                          annotation_only=annotation_only, unit=unit)
@@ -187,9 +201,11 @@ def annotate_with(
     if unit not in ("cluster", "cell"):
         raise ParameterError(f"unit must be 'cluster' or 'cell', got {unit!r}")
     previous = PreviousRun.of(adata, key_added)
-    matrix, var_names, layer_name = _expression(adata, layer)
-    chosen = resolve_ruleset(choices, previous, list(var_names))
-    data = resolve_inputs(adata, chosen.ruleset, matrix, var_names, layer_name,
+    matrix, layer_name = _expression(adata, layer)
+    scope = ruleset_scope(choices, previous)
+    names = marker_names(adata, layer_name, choices, previous, scope.ruleset)
+    chosen = resolve_ruleset(choices, previous, names.names, scope)
+    data = resolve_inputs(adata, chosen.ruleset, matrix, names, layer_name,
                           cluster_key=cluster_key, annotation_only=annotation_only)
     result = annotate_inputs(data, chosen, choices, skip_refinement=skip_refinement, random_seed=random_seed,
                              unit=unit, obs_names=adata.obs_names)
@@ -214,12 +230,21 @@ class ChosenRuleset:
     auto_share: float | None = None  # the panel's share of the markers, when the ruleset was chosen automatically
 
 
-def resolve_ruleset(choices: Choices, previous: PreviousRun, panel: list[str]) -> ChosenRuleset:
-    """The given ruleset, else the tissue profile's, else the previous run's, else the built-in the
-    panel covers best; the tissue and preset given, else the previous run's (unless "none"); and
-    the parameters they resolve to (scope before layer)."""
+@dataclass(frozen=True)
+class RulesetScope:
+    """The tissue profile and preset in force, what was kept from the previous run, and the
+    ruleset when it is known without looking at the panel (None: a built-in will be chosen)."""
+
+    ruleset: Ruleset | None
+    tissue: Any = None
+    preset: str | None = None
+    inherited: tuple[str, ...] = ()
+
+
+def ruleset_scope(choices: Choices, previous: PreviousRun) -> RulesetScope:
+    """The given ruleset, else the tissue profile's, else the previous run's (None when none of
+    these); the tissue and preset given, else the previous run's (unless "none")."""
     from ctr.lang import load_ruleset
-    from ctr.rules.lint import require_cell_types
     from ctr.rules.tissues import load_tissue
 
     # rerunning with one changed parameter must not silently drop the earlier run's tissue or
@@ -229,17 +254,47 @@ def resolve_ruleset(choices: Choices, previous: PreviousRun, panel: list[str]) -
     tissue = load_tissue(previous.tissue) if inherit_tissue else choices.tissue
     preset = previous.preset if inherit_preset else choices.preset
     inherited = [name for name, kept in (("tissue", inherit_tissue), ("preset", inherit_preset)) if kept]
-    rs, auto_share = choices.ruleset, None
+    rs = choices.ruleset
     if rs is None and tissue is not None:
         rs = load_ruleset(tissue.ruleset)
     if rs is None:
         rs = previous.ruleset()
+    return RulesetScope(rs, tissue, preset, tuple(inherited))
+
+
+def marker_names(adata, layer_name: str, choices: Choices, previous: PreviousRun, ruleset: Ruleset | None):
+    """The names the panel's variables go by (:class:`ctr.data.var_names.MarkerNames`): the var
+    column given, else the previous run's, else one that resolves clearly more markers of
+    ``ruleset`` (or of the built-ins, when none is known) than var_names do; CTR502 on duplicates."""
+    from ctr.data.checks import check_var_names, stop_on_errors
+    from ctr.data.var_names import choose_marker_names
+
+    var = adata.raw.var if layer_name == "raw" else adata.var
+    var_names = adata.raw.var_names if layer_name == "raw" else adata.var_names
+    column = choices.var_names
+    if column is None and not choices.drop_var_names and previous.var_names in var.columns:
+        column = previous.var_names  # a rerun matches the names its run matched
+    names = choose_marker_names(var, list(var_names), column, automatic=not choices.drop_var_names,
+                                rulesets=lambda: [ruleset] if ruleset is not None else builtins())
+    # markers are looked up by name
+    stop_on_errors(check_var_names(names.names, layer_name=layer_name, column=names.column))
+    return names
+
+
+def resolve_ruleset(choices: Choices, previous: PreviousRun, panel: list[str],
+                    scope: RulesetScope | None = None) -> ChosenRuleset:
+    """The ruleset of :func:`ruleset_scope`, else the built-in the panel covers best, and the
+    parameters they resolve to (scope before layer)."""
+    from ctr.rules.lint import require_cell_types
+
+    scope = scope or ruleset_scope(choices, previous)
+    rs, auto_share = scope.ruleset, None
     if rs is None:
         rs, auto_share = choose_builtin(panel)
     require_cell_types(rs)
-    params = resolve_params(_layers(rs, tissue, preset, choices.blocks))
+    params = resolve_params(_layers(rs, scope.tissue, scope.preset, choices.blocks))
     check_node_entries(params, rs)
-    return ChosenRuleset(rs, params, tissue, preset, tuple(inherited), auto_share)
+    return ChosenRuleset(rs, params, scope.tissue, scope.preset, scope.inherited, auto_share)
 
 
 # ---- stage 2: the inputs -------------------------------------------------------------------------
@@ -259,20 +314,20 @@ class Inputs:
     diagnostics: list[Diagnostic]
     profile: Any  # ctr.data.checks.DataProfile: what the values look like
     counts: Any = None  # ctr.data.checks.ValueCounts the profile came from (each marker's range among them)
+    names: Any = None  # ctr.data.var_names.MarkerNames: the var column the panel names were read from, if any
 
 
 def _expression(adata, layer: str | None):
     from ctr.data.anndata_io import expression
-    from ctr.data.checks import check_var_names, stop_on_errors
 
-    matrix, var_names, layer_name = expression(adata, layer)
-    stop_on_errors(check_var_names(var_names, layer_name=layer_name))  # markers are looked up by name
-    return matrix, var_names, layer_name
+    matrix, _, layer_name = expression(adata, layer)
+    return matrix, layer_name
 
 
-def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, *, cluster_key: str | None,
+def resolve_inputs(adata, ruleset: Ruleset, matrix, names, layer_name: str, *, cluster_key: str | None,
                    annotation_only: bool) -> Inputs:
-    """The cluster key and labels, the ruleset's markers in the panel, and the data checks."""
+    """The cluster key and labels, the ruleset's markers in the panel (by ``names``, a
+    :class:`ctr.data.var_names.MarkerNames`), and the data checks."""
     from ctr.data.anndata_io import detect_cluster_key
     from ctr.data.checks import check_clusters, check_matrix, cluster_labels, columns_profile, count_values, stop_on_errors
     from ctr.rules.lint import ambiguity_diagnostics
@@ -284,6 +339,8 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     diagnostics: list[Diagnostic] = []
     labels = cluster_labels(adata.obs[key])  # NaN-labelled cells: one group, never merged with a cluster "nan"
     diagnostics += check_clusters(adata.obs[key])  # the column itself: its unused categories are reported
+    diagnostics += names.diagnostics()  # a var column chosen automatically: say which, and why
+    var_names = names.names
     resolution = resolve_markers(ruleset, list(var_names))
     diagnostics += ambiguity_diagnostics(resolution)  # two columns for one marker: say which is used
     if not resolution.mapping:
@@ -291,7 +348,8 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
             f"none of the {len(ruleset.all_markers())} markers of ruleset '{ruleset.name}' "
             f"(e.g. {', '.join(map(str, list(ruleset.all_markers())[:8]))}) is in the panel of layer '{layer_name}' "
             f"({len(var_names)} markers, e.g. {', '.join(map(str, list(var_names)[:8]))})",
-            hint="check the layer/var_names (gene symbols vs protein names) or add `alias` lines to the ruleset",
+            hint="check the layer/var_names (gene symbols vs protein names), name the var column that holds the "
+                 "marker names (--var-names COLUMN), or add `alias` lines to the ruleset",
         )
     panel_names = list(dict.fromkeys(resolution.mapping.values()))
     col_index = pd.Index(var_names).get_indexer(panel_names)
@@ -301,7 +359,7 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, var_names, layer_name: str, 
     data_profile = columns_profile(counts, panel_names, matrix, list(var_names), layer_name)
     diagnostics += check_matrix(sub, panel_names, layer_name=layer_name, profile=data_profile, counts=counts)
     stop_on_errors(diagnostics)  # no cells, or no signal in any ruleset marker: nothing to annotate
-    return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile, counts)
+    return Inputs(sub, labels, panel_names, resolution, key, layer_name, diagnostics, data_profile, counts, names)
 
 
 # ---- stages 3 and 4: annotate the clusters, refine ---------------------------------------------
@@ -319,7 +377,7 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
     from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
     from ctr.stats.cluster_stats import is_dask_array
 
-    rs, params, mapping = chosen.ruleset, chosen.params, data.resolution.mapping
+    rs, params, mapping, names = chosen.ruleset, chosen.params, data.resolution.mapping, data.names
     out_of_core = is_dask_array(data.matrix)
     if out_of_core:
         _refuse_per_cell(rs, skip_refinement, unit)
@@ -359,10 +417,7 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
         evidence=annotation.evidence,
         trace=with_reasons(annotation.trace),
         refinement_log=refinement_reasons(refinement_log),
-        markers=pd.DataFrame(
-            [{"marker": m, "panel_name": mapping.get(m, ""), "how": data.resolution.how.get(m, "missing")}
-             for m in rs.all_markers()]
-        ),
+        markers=_marker_table(rs, data),
         params=params,
         ruleset=rs,
         cluster_key=data.cluster_key,
@@ -382,12 +437,27 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
             "preset": chosen.preset,
             "ruleset_auto_chosen": chosen.auto_share is not None,
             "ruleset_panel_share": chosen.auto_share,
+            # the var column the marker names were read from (None: var_names); a rerun reads the same
+            "var_names": names.column if names is not None else None,
+            "var_names_auto_chosen": bool(names is not None and names.automatic),
         },
     )
     if calls is not None:
         result.states, result.state_trace = calls.calls, with_reasons(calls.steps)
         result.cell_states = calls.cells.set_axis(obs_names)
     return result
+
+
+def _marker_table(rs: Ruleset, data: Inputs) -> pd.DataFrame:
+    """marker_resolution.csv: each ruleset marker, the panel name it was found under and how; with
+    names read from a var column, also the variable (channel) that name belongs to."""
+    mapping, how = data.resolution.mapping, data.resolution.how
+    rows = [{"marker": m, "panel_name": mapping.get(m, ""), "how": how.get(m, "missing")} for m in rs.all_markers()]
+    if data.names is not None and data.names.column is not None:
+        channel = dict(zip(data.names.names, data.names.var_names))
+        for row in rows:
+            row["var_name"] = channel.get(row["panel_name"], "")
+    return pd.DataFrame(rows)
 
 
 def _refuse_per_cell(rs: Ruleset, skip_refinement: bool, unit: str) -> None:

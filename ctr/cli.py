@@ -39,6 +39,11 @@ def _add_annotate(sub) -> None:
     p.add_argument("--preset", metavar="NAME", help="parameter preset: sparse_spatial, deep_scrnaseq, heterogeneous_tumor, conservative "
                    "(an --annotation-only rerun keeps the earlier run's preset; 'none' drops it)")
     p.add_argument("--layer", metavar="L", help="expression layer (default: first of batchcorr, aligned, then X)")
+    p.add_argument("--var-names", metavar="COLUMN",
+                   help="var column that holds the marker names, when var_names are channels (Pr141Di, FL1-A) and the "
+                        "antigens are in a column (marker, desc); empty entries keep their var name, var_names are not "
+                        "changed. Default: a text column that resolves clearly more ruleset markers than var_names "
+                        "(said in the notes, CTR519), kept by reruns; 'none': match var_names")
     p.add_argument("--cluster-key", metavar="K", help="obs column with cluster labels (default with --annotation-only: cluster_lvl0, leiden, louvain, cluster)")
     p.add_argument("--annotation-only", action="store_true", help="use existing cluster labels, skip clustering")
     p.add_argument("--scoring-params", metavar="JSON", help="scoring parameters as inline JSON or @file.json, e.g. "
@@ -89,7 +94,7 @@ def _cmd_annotate(args) -> int:
 def _cmd_lint(args) -> int:
     from ctr.ruleset_commands import lint_target
 
-    report = lint_target(args.ruleset, args.panel)
+    report = lint_target(args.ruleset, args.panel, var_names=args.var_names)
     print(report.format_json() if args.format == "json" else report.format_text())
     return report.exit_code(strict=args.strict)
 
@@ -216,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ruleset", metavar="NAME|PATH")
     p.add_argument("--panel", metavar="FILE", help="an .h5ad (its var_names) or a text file of marker names; channel "
                    "names with a measurement tag (141Pr_CD45, CD3 FITC-A) match by their marker (docs/marker-names.md)")
+    p.add_argument("--var-names", metavar="COLUMN",
+                   help="with an .h5ad panel: the var column that holds the marker names (as ctr annotate --var-names; "
+                        "default: a text column that resolves clearly more markers than var_names, CTR519; 'none': var_names)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--strict", action="store_true", help="warnings also make the exit status 1")
     p.set_defaults(func=_cmd_lint)

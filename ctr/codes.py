@@ -131,6 +131,7 @@ MISSING_LABELS = _code("CTR515", "warning", "cells without a cluster label")
 DUPLICATE_CELLS = _code("CTR516", "warning", "many cells are exact copies of other cells")
 UNIT_RESCALED = _code("CTR517", "warning", "every marker rescaled to exactly 0..1")
 RESCALED_AROUND_GATES = _code("CTR518", "info", "values rescaled around per-marker gates")
+MARKER_NAMES_COLUMN = _code("CTR519", "info", "marker names read from a var column")
 
 # CTR7xx evaluation against reference labels
 BAD_MAPPING = _code("CTR711", "error", "evaluation mapping is not a mapping of labels to cell types")

@@ -162,6 +162,8 @@ class Choices:
     blocks: dict[str, Any] = field(default_factory=dict)  # the command line's partial parameter blocks
     plan: RefinementPlan | None = None
     plan_origin: str = "refinement plan"
+    var_names: str | None = None  # the var column that holds the marker names (--var-names)
+    drop_var_names: bool = False  # "--var-names none": match var_names, never a column
 
 
 def resolve_choices(
@@ -174,10 +176,12 @@ def resolve_choices(
     gating_params: str | dict | None = None,
     refinement_params: str | dict | None = None,
     refinement_plan: str | Path | dict | RefinementPlan | None = None,
+    var_names: str | None = None,
     warnings: list | None = None,
 ) -> Choices:
     """Read and validate every choice: the ruleset (compiled once; its warnings go to ``warnings``),
-    the tissue profile, the preset, the ``--*-params`` blocks and the refinement plan."""
+    the tissue profile, the preset, the ``--*-params`` blocks, the refinement plan and the var
+    column of marker names (``"none"``: var_names; whether the column exists is seen with the data)."""
     from ctr.lang import load_ruleset
     from ctr.lang.plan_file import load_plan
     from ctr.rules.presets import preset_blocks
@@ -195,6 +199,18 @@ def resolve_choices(
     if isinstance(refinement_plan, (str, Path, dict)):
         plan = load_plan(refinement_plan)
         origin = str(refinement_plan) if not isinstance(refinement_plan, dict) else origin
+    column, drop_column = var_names_choice(var_names)
     return Choices(ruleset=rs, tissue=profile, drop_tissue=drop_tissue, preset=None if drop_preset else preset,
                    drop_preset=drop_preset, blocks=parameter_blocks(scoring_params, gating_params, refinement_params),
-                   plan=plan, plan_origin=origin)
+                   plan=plan, plan_origin=origin, var_names=column, drop_var_names=drop_column)
+
+
+def var_names_choice(value: object) -> tuple[str | None, bool]:
+    """``--var-names``: ``(column, drop)``; ``(None, True)`` for "none" (var_names, no automatic choice)."""
+    if value is None:
+        return None, False
+    if not isinstance(value, str):
+        raise ParameterError(f"--var-names must name a var column (text), got {quote(value)}")
+    if value.strip() in NONE:
+        return None, True
+    return value, False

@@ -33,6 +33,7 @@ class AnnotateOptions:
     tissue: str | None = None
     preset: str | None = None
     layer: str | None = None
+    var_names: str | None = None
     cluster_key: str | None = None
     annotation_only: bool = False
     scoring_params: str | None = None
@@ -193,7 +194,7 @@ def read_choices(opts: AnnotateOptions, warnings: list | None = None) -> Choices
     choices = resolve_choices(ruleset=opts.ruleset, marker_map=opts.marker_map, tissue=opts.tissue, preset=opts.preset,
                               scoring_params=opts.scoring_params, gating_params=opts.gating_params,
                               refinement_params=opts.refinement_params, refinement_plan=opts.refinement_plan,
-                              warnings=warnings)
+                              var_names=opts.var_names, warnings=warnings)
     if choices.ruleset is not None:
         require_cell_types(choices.ruleset)
     if opts.transform:
@@ -225,19 +226,15 @@ def _check_before_clustering(adata, layer: str | None, progress: Progress, *, tr
     return {d.code for d in diags if d.level == "warning"}
 
 
-def _ruleset_to_check(adata, choices: Choices, previous: PreviousRun) -> Ruleset | None:
-    """The ruleset the run will use, when it can be known before clustering (None: a rerun's own)."""
-    from ctr import api
-
+def _ruleset_to_check(choices: Choices) -> Ruleset | None:
+    """The ruleset named for the run (given, or the tissue profile's); None: chosen from the panel."""
     if choices.ruleset is not None:
         return choices.ruleset
     if choices.tissue is not None:
         from ctr.lang import load_ruleset
 
         return load_ruleset(choices.tissue.ruleset)
-    if previous.has_ruleset:
-        return None  # a rerun on an output.h5ad uses that run's ruleset
-    return api.choose_builtin([str(v) for v in adata.var_names])[0]
+    return None
 
 
 def check_panel(adata, layer: str | None, opts: AnnotateOptions, choices: Choices, previous: PreviousRun,
@@ -245,14 +242,17 @@ def check_panel(adata, layer: str | None, opts: AnnotateOptions, choices: Choice
     """Before any clustering: lint the ruleset against the panel and say in one line which cell
     types the panel can support. Lint errors (a marker typo) and a panel on which no type can be
     assigned stop the run unless ``--force``."""
+    from ctr import api
     from ctr.data.anndata_io import expression
     from ctr.rules.lint import lint, panel_verdict
 
-    rs = _ruleset_to_check(adata, choices, previous)
-    if rs is None:
-        return
-    _, var_names, layer_name = expression(adata, layer)
-    panel = [str(v) for v in var_names]
+    named = _ruleset_to_check(choices)
+    if named is None and previous.has_ruleset:
+        return  # a rerun on an output.h5ad uses that run's ruleset
+    _, _, layer_name = expression(adata, layer)
+    # the names the run will match: a var column given or chosen (said with the run's notes, CTR519)
+    panel = api.marker_names(adata, layer_name, choices, previous, named).names
+    rs = named or api.choose_builtin(panel)[0]
     verdict = panel_verdict(rs, panel)
     progress.note(f"panel check (ruleset '{rs.name}', layer '{layer_name}'): {verdict.summary()}")
     errors = [d for d in lint(rs, panel) if d.level == "error"]
@@ -327,6 +327,9 @@ def annotate_adata(
         from ctr.data.checks import DataProfile
 
         progress.note(f"data: layer '{result.layer}' holds {DataProfile(**result.provenance['data_profile']).describe()}")
+    if opts.var_names is None and previous.var_names and result.provenance.get("var_names") == previous.var_names:
+        notes.append(f"using the marker names in var['{previous.var_names}'], as the run that made the input did "
+                     "(pass --var-names none to match var_names)")
     for choice in result.provenance.get("inherited", []):
         value = result.provenance.get(choice) if choice == "preset" else result.provenance["tissue"]["name"]
         notes.append(f"using {choice} '{value}' of the run that made the input (pass --{choice} none to drop it)")

@@ -1,7 +1,7 @@
 """What an earlier ctr run left in ``uns[key_added]`` of its output.h5ad: the one place that reads it.
 
-A rerun on an output.h5ad (``--annotation-only``) keeps that run's ruleset, tissue profile, preset
-and layer unless they are given again, and never overwrites obs columns or an uns entry that ctr
+A rerun on an output.h5ad (``--annotation-only``) keeps that run's ruleset, tissue profile, preset,
+layer and var column of marker names unless they are given again, and never overwrites obs columns or an uns entry that ctr
 did not write.
 """
 
@@ -50,6 +50,12 @@ class PreviousRun:
     @property
     def preset(self) -> str | None:
         return str(self.provenance["preset"]) if self.provenance.get("preset") else None
+
+    @property
+    def var_names(self) -> str | None:
+        """The var column that run read the marker names from (None: var_names)."""
+        column = self.provenance.get("var_names")
+        return str(column) if column else None
 
     def layer(self, adata) -> str | None:
         """The layer that run read, when ``adata`` still has it."""

@@ -195,12 +195,18 @@ def looks_standardised(counts: ValueCounts, layer_name: str) -> bool:
     return counts.negative_share() >= CENTRED_NEGATIVE_SHARE
 
 
-def check_var_names(var_names: Sequence, *, layer_name: str) -> list[Diagnostic]:
-    """CTR502 when a marker name occurs more than once (markers are looked up by name)."""
+def check_var_names(var_names: Sequence, *, layer_name: str, column: str | None = None) -> list[Diagnostic]:
+    """CTR502 when a marker name occurs more than once (markers are looked up by name); ``column``:
+    the var column the names were read from (``--var-names``), named in the message."""
     names = pd.Index([str(v) for v in var_names])
     if not names.has_duplicates:
         return []
     dups = list(dict.fromkeys(names[names.duplicated()]))
+    if column is not None:
+        return [Diagnostic(DUPLICATE_MARKERS, f"layer '{layer_name}': marker names in var['{column}'] occur more than "
+                           f"once: {preview_names(dups)}",
+                           hint=f"give each channel its own name in var['{column}'] (or leave the entry of an "
+                                "unstained channel empty), or match var_names with --var-names none")]
     return [Diagnostic(DUPLICATE_MARKERS, f"layer '{layer_name}': marker names occur more than once: {preview_names(dups)}",
                        hint="make them unique first: adata.var_names_make_unique(), or drop the repeated columns")]
 

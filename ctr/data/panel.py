@@ -26,17 +26,28 @@ def read_panel(path: str | Path) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _h5ad_var_names(path: Path) -> list[str]:
+def read_panel_var(path: str | Path):
+    """The ``var`` table of an .h5ad panel file (index: var_names), read without the matrix; None
+    for a text panel, which has names only."""
+    path = Path(path)
+    if path.suffix.lower() != ".h5ad":
+        return None
     import anndata
 
+    if not path.is_file():
+        raise InputError(f"{path}: panel file not found; expected {_ACCEPTED}")
     try:
         adata = anndata.read_h5ad(path, backed="r")
     except Exception as exc:  # h5py/anndata raise many types for a damaged file
         raise InputError(f"{path}: cannot read as .h5ad ({exc}); expected {_ACCEPTED}") from None
     try:
-        return [str(v) for v in adata.var_names]
+        return adata.var.copy()
     finally:
         adata.file.close()
+
+
+def _h5ad_var_names(path: Path) -> list[str]:
+    return [str(v) for v in read_panel_var(path).index]
 
 
 def _text_names(path: Path) -> list[str]:

@@ -188,21 +188,30 @@ def _marker_names(run: RunDir, shown: int = 60) -> str:
     if res.empty or not {"marker", "panel_name", "how"} <= set(res.columns):
         return ""
     how = res["how"].fillna("missing").astype(str)
-    other = res.loc[how != "exact"]
+    column = (run.params.get("provenance") or {}).get("var_names") if "var_name" in res.columns else None
+    listed = how != "exact" if column is None else how == how  # names read from a column: every channel
+    other = res.loc[listed]
     if other.empty:
         return ""
     counts = how[how != "exact"].value_counts()
     lead = (f"{len(other)} of the ruleset's {len(res)} markers are not in the panel under their own name ("
             + ", ".join(f"{n} {h}" for h, n in counts.items()) + "): the table gives the column each was read from "
             "(docs/marker-names.md explains the steps).")
-    rows = "".join(
-        f"<tr><td>{escape(str(r.marker))}</td><td>{escape('' if pd.isna(r.panel_name) else str(r.panel_name))}</td>"
-        f"<td>{escape(h)}</td></tr>" for r, h in zip(other.head(shown).itertuples(), how[how != "exact"].head(shown))
-    )
+    if column is not None:
+        lead = (f"The panel's marker names were read from var['{column}'] (its var_names are channels, kept as they "
+                f"are in output.h5ad); {int((how != 'missing').sum())} of the ruleset's {len(res)} markers were found "
+                "there: the table gives the channel each was read from.")
+
+    def cell(value) -> str:
+        return f"<td>{escape('' if pd.isna(value) else str(value))}</td>"
+
+    channel = ("<th>channel (var_name)</th>", lambda r: cell(r.var_name)) if column is not None else ("", lambda r: "")
+    rows = "".join(f"<tr>{cell(r.marker)}{cell(r.panel_name)}<td>{escape(h)}</td>{channel[1](r)}</tr>"
+                   for r, h in zip(other.head(shown).itertuples(), how[listed].head(shown)))
     more = f"<p class=\"note\">+{len(other) - shown} more in marker_resolution.csv</p>" if len(other) > shown else ""
     return (f"<h3>Marker names</h3><p>{escape(lead)}</p><details class=\"params\"><summary>Ruleset marker and the "
             "panel column it was read from</summary><table><thead><tr><th>ruleset marker</th><th>panel column</th>"
-            f"<th>how</th></tr></thead><tbody>{rows}</tbody></table>{more}</details>")
+            f"<th>how</th>{channel[0]}</tr></thead><tbody>{rows}</tbody></table>{more}</details>")
 
 
 def _has_evaluation(run: RunDir) -> bool:

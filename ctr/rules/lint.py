@@ -537,6 +537,7 @@ class LintReport:
     panel_path: str | None = None
     resolution: list[dict] | None = None
     verdict: PanelVerdict | None = None  # with a panel: which types it can support
+    panel_column: str | None = None  # the var column of an .h5ad panel the marker names were read from
 
     def count(self, severity: str) -> int:
         return sum(1 for d in self.diagnostics if d.level == severity)
@@ -578,6 +579,7 @@ class LintReport:
                           f"{preview_names(where)}; `--format json` lists each")
         name = self.ruleset.name if self.ruleset is not None else self.target
         panel = f" against panel {self.panel_path}" if self.panel_path else ""
+        panel += f" (marker names in var['{self.panel_column}'])" if self.panel_column else ""
         blocks.append(f"{name}{panel}: {self.summary()}")
         if self.verdict is not None:
             blocks.append(f"{name}{panel}: {self.verdict.summary()}")
@@ -589,6 +591,7 @@ class LintReport:
                 "target": self.target,
                 "ruleset": self.ruleset.name if self.ruleset is not None else None,
                 "panel": self.panel_path,
+                "panel_var_names": self.panel_column,
                 "summary": {s: self.count(s) for s in ("error", "warning", "info")},
                 "diagnostics": [d.to_dict() for d in self.sorted_diagnostics()],
                 "resolution": self.resolution,
