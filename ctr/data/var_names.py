@@ -95,8 +95,8 @@ def choose_marker_names(var: pd.DataFrame, var_names: Sequence[str], column: str
     best: tuple[int, str, list[str]] | None = None
     for name in candidates:
         names = column_names(var, plain, name)
-        if names == plain:
-            continue
+        if names == plain or len(set(names) - set(plain)) < MIN_RESOLVED:
+            continue  # nothing new to match (a copy of var_names, a column of one value such as feature_types)
         n = resolved(names)
         if best is None or n > best[0]:
             best = (n, name, names)

@@ -24,7 +24,8 @@ from ctr.rules.channel_tags import marker_part
 from ctr.rules.model import Ruleset
 from ctr.rules.nomenclature import normalize, synonyms_of
 
-__all__ = ["How", "MarkerResolution", "PanelIndex", "alias_groups", "normalize", "resolve_markers", "resolve_names"]
+__all__ = ["How", "MarkerResolution", "PanelIndex", "alias_groups", "normalize", "panel_index", "resolve_markers",
+           "resolve_names"]
 
 How = Literal["exact", "case", "alias", "builtin_alias", "normalized", "tagged"]
 
@@ -144,6 +145,12 @@ class PanelIndex:
         return hit
 
 
+@lru_cache(maxsize=8)  # every built-in, and every var column tried as names, is resolved against one index
+def panel_index(panel: tuple[str, ...]) -> PanelIndex:
+    """The :class:`PanelIndex` of ``panel``, built once."""
+    return PanelIndex(panel)
+
+
 def alias_groups(ruleset: Ruleset) -> list[tuple[str, ...]]:
     """The ruleset's alias statements as groups (canonical first)."""
     return [(a.canonical, *a.synonyms) for a in ruleset.aliases]
@@ -153,7 +160,7 @@ def resolve_names(
     names: Iterable[str], panel: Sequence[str], aliases: Iterable[Sequence[str]] = ()
 ) -> MarkerResolution:
     """Resolve marker names against a panel, with extra alias groups (ruleset aliases)."""
-    index = PanelIndex(panel)
+    index = panel_index(tuple(panel))
     alias_index = _GroupIndex(aliases, str.lower)
     out = MarkerResolution()
     for name in dict.fromkeys(names):
