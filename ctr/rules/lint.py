@@ -39,7 +39,7 @@ from ctr.codes import (
 )
 from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names
 from ctr.rules.expr import markers_in, quote_name
-from ctr.rules.markers import MarkerResolution, PanelIndex, alias_groups, resolve_markers
+from ctr.rules.markers import MarkerResolution, alias_groups, panel_index, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
 from ctr.rules.params import level_params
@@ -306,7 +306,7 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
         return out
     first_loc = _first_locs(ruleset)
     out += ambiguity_diagnostics(res, first_loc)
-    index = PanelIndex(panel)
+    index = panel_index(tuple(panel))  # the cached index marker resolution built for this panel
     # a typo is looked for among the panel's names and the marker parts of its tagged ones (143Nd_Vimentin)
     candidates = list(dict.fromkeys(panel + list(index.tagged.exact))) if res.missing else panel
     for marker in res.missing:
