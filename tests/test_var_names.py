@@ -180,3 +180,14 @@ def test_lint_with_var_names(tmp_path: Path, capsys):
     text.write_text("CD3\nCD45\n")
     assert main(["lint-ruleset", str(rules), "--panel", str(text), "--var-names", "marker"]) != 0
     assert "needs an .h5ad panel" in capsys.readouterr().err
+
+
+def test_the_note_says_which_rulesets_the_column_was_counted_against():
+    from ctr.data.var_names import choose_marker_names
+
+    adata = _channel_cells()
+    one = choose_marker_names(adata.var, list(adata.var_names), None, rulesets=lambda: [_ruleset()])
+    two = choose_marker_names(adata.var, list(adata.var_names), None, rulesets=lambda: [_ruleset(), _ruleset()])
+    assert one.column == two.column == "marker"
+    assert "of the ruleset's markers" in one.diagnostics()[0].message
+    assert "of the best-matching built-in ruleset's markers" in two.diagnostics()[0].message

@@ -40,6 +40,7 @@ class MarkerNames:
     automatic: bool = False  # the column was chosen because it resolves clearly more markers
     resolved_by_var_names: int | None = None  # ruleset markers resolved through var_names (automatic choice)
     resolved_by_column: int | None = None  # ... and through the column
+    of_builtins: bool = False  # counted against the built-in rulesets (no ruleset named): the best of them
 
     def diagnostics(self) -> list[Diagnostic]:
         """The one-line note of an automatic choice (CTR519), else nothing."""
@@ -47,8 +48,9 @@ class MarkerNames:
             return []
         return [Diagnostic(
             MARKER_NAMES_COLUMN,
-            f"marker names read from var['{self.column}']: it names {self.resolved_by_column} of the ruleset's "
-            f"markers, var_names {self.resolved_by_var_names}; var_names stay as they are",
+            f"marker names read from var['{self.column}']: it names {self.resolved_by_column} of "
+            f"{'the best-matching built-in ruleset' if self.of_builtins else 'the ruleset'}'s markers, var_names "
+            f"{self.resolved_by_var_names}; var_names stay as they are",
             hint=f"pass --var-names {self.column} to choose it, "
                  "or --var-names none to match var_names")]
 
@@ -102,4 +104,4 @@ def choose_marker_names(var: pd.DataFrame, var_names: Sequence[str], column: str
             best = (n, name, names)
     if best is None or best[0] < max(MIN_RESOLVED, CLEARLY_MORE * base):
         return MarkerNames(plain, plain)
-    return MarkerNames(best[2], plain, best[1], True, base, best[0])
+    return MarkerNames(best[2], plain, best[1], True, base, best[0], of_builtins=len(sets) > 1)
