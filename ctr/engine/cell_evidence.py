@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ctr.engine.scoring import ClusterEvidence
+from ctr.stats.global_stats import positive_values
 
 
 def cell_evidence(matrix, markers: list[str], global_: pd.DataFrame, rows: np.ndarray | None = None) -> ClusterEvidence:
@@ -31,9 +32,8 @@ def cell_evidence(matrix, markers: list[str], global_: pd.DataFrame, rows: np.nd
     quantile = (g["threshold_source"] == "quantile").to_numpy() if "threshold_source" in g else np.ones(len(markers), bool)
     strict = (g["threshold_op"] == ">").to_numpy() if "threshold_op" in g else np.zeros(len(markers), bool)
     flat = g["flat"].to_numpy(dtype=bool)
+    positive = positive_values(x, threshold, strict, quantile, flat)
     with np.errstate(invalid="ignore"):
-        above = np.where(strict, x > threshold, x >= threshold)
-        positive = above & (~quantile | (x > 0)) & ~flat
         enrichment = np.where(std > 0, (x - reference) / np.where(std > 0, std, 1.0), 0.0)
     missing = np.isnan(x)
     pos_frac = np.where(missing, np.nan, positive.astype(float))

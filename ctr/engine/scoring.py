@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from ctr.rules.model import CellType, Ruleset
 from ctr.rules.params import LevelParams, ResolvedParams, ScoringParams
 from ctr.stats import Statistics
+from ctr.stats.global_stats import positive_values
 
 
 @dataclass
@@ -37,23 +38,17 @@ class ClusterEvidence:
     reference: np.ndarray  # per marker: what enrichment is measured from
     global_std: np.ndarray
     flat: np.ndarray
-    strict: np.ndarray | None = None  # per marker: positive means value > threshold (else >=)
-    nonzero: np.ndarray | None = None  # per marker: positive also needs value > 0 (the quantile rule)
+    strict: np.ndarray  # per marker: positive means value > threshold (else >=)
+    nonzero: np.ndarray  # per marker: positive also needs value > 0 (the quantile rule)
 
     def positive_cells(self, block, cols: Sequence[int]) -> np.ndarray:
         """(cells x len(cols)) whether each cell of ``block`` (cells x every marker column) is
-        positive for each of the columns ``cols``, by that marker's split; missing values and flat
-        markers are never positive (the rule of :func:`ctr.stats.global_stats.positive`)."""
+        positive for each of the columns ``cols``, by that marker's split
+        (:func:`ctr.stats.global_stats.positive_values`)."""
         cols = list(cols)
         x = block[:, cols]
         x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
-        n = len(self.markers)
-        strict = (self.strict if self.strict is not None else np.zeros(n, bool))[cols]
-        nonzero = (self.nonzero if self.nonzero is not None else np.zeros(n, bool))[cols]
-        t = self.threshold[cols]
-        with np.errstate(invalid="ignore"):
-            above = np.where(strict, x > t, x >= t)
-            return above & (~nonzero | (x > 0)) & ~self.flat[cols] & ~np.isnan(t)
+        return positive_values(x, self.threshold[cols], self.strict[cols], self.nonzero[cols], self.flat[cols])
 
     @classmethod
     def from_statistics(cls, stats: Statistics) -> ClusterEvidence:

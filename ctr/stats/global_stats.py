@@ -89,12 +89,21 @@ def column_moments(valid: np.ndarray) -> tuple[float, float]:
     return float(valid.mean()), float(valid.std())
 
 
-def _positive(values: np.ndarray, threshold: float, op: str, source: str, flat: bool) -> np.ndarray:
-    if flat or np.isnan(threshold):
-        return np.zeros(values.shape, dtype=bool)
+def positive_values(x: np.ndarray, threshold, strict, nonzero, flat) -> np.ndarray:
+    """The positivity rule, for one marker (scalar arguments) or for the columns of ``x`` (one
+    value per column): ``x > threshold`` where ``strict``, else ``x >= threshold``; where ``nonzero``
+    (the quantile rule) also ``x > 0``. A flat marker, a missing threshold and a missing value are
+    never positive."""
     with np.errstate(invalid="ignore"):
-        above = values > threshold if op == ">" else values >= threshold
-    return above & (values > 0) if source == "quantile" else above
+        if np.ndim(strict) == 0:  # one marker: one comparison, not both
+            above = x > threshold if strict else x >= threshold
+        else:
+            above = np.where(strict, x > threshold, x >= threshold)
+        return above & (~np.asarray(nonzero) | (x > 0)) & ~np.asarray(flat) & ~np.isnan(threshold)
+
+
+def _positive(values: np.ndarray, threshold: float, op: str, source: str, flat: bool) -> np.ndarray:
+    return positive_values(values, threshold, op == ">", source == "quantile", flat)
 
 
 def positive(values: np.ndarray, summary: MarkerSummary) -> np.ndarray:
