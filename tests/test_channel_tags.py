@@ -198,18 +198,23 @@ def test_metal_tagged_panel_annotates_like_plain_names():
     assert dict(zip(tagged.markers["marker"], tagged.markers["panel_name"]))["CD8"] == "146Nd_CD8a"
 
 
-def test_cli_annotate_and_lint_with_tagged_names(tmp_path: Path, capsys):
-    ambiguous = _cells(METAL)
-    ambiguous.var_names = ["141Pr_CD45", *METAL[1:], "CD45(Sm152)Di", *TECH[1:]]
-    h5ad = tmp_path / "imc.h5ad"
-    ambiguous.write_h5ad(h5ad)
-    rules = tmp_path / "t.ctr"
+def annotate_on_disk(adata, tmp_path: Path, capsys) -> tuple[Path, Path, Path, str, str]:
+    """``adata`` and the test ruleset written to ``tmp_path``, then `ctr annotate --annotation-only`
+    on them, which must succeed: (the .h5ad, the ruleset, the run directory, stdout, stderr)."""
+    h5ad, rules, run_dir = tmp_path / "cells.h5ad", tmp_path / "t.ctr", tmp_path / "run"
+    adata.write_h5ad(h5ad)
     rules.write_text(RULES)
-    run_dir = tmp_path / "run"
     code = main(["annotate", str(h5ad), "--ruleset", str(rules), "--annotation-only", "--cluster-key", "cluster",
                  "--output-dir", str(run_dir)])
     out, err = capsys.readouterr()
     assert code == 0, err
+    return h5ad, rules, run_dir, out, err
+
+
+def test_cli_annotate_and_lint_with_tagged_names(tmp_path: Path, capsys):
+    ambiguous = _cells(METAL)
+    ambiguous.var_names = ["141Pr_CD45", *METAL[1:], "CD45(Sm152)Di", *TECH[1:]]
+    h5ad, rules, run_dir, out, err = annotate_on_disk(ambiguous, tmp_path, capsys)
     assert "CTR308" in out + err and "'CD45(Sm152)Di'" in out + err
     table = pd.read_csv(run_dir / "marker_resolution.csv")
     assert set(table["how"]) == {"tagged"}

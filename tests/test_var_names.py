@@ -10,7 +10,7 @@ import anndata
 import numpy as np
 import pandas as pd
 import pytest
-from test_channel_tags import PLAIN, RULES, TECH, TRUTH, _cells, _ruleset
+from test_channel_tags import PLAIN, RULES, TECH, TRUTH, _cells, _ruleset, annotate_on_disk
 
 import ctr
 from ctr.cli import main
@@ -108,15 +108,7 @@ def test_duplicate_names_in_the_column_are_ctr502_naming_it():
 
 
 def test_cli_run_rerun_explain_and_report_use_the_column(tmp_path: Path, capsys):
-    h5ad = tmp_path / "cytof.h5ad"
-    _channel_cells().write_h5ad(h5ad)
-    rules = tmp_path / "t.ctr"
-    rules.write_text(RULES)
-    run = tmp_path / "run"
-    code = main(["annotate", str(h5ad), "--ruleset", str(rules), "--annotation-only", "--cluster-key", "cluster",
-                 "--output-dir", str(run)])
-    out, err = capsys.readouterr()
-    assert code == 0, err
+    _, _, run, out, err = annotate_on_disk(_channel_cells(), tmp_path, capsys)
     assert f"{MARKER_NAMES_COLUMN} info: marker names read from var['marker']" in out + err
     params = json.loads((run / "params.json").read_text())
     assert params["provenance"]["var_names"] == "marker"
