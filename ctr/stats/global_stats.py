@@ -95,10 +95,12 @@ def positive_values(x: np.ndarray, threshold, strict, nonzero, flat) -> np.ndarr
     (the quantile rule) also ``x > 0``. A flat marker, a missing threshold and a missing value are
     never positive."""
     with np.errstate(invalid="ignore"):
-        if np.ndim(strict) == 0:  # one marker: one comparison, not both
+        if np.ndim(strict) == 0:  # one marker (the statistics' hot path): only the passes it needs
+            if flat or np.isnan(threshold):
+                return np.zeros(np.shape(x), dtype=bool)
             above = x > threshold if strict else x >= threshold
-        else:
-            above = np.where(strict, x > threshold, x >= threshold)
+            return above & (x > 0) if nonzero else above
+        above = np.where(strict, x > threshold, x >= threshold)
         return above & (~np.asarray(nonzero) | (x > 0)) & ~np.asarray(flat) & ~np.isnan(threshold)
 
 
