@@ -9,7 +9,7 @@ markers only, evaluates the ruleset, optionally refines, and returns an
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,8 @@ def choose_builtin(panel: list[str]) -> tuple[Ruleset, float]:
     best: tuple[float, Ruleset] | None = None
     for rs in builtins():
         markers = rs.all_markers()
-        share = len(resolve_markers(rs, panel).mapping) / max(len(markers), 1)
+        mapping = resolve_markers(rs, panel).mapping
+        share = sum(m in mapping for m in markers) / max(len(markers), 1)
         if best is None or share > best[0]:
             best = (share, rs)
     assert best is not None, "no built-in rulesets are installed"
@@ -351,7 +352,8 @@ def resolve_inputs(adata, ruleset: Ruleset, matrix, names, layer_name: str, *, c
             hint="check the layer/var_names (gene symbols vs protein names), name the var column that holds the "
                  "marker names (--var-names COLUMN), or add `alias` lines to the ruleset",
         )
-    panel_names = list(dict.fromkeys(resolution.mapping.values()))
+    # the panel's own columns (a marker group's column is derived from its members' later)
+    panel_names = list(dict.fromkeys(p for m, p in resolution.mapping.items() if resolution.how[m] != "group"))
     col_index = pd.Index(var_names).get_indexer(panel_names)
     # every column, in order: no copy of the layer (statistics only read it)
     sub = matrix if np.array_equal(col_index, np.arange(matrix.shape[1])) else matrix[:, col_index]
@@ -375,7 +377,9 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
     from ctr.engine.refine import LOG_COLUMNS, refine
     from ctr.report.sentences import gating_with_reasons, refinement_reasons, with_reasons
     from ctr.stats import absolute_thresholds, compute_statistics, statistics_for_labels
+    from ctr.rules.markers import group_columns
     from ctr.stats.cluster_stats import is_dask_array
+    from ctr.stats.marker_groups import mark_groups, with_groups
 
     rs, params, mapping, names = chosen.ruleset, chosen.params, data.resolution.mapping, data.names
     out_of_core = is_dask_array(data.matrix)
@@ -385,8 +389,20 @@ def annotate_inputs(data: Inputs, chosen: ChosenRuleset, choices: Choices, *, sk
     ranges = (data.counts.column_lo, data.counts.column_hi) if out_of_core and data.counts is not None else None
     # a layer rescaled around manual gates (scimap) carries its gates: positivity auto cuts there
     gate = data.profile.gate if data.profile is not None else None
+    groups = group_columns(data.resolution, rs.marker_groups())
+    if groups:  # `any(...)` groups: a derived column each, read as a marker from here on
+        if out_of_core:
+            raise ParameterError(f"ruleset '{rs.name}' has marker groups ({', '.join(groups)}), whose values are "
+                                 "derived from every cell: not supported on input read out of core",
+                                 hint="read the input into memory (an .h5ad without --backed), or list the "
+                                      "group's markers one by one")
+        matrix, panel_names, thresholds = with_groups(data.matrix, data.panel_names, groups, params.scoring,
+                                                      thresholds, gate)
+        data = replace(data, matrix=matrix, panel_names=panel_names)
     stats = compute_statistics(data.matrix, data.labels, data.panel_names, params.scoring, thresholds, ranges=ranges,
                                rescale_gate=gate)
+    if groups:
+        stats.global_ = mark_groups(stats.global_, groups)
     # out of core, per-cell votes on ambiguous clusters (evidence that never changes a label) are not taken
     inputs = EngineInputs(rs, mapping, params, cell_matrix=None if out_of_core else data.matrix)
     annotation = inputs.annotate(stats, data.labels)

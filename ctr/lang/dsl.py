@@ -34,10 +34,11 @@ from ctr.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from ctr.lang.document import MAX_TYPE_DEPTH, Document, Setting, Statement, make_type, valid_keys
 from ctr.resources import grammar_path
 from ctr.rules import expr as E
-from ctr.rules.model import Alias, CellState, CellType, Condition, MarkerRef, Requirement, Threshold, Veto, split_path
+from ctr.rules.model import (Alias, CellState, CellType, Condition, MarkerRef, Requirement, Threshold, Veto, group_name,
+                             split_path)
 
 
-START_RULES = ("start", "condition", "require_spec", "veto_spec", "threshold_spec")
+START_RULES = ("start", "condition", "require_spec", "veto_spec", "threshold_spec", "marker_item")
 
 # Words for the parser's terminal names in "expected ..." lists.
 _TERMINAL_WORDS = {
@@ -437,7 +438,17 @@ class _ToDocument(Transformer_NonRecursive):
         return Statement("remove", self._mloc(meta), name=path)
 
     def markers(self, meta, children):
-        return ("markers", [MarkerRef(name=n, loc=loc) for n, loc in children])
+        return ("markers", [self._marker_ref(item) for item in children])
+
+    def _marker_ref(self, item) -> MarkerRef:
+        return item if isinstance(item, MarkerRef) else MarkerRef(name=item[0], loc=item[1])
+
+    def any_group(self, meta, children):
+        members = list(dict.fromkeys(n for n, _ in children))
+        return MarkerRef(name=group_name(members), any_of=members, loc=self._mloc(meta))
+
+    def marker_item(self, meta, children):
+        return self._marker_ref(children[0])
 
     def anti(self, meta, children):
         return ("anti", [MarkerRef(name=n, loc=loc) for n, loc in children])
@@ -649,6 +660,11 @@ def parse_require(text: str, offset: Offset, diagnostics: list[Diagnostic]) -> R
 def parse_veto(text: str, offset: Offset, diagnostics: list[Diagnostic]) -> Veto | None:
     """Parse ``"PTPRC, VIM pos_frac > 0.25"``."""
     return _parse(text, "veto_spec", offset, diagnostics)[0]
+
+
+def parse_marker_group(text: str, offset: Offset, diagnostics: list[Diagnostic]) -> MarkerRef | None:
+    """Parse ``"any(FAP, ACTA2, CD36)"`` (a marker group written in a YAML/JSON ``markers`` list)."""
+    return _parse(text, "marker_item", offset, diagnostics)[0]
 
 
 def parse_threshold(text: str, offset: Offset, diagnostics: list[Diagnostic]) -> tuple[str, float] | None:

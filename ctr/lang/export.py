@@ -34,6 +34,11 @@ def _names(names) -> str:
     return ", ".join(quote_name(n) for n in names)
 
 
+def _marker_list(refs) -> str:
+    """A ``markers`` list: names quoted where needed, a group as its own syntax ``any(A, B)``."""
+    return ", ".join(ref.name if ref.any_of else quote_name(ref.name) for ref in refs)
+
+
 def _params(ruleset: Ruleset) -> dict[str, dict]:
     gating = {k: v for k, v in ruleset.gating.explicit().items() if k != "level_defaults"}
     return {"scoring": ruleset.scoring.explicit(), "gating": gating, "refinement": ruleset.refinement.explicit()}
@@ -89,7 +94,7 @@ def _ctr_type(node: CellType, out: list[str], indent: str, notes: dict) -> None:
 def _ctr_state(state: CellState) -> list[str]:
     lines = [f"state {quote_name(state.name)} {{"]
     if state.markers:
-        lines.append("  markers " + _names(state.marker_names))
+        lines.append("  markers " + _marker_list(state.markers))
     if state.anti:
         lines.append("  anti " + _names(state.anti_names))
     if state.applies_to:
@@ -124,7 +129,7 @@ def state_data(state: CellState) -> dict:
 def _ctr_body(node: CellType) -> list[str]:
     lines = []
     if node.markers:
-        lines.append("markers " + _names(node.marker_names))
+        lines.append("markers " + _marker_list(node.markers))
     if node.anti:
         lines.append("anti " + _names(node.anti_names))
     for req in node.requires:

@@ -8,6 +8,8 @@ and thresholds written as strings are parsed by the DSL grammar.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import yaml
@@ -22,6 +24,9 @@ from ctr.rules.model import PATH_SEP, Alias, CellState, CellType, MarkerRef, Req
 
 TOP_KEYS = ("ruleset", "description", "include", "aliases", "thresholds", "scoring", "gating", "levels",
             "refinement", "types", "states", "extend", "replace", "remove")
+# a markers-list item spelled like a marker group, ``any(FAP, ACTA2)``: parsed by the DSL's grammar
+GROUP_SPELLING = re.compile(r"\s*any\s*\(")
+
 TYPE_KEYS = ("markers", "anti", "require", "veto", "when", "cite", "min_coverage", "min_pos_frac",
              "min_enrichment", "min_gap", "types")
 
@@ -180,7 +185,7 @@ class Reader:
         return make_type(
             name,
             key_loc,
-            markers=self.names(body.get("markers"), self.loc_of(body, "markers"), "markers"),
+            markers=self.names(body.get("markers"), self.loc_of(body, "markers"), "markers", groups=True),
             anti=self.names(body.get(anti_key), self.loc_of(body, anti_key), anti_key),
             requires=requires,
             vetoes=vetoes,
@@ -222,12 +227,19 @@ class Reader:
             return None
         return str(value)
 
-    def names(self, value, loc, what: str) -> list[MarkerRef]:
+    def names(self, value, loc, what: str, *, groups: bool = False) -> list[MarkerRef]:
+        """Marker names; with ``groups`` (a ``markers`` list), an item ``"any(A, B)"`` is a marker group."""
         out = []
         for item, item_loc in self.items(value, loc, what):
             name = self.name(item, item_loc, what)
-            if name is not None:
-                out.append(MarkerRef(name=name, loc=item_loc))
+            if name is None:
+                continue
+            if groups and GROUP_SPELLING.match(name):
+                group = dsl.parse_marker_group(name, self.offset(item_loc), self.doc.diagnostics)
+                if group is not None:
+                    out.append(group.model_copy(update={"loc": item_loc}))
+                continue
+            out.append(MarkerRef(name=name, loc=item_loc))
         return out
 
     def strings(self, value, loc, what: str) -> list[str]:
@@ -356,7 +368,7 @@ class Reader:
                 excludes += less
             state = CellState(
                 name=name, loc=key_loc, description=description or "",
-                markers=self.names(body.get("markers"), self.loc_of(body, "markers"), "markers"),
+                markers=self.names(body.get("markers"), self.loc_of(body, "markers"), "markers", groups=True),
                 anti=self.names(body.get("anti"), self.loc_of(body, "anti"), "anti"),
                 conditions=self.conditions(body.get("when"), self.loc_of(body, "when")),
                 applies_to=list(dict.fromkeys(paths)), excludes=list(dict.fromkeys(excludes)),

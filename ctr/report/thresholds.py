@@ -28,6 +28,7 @@ METHODS = {
     "absolute": "a threshold line of the ruleset",
     "gate": "every marker cut at the value scoring.gate",
     "rescaled": "the layer was rescaled around manual gates (scimap's rescale); cut at the gate",
+    "any": "a marker group: positive where any member is positive by its own split",
     "none": "no split (flat marker or no values)",
 }
 

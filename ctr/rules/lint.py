@@ -233,7 +233,7 @@ def _check_aliases(ruleset: Ruleset) -> list[Diagnostic]:
 def _rule_markers(ruleset: Ruleset) -> set[str]:
     used: set[str] = set()
     for node in ruleset.walk():
-        used |= set(node.marker_names) | set(node.anti_names)
+        used |= set(node.marker_names) | set(node.panel_marker_names) | set(node.anti_names)
         used |= {r.marker for r in node.requires}
         used |= {m for v in node.vetoes for m in v.markers}
         used |= {m for c in node.conditions for m in markers_in(c.expr)}
@@ -276,7 +276,8 @@ def _first_locs(ruleset: Ruleset) -> dict[str, SourceLoc | None]:
     out: dict[str, SourceLoc | None] = {}
     for node in ruleset.walk():
         for ref in node.markers + node.anti:
-            out.setdefault(ref.name, ref.loc or node.loc)
+            for name in [ref.name, *ref.any_of]:  # a group's members were written where the group is
+                out.setdefault(name, ref.loc or node.loc)
         for req in node.requires:
             out.setdefault(req.marker, req.loc or node.loc)
         for veto in node.vetoes:
@@ -309,7 +310,10 @@ def _check_panel(ruleset: Ruleset, panel: list[str], suggest: _Suggest) -> list[
     index = panel_index(tuple(panel))  # the cached index marker resolution built for this panel
     # a typo is looked for among the panel's names and the marker parts of its tagged ones (143Nd_Vimentin)
     candidates = list(dict.fromkeys(panel + list(index.tagged.exact))) if res.missing else panel
+    marker_groups = ruleset.marker_groups()
     for marker in res.missing:
+        if marker in marker_groups:  # none of its members is in the panel: each was reported
+            continue
         suggestion = suggest(marker, candidates)
         out.append(
             Diagnostic(

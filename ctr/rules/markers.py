@@ -24,10 +24,10 @@ from ctr.rules.channel_tags import marker_part
 from ctr.rules.model import Ruleset
 from ctr.rules.nomenclature import normalize, synonyms_of
 
-__all__ = ["How", "MarkerResolution", "PanelIndex", "alias_groups", "normalize", "panel_index", "resolve_markers",
-           "resolve_names"]
+__all__ = ["How", "MarkerResolution", "PanelIndex", "alias_groups", "group_columns", "normalize", "panel_index",
+           "resolve_markers", "resolve_names"]
 
-How = Literal["exact", "case", "alias", "builtin_alias", "normalized", "tagged"]
+How = Literal["exact", "case", "alias", "builtin_alias", "normalized", "tagged", "group"]
 
 @dataclass
 class MarkerResolution:
@@ -176,5 +176,20 @@ def resolve_names(
 
 
 def resolve_markers(ruleset: Ruleset, panel: Sequence[str]) -> MarkerResolution:
-    """Resolve every marker the ruleset mentions (see :meth:`Ruleset.all_markers`) against ``panel``."""
-    return resolve_names(ruleset.all_markers(), panel, alias_groups(ruleset))
+    """Resolve every marker the ruleset mentions (see :meth:`Ruleset.all_markers`) against ``panel``.
+
+    A marker group (``any(A, B)``) resolves, to itself (how ``group``), when at least one of its
+    members does: its values are derived from the members' columns (:mod:`ctr.stats.marker_groups`)."""
+    out = resolve_names(ruleset.all_markers(), panel, alias_groups(ruleset))
+    for group, members in ruleset.marker_groups().items():
+        if any(m in out.mapping for m in members):
+            out.mapping[group], out.how[group] = group, "group"
+        else:
+            out.missing.append(group)
+    return out
+
+
+def group_columns(resolution: MarkerResolution, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each resolved marker group's members as panel columns (the resolved members, in order)."""
+    return {g: list(dict.fromkeys(resolution.mapping[m] for m in members if m in resolution.mapping))
+            for g, members in groups.items() if resolution.how.get(g) == "group"}

@@ -33,9 +33,19 @@ class _Element(BaseModel):
 
 
 class MarkerRef(_Element):
-    """A marker named by a rule, as written (resolution to panel names happens later)."""
+    """A marker named by a rule, as written (resolution to panel names happens later), or a group
+    of alternatives (``any(FAP, ACTA2, CD36)``: ``any_of`` holds the members, ``name`` is the
+    group's spelling, :func:`group_name`)."""
 
     name: str
+    any_of: list[str] = Field(default_factory=list)
+
+
+def group_name(members: list[str]) -> str:
+    """The one spelling of a marker group, ``any(A, B, C)``: its name wherever a marker name goes."""
+    from ctr.rules.expr import quote_name
+
+    return "any(" + ", ".join(quote_name(m) for m in members) + ")"
 
 
 class Requirement(_Element):
@@ -91,6 +101,17 @@ class _MarkerNames:
     @property
     def anti_names(self) -> list[str]:
         return [m.name for m in self.anti]
+
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """The marker groups of the ``markers`` list: group name -> its members."""
+        return {m.name: m.any_of for m in self.markers if m.any_of}
+
+    @property
+    def panel_marker_names(self) -> list[str]:
+        """The ``markers`` list with each group written as its members: the names that are looked
+        up in a panel, or written by a format without groups."""
+        return list(dict.fromkeys(n for m in self.markers for n in (m.any_of or [m.name])))
 
 
 class CellType(_MarkerNames, _Element):
@@ -186,12 +207,12 @@ class Ruleset(_Element):
 
     def all_markers(self) -> list[str]:
         """Every marker name mentioned anywhere (markers, anti, requirements, vetoes, conditions,
-        thresholds), de-duplicated in first-seen order."""
+        thresholds; the members of a marker group, not the group), de-duplicated in first-seen order."""
         from ctr.rules.expr import markers_in
 
         seen: dict[str, None] = {}
         for node in self.walk():
-            for name in node.marker_names + node.anti_names:
+            for name in node.panel_marker_names + node.anti_names:
                 seen.setdefault(name)
             for req in node.requires:
                 seen.setdefault(req.marker)
@@ -202,7 +223,7 @@ class Ruleset(_Element):
                 for m in markers_in(cond.expr):
                     seen.setdefault(m)
         for state in self.states:
-            for name in state.marker_names + state.anti_names:
+            for name in state.panel_marker_names + state.anti_names:
                 seen.setdefault(name)
             for cond in state.conditions:
                 for m in markers_in(cond.expr):
@@ -210,6 +231,13 @@ class Ruleset(_Element):
         for thr in self.thresholds:
             seen.setdefault(thr.marker)
         return list(seen)
+
+    def marker_groups(self) -> dict[str, list[str]]:
+        """Every marker group (``any(...)``) of a cell type or state: group name -> its members."""
+        out: dict[str, list[str]] = {}
+        for rule in [*self.walk(), *self.states]:
+            out.update(rule.groups)
+        return out
 
     def canonical(self) -> dict:
         """The graph as plain data without source locations or source text: two rulesets

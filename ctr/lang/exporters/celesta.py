@@ -17,5 +17,5 @@ def write(ruleset: Ruleset) -> tuple[str, list[str]]:
         parent = number[node.path[:-1]] if len(node.path) > 1 else 0
         level = f"{len(node.path)}_{parent}_{number[node.path]}"
         neg = set(negatives(node))
-        rows.append([node.name, level] + ["1" if m in node.marker_names else "0" if m in neg else "NA" for m in markers])
+        rows.append([node.name, level] + ["1" if m in node.panel_marker_names else "0" if m in neg else "NA" for m in markers])
     return csv_text(rows), losses

@@ -6,7 +6,7 @@ from ctr.rules.model import CellType, Ruleset
 
 
 def common_losses(ruleset: Ruleset, tool: str, *, anti: bool = True, conditions: bool = False,
-                  states: bool = False) -> list[str]:
+                  states: bool = False, groups: bool = False) -> list[str]:
     """Requirements, vetoes, conditions, overrides, aliases, parameters and states that ``tool`` has no place for."""
     out: list[str] = []
     for node in ruleset.walk():
@@ -21,6 +21,9 @@ def common_losses(ruleset: Ruleset, tool: str, *, anti: bool = True, conditions:
             out.append(f"{where}: anti-markers ({', '.join(node.anti_names)}) are dropped; {tool} has no negative markers")
         if node.conditions and not conditions:
             out.append(f"{where}: conditions ({'; '.join(c.render() for c in node.conditions)}) are dropped")
+        if node.groups and not groups:
+            out.append(f"{where}: marker groups ({', '.join(node.groups)}) are written as their members, "
+                       f"each a marker of its own; {tool} has no 'any of' group")
         if node.overrides.explicit():
             out.append(f"{where}: threshold overrides ({', '.join(node.overrides.explicit())}) are dropped")
     if ruleset.aliases:
@@ -41,7 +44,7 @@ def negatives(node: CellType) -> list[str]:
 def markers_in_order(ruleset: Ruleset) -> list[str]:
     seen: dict[str, None] = {}
     for node in ruleset.walk():
-        for m in node.marker_names + negatives(node):
+        for m in node.panel_marker_names + negatives(node):
             seen.setdefault(m)
     return list(seen)
 

@@ -14,7 +14,7 @@ from ctr.rules.states import ALL
 
 
 def _type(node: CellType, losses: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"markers": node.marker_names}
+    out: dict[str, Any] = {"markers": node.panel_marker_names}
     if node.anti:
         out["anti_markers"] = node.anti_names
     where = f"'{node.path_str}'"
@@ -24,6 +24,8 @@ def _type(node: CellType, losses: list[str]) -> dict[str, Any]:
         losses.append(f"{where}: conditions are dropped")
     if node.overrides.explicit():
         losses.append(f"{where}: threshold overrides are dropped")
+    if node.groups:
+        losses.append(f"{where}: marker groups ({', '.join(node.groups)}) are written as their members")
     if node.children:
         out["subtypes"] = {child.name: _type(child, losses) for child in node.children}
     return out
@@ -64,7 +66,7 @@ def _state(state, losses: list[str]) -> dict[str, Any]:
         scope.update(exclude=[p.replace(PATH_SEP, "/") for p in state.excludes], exclude_match="prefix")
     if state.anti or state.conditions:
         losses.append(f"cell state '{state.name}': anti-markers and conditions are dropped")
-    out: dict[str, Any] = {"markers": state.marker_names, "rules": [{"rule_id": f"{state.name}_scope", "scope": scope}]}
+    out: dict[str, Any] = {"markers": state.panel_marker_names, "rules": [{"rule_id": f"{state.name}_scope", "scope": scope}]}
     if state.description:
         out["description"] = state.description
     return out

@@ -19,10 +19,10 @@ def write(ruleset: Ruleset) -> tuple[str, list[str]]:
     blocks = []
     for node in ruleset.walk():
         lines = [f">{node.name}"]
-        plain = [m for m in node.marker_names if m not in gates]
+        plain = [m for m in node.panel_marker_names if m not in gates]
         if plain:
             lines.append("expressed: " + ", ".join(plain))
-        for m in node.marker_names:
+        for m in node.panel_marker_names:
             if m in gates:
                 lines.append(f"expressed above: {m} {gates[m]:g}")
         if negatives(node):

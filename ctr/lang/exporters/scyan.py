@@ -21,7 +21,7 @@ def write(ruleset: Ruleset) -> tuple[str, list[str]]:
         neg: set[str] = set()
         for depth in range(1, len(leaf.path) + 1):
             node = ruleset.node(leaf.path[:depth])
-            pos |= set(node.marker_names)
+            pos |= set(node.panel_marker_names)
             neg |= set(negatives(node))
         rows.append([leaf.name] + ["1" if m in pos else "-1" if m in neg else "" for m in markers])
     return csv_text(rows), losses
