@@ -136,3 +136,14 @@ def test_exports_write_members_and_say_so_except_scimap_which_has_anypos():
     cells = dict(zip(header[2:], stroma[2:]))
     assert cells["VIM"] == "pos" and {cells[m] for m in ("FAP", "SMA", "CD36")} == {"anypos"}
     assert not any("any(" in loss for loss in losses)
+
+
+def test_groups_are_refused_out_of_core_with_the_way_out():
+    da = pytest.importorskip("dask.array")
+    from ctr.errors import ParameterError
+
+    adata = stroma_data()
+    adata.X = da.from_array(np.asarray(adata.X), chunks=(100, 6))
+    with pytest.raises(ParameterError, match="marker groups") as info:
+        ctr.annotate(adata, ruleset(STROMA), cluster_key="cluster", skip_refinement=True, write_obs=False)
+    assert "--backed" in (info.value.hint or "")
