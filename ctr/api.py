@@ -468,7 +468,9 @@ def _marker_table(rs: Ruleset, data: Inputs) -> pd.DataFrame:
     """marker_resolution.csv: each ruleset marker, the panel name it was found under and how; with
     names read from a var column, also the variable (channel) that name belongs to."""
     mapping, how = data.resolution.mapping, data.resolution.how
-    rows = [{"marker": m, "panel_name": mapping.get(m, ""), "how": how.get(m, "missing")} for m in rs.all_markers()]
+    # the panel's markers, then each marker group (resolved to its derived column, or missing)
+    names = [*rs.all_markers(), *rs.marker_groups()]
+    rows = [{"marker": m, "panel_name": mapping.get(m, ""), "how": how.get(m, "missing")} for m in names]
     if data.names is not None and data.names.column is not None:
         channel = dict(zip(data.names.names, data.names.var_names))
         for row in rows:

@@ -147,3 +147,11 @@ def test_groups_are_refused_out_of_core_with_the_way_out():
     with pytest.raises(ParameterError, match="marker groups") as info:
         ctr.annotate(adata, ruleset(STROMA), cluster_key="cluster", skip_refinement=True, write_obs=False)
     assert "--backed" in (info.value.hint or "")
+
+
+def test_marker_resolution_lists_the_group_and_its_members(tmp_path):
+    adata = stroma_data()[:, ["VIM", "FAP", "SMA", "CD45", "CD3"]].copy()
+    result = ctr.annotate(adata, ruleset(STROMA), cluster_key="cluster", skip_refinement=True, write_obs=False)
+    table = result.markers.set_index("marker")
+    assert table.loc["any(FAP, SMA, CD36)", "how"] == "group"
+    assert table.loc["CD36", "how"] == "missing" and table.loc["FAP", "how"] == "exact"
