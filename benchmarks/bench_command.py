@@ -12,7 +12,11 @@ clusters given in obs "cluster") and a ruleset of --types cell types, runs
 
 in a child process, and prints one row per size: the stages of the run's timings.json (read,
 annotate, write, report), the whole command's wall time (interpreter start included) and the
-child's peak resident memory, next to the size of the expression matrix. ``--source DIR`` runs the
+child's peak resident memory, next to the size of the expression matrix. The peak is the child's
+own ``ru_maxrss`` (``os.wait4``); the baseline beside it is the same of a child that only starts
+the interpreter and imports what the command imports (``ctr.cli``, ``ctr.pipeline``, anndata,
+polars, ``ctr.report.html``), and "x matrix" is (peak - baseline) / matrix size: the command's
+own memory as a multiple of the float32 matrix. ``--source DIR`` runs the
 ctr of another checkout (for example a worktree of the previous commit) for a before/after pair.
 ``--repeat N`` runs each size N times and keeps the run with the shortest wall time (the others
 were slowed by something else on the machine); every row shows the 1-minute load average when
@@ -58,6 +62,20 @@ def run_command(h5ad: Path, ruleset: Path, out: Path, report: bool, source: Path
     return wall, usage.ru_maxrss / 1024, stages
 
 
+BASELINE_IMPORTS = "import ctr.cli, ctr.pipeline, anndata, polars, ctr.report.html"
+
+
+def baseline_memory(source: Path | None = None) -> float:
+    """Peak resident memory (MiB) of a child that starts the interpreter and imports the
+    command's libraries, nothing more: what every run pays before it reads a byte."""
+    env = dict(os.environ, PYTHONPATH=str(source)) if source else None
+    child = subprocess.Popen([sys.executable, "-c", BASELINE_IMPORTS], env=env, cwd=source or tempfile.gettempdir())
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"importing the command's libraries failed: {BASELINE_IMPORTS}")
+    return usage.ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -78,8 +96,10 @@ def main() -> None:
         print(f"ctr annotate --annotation-only --skip-refinement; {args.markers} markers, {args.clusters} clusters, "
               f"{args.types} cell types{', no report' if args.no_report else ''}"
               f"{f'; ctr from {args.source}' if args.source else ''}")
-        print("| cells | " + " | ".join(f"{s} s" for s in STAGES) + " | command s | CPU s | peak MiB | matrix MiB | load |")
-        print("|---:|" + "---:|" * (len(STAGES) + 5))
+        baseline = baseline_memory(args.source)
+        print("| cells | " + " | ".join(f"{s} s" for s in STAGES)
+              + " | command s | CPU s | peak MiB | baseline MiB | matrix MiB | x matrix | load |")
+        print("|---:|" + "---:|" * (len(STAGES) + 7))
         for n in args.cells:
             h5ad, ruleset = data / f"synthetic_{n}.h5ad", data / "synthetic.ctr"
             if not h5ad.is_file() or not ruleset.is_file():
@@ -91,7 +111,8 @@ def main() -> None:
             wall, peak, stages, load = min(runs, key=lambda r: r[0])
             matrix = n * args.markers * 4 / 2**20
             cells = " | ".join(f"{stages[s]:.2f}" if s in stages else "-" for s in STAGES)
-            print(f"| {n:,} | {cells} | {wall:.2f} | {stages['cpu']:.2f} | {peak:.0f} | {matrix:.0f} | {load:.1f} |", flush=True)
+            print(f"| {n:,} | {cells} | {wall:.2f} | {stages['cpu']:.2f} | {peak:.0f} | {baseline:.0f} | {matrix:.0f} "
+                  f"| {(peak - baseline) / matrix:.2f} | {load:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ class RunSummary:
         c = self.clusters
         unassigned = c["final_annotation"].eq("Unassigned")
         if self.cell_labels is not None:
-            per_label = self.cell_labels.astype(str).value_counts()
+            per_label = _label_counts(self.cell_labels)
             cells_unassigned = int(per_label.get("Unassigned", 0))
         else:
             per_label = c.groupby("final_annotation")["n_cells"].sum()
@@ -98,6 +98,21 @@ class RunSummary:
         return "\n".join(lines)
 
 
+def _label_counts(labels: pd.Series) -> pd.Series:
+    """Cells per label (as text), most first; labels in order of first appearance among equal
+    counts, as ``value_counts`` orders them. A categorical is counted through its codes: its text
+    per cell would be a million strings (about 120 MB at 10^6 cells)."""
+    if not isinstance(labels.dtype, pd.CategoricalDtype):
+        return labels.astype(str).value_counts()
+    import numpy as np
+
+    codes = labels.cat.codes.to_numpy()
+    seen = pd.unique(codes)  # first appearance
+    text = np.append(labels.cat.categories.astype(str).to_numpy(dtype=object), "nan")  # code -1: a missing label
+    counts = pd.Series(np.bincount(codes + 1, minlength=len(text) + 1)[seen + 1], index=pd.Index(text[seen]))
+    return counts.groupby(level=0, sort=False).sum().sort_values(ascending=False)
+
+
 def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> RunSummary:
     """The ``ctr annotate`` command."""
     from ctr.data.anndata_io import read_input
@@ -117,14 +132,24 @@ def run_annotate(opts: AnnotateOptions, progress: Progress | None = None) -> Run
                                normalize=opts.normalize)
     with dask_client(scheduler), _run_directory(opts.output_dir, opts.force, progress, inputs=input_files(opts)) as run:
         with progress.stage("read", opts.input + (" (out of core)" if out_of_core else "")):
-            adata = read_input_lazy(opts.input) if out_of_core else read_input(opts.input)
-        run.summary = annotate_adata(adata, opts, run.staging, progress, choices=choices, ruleset_warnings=warnings)
+            # the cell names stay on disk when output.h5ad can be a copy of the input (see annotate_adata)
+            adata = read_input_lazy(opts.input) if out_of_core else read_input(opts.input, cell_names=not _copies_input(opts))
+        summary = annotate_adata(adata, opts, run.staging, progress, choices=choices, ruleset_warnings=warnings,
+                                 input_file=Path(opts.input))
+        del adata  # the report reads the run's files: the matrix goes before it is drawn
+        run.summary = finish_run(summary, opts, run.staging, progress)
         if out_of_core:
             run.summary.notes.append(
                 f"read out of core ({out_of_core}{', on the Dask cluster at ' + scheduler if scheduler else ''}): "
                 "statistics from partial aggregates per chunk; medians and rank sums read off histograms "
                 "(docs/performance.md, Out of core)")
     return run.finished()
+
+
+def _copies_input(opts: AnnotateOptions) -> bool:
+    """Whether output.h5ad is the input file plus the run's obs columns and uns entry: annotation
+    only, nothing transformed (a new layer) and nothing clustered (a new column and embedding)."""
+    return opts.annotation_only and not opts.transform and not opts.normalize
 
 
 @dataclass
@@ -283,14 +308,16 @@ def _note(diag) -> str:
 
 def annotate_adata(
     adata, opts: AnnotateOptions, run_dir: Path, progress: Progress, *, choices: Choices | None = None,
-    ruleset_warnings: list | None = None,
+    ruleset_warnings: list | None = None, input_file: Path | None = None,
 ) -> RunSummary:
     """Everything after reading: shared by ``ctr annotate`` and ``ctr demo``. ``choices``: what
     :func:`validate_options` read from ``opts`` (read here when not given), with the ruleset's
-    ``ruleset_warnings``."""
+    ``ruleset_warnings``. ``input_file``: the .h5ad ``adata`` was read from; when its cell names
+    were left there, output.h5ad is written as a copy of it with the run's obs columns and uns
+    entry (the names are never encoded again)."""
     from ctr import api
-    from ctr.io.atomic import write_json_atomic
-    from ctr.io.writers import write_run
+    from ctr.data.anndata_io import names_left_on_disk
+    from ctr.io.writers import InputCopy, write_run
 
     if choices is None:
         ruleset_warnings = []
@@ -340,18 +367,31 @@ def annotate_adata(
         )
     notes += [_note(diag) for diag in result.diagnostics if diag.code not in said]
     adata.uns[opts.key_added]["layer"] = layer or ""
+    copy = None
+    if input_file is not None and names_left_on_disk(adata):
+        copy = InputCopy(input_file, tuple(adata.uns[opts.key_added]["obs_keys"]), (opts.key_added,))
     _release_freed_memory()
     with progress.stage("write"):
-        write_run(result, run_dir, adata=adata, extra=extra, prepared=True)
+        write_run(result, run_dir, adata=adata, extra=extra, prepared=True, copy=copy)
     files = [run_dir / name for name in ("output.h5ad", "cluster_annotations.csv", "decision_steps.csv")]
+    return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes,
+                      cell_labels=result.cell_labels["label"], unit=opts.unit)
+
+
+def finish_run(summary: RunSummary, opts: AnnotateOptions, run_dir: Path, progress: Progress) -> RunSummary:
+    """After :func:`annotate_adata`: the report (unless ``--no-report``), drawn from the run's files
+    alone, and timings.json. The caller lets the AnnData go first, so the report's memory does not
+    add to the matrix's."""
+    from ctr.io.atomic import write_json_atomic
+
+    _release_freed_memory()
     if not opts.no_report:
         with progress.stage("report"):
             from ctr.report.html import write_report
 
-            files.append(write_report(run_dir, staged_as=Path(opts.output_dir).name))
+            summary.files.append(write_report(run_dir, staged_as=Path(opts.output_dir).name))
     write_json_atomic(run_dir / "timings.json", progress.summary())
-    return RunSummary(run_dir=run_dir, clusters=result.clusters, n_cells=adata.n_obs, files=files, notes=notes,
-                      cell_labels=result.cell_labels["label"], unit=opts.unit)
+    return summary
 
 
 def _release_freed_memory() -> None:
@@ -463,7 +503,7 @@ def run_demo(output_dir: str = "ctr-demo", force: bool = False) -> RunSummary:
     with _run_directory(output_dir, force, progress) as run:
         with progress.stage("load demo data", "scanpy pbmc68k_reduced, 700 cells x 765 genes"):
             adata = demo_adata()
-        run.summary = annotate_adata(adata, opts, run.staging, progress)
+        run.summary = finish_run(annotate_adata(adata, opts, run.staging, progress), opts, run.staging, progress)
     summary = run.finished()
     with progress.stage("evaluate", f"against obs['{DEMO_TRUTH}']"):
         summary.agreement = demo_agreement(adata, summary.run_dir)  # ctr evaluate on the finished run

@@ -515,13 +515,20 @@ def test_run_never_replaces_its_own_input(tmp_path, ruleset, capsys):
 
 
 def _break_h5ad_writer(monkeypatch, exc: BaseException) -> None:
-    """AnnData.write_h5ad writes half a file, then fails (as if killed mid-write)."""
+    """AnnData.write_h5ad writes half a file, then fails (as if killed mid-write); so does the
+    writer of output.h5ad as a copy of the input, once the copy is made."""
+    import ctr.io.h5ad_copy
 
     def half_write(self, filename, *args, **kwargs):
         Path(filename).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 1000)
         raise exc
 
+    def fail_in_copy(group, obs, columns):
+        group.create_dataset(columns[0], data=[0])  # half of the first column
+        raise exc
+
     monkeypatch.setattr(ad.AnnData, "write_h5ad", half_write)
+    monkeypatch.setattr(ctr.io.h5ad_copy, "_write_obs_columns", fail_in_copy)
 
 
 @pytest.mark.parametrize("exc, exit_code, message", [

@@ -16,8 +16,17 @@ LAYER_PREFERENCE = ("batchcorr", "aligned")
 CLUSTER_KEY_PREFERENCE = ("cluster_lvl0", "leiden", "louvain", "cluster")
 
 
-def read_input(path: str | os.PathLike):
+def read_input(path: str | os.PathLike, *, cell_names: bool = True):
     """Read an AnnData ``.h5ad`` file into memory (read-only; the file is never modified).
+
+    ``cell_names=False`` leaves the cell names (``obs_names``) on disk: the AnnData's ``obs``
+    index is the cells' positions (a ``RangeIndex``, :func:`names_left_on_disk`), everything
+    else is read as anndata reads it. A million names are a million Python strings, 40% of a
+    40-marker float32 matrix, held for nothing when the output is written as a copy of the input
+    (:func:`ctr.io.h5ad_copy.write_h5ad_over_copy`), which is the only way such an AnnData may
+    be written. Files anndata's element reader cannot read one element at a time (written by
+    anndata before 0.7) and those with a data frame in ``obsm`` (indexed by the names) are read
+    whole, names included.
 
     A missing, unreadable or non-AnnData file raises InputError naming the file.
     """
@@ -34,6 +43,10 @@ def read_input(path: str | os.PathLike):
         raise InputError(f"input file {str(file)!r} is not readable (permission denied)")
     try:
         # read_h5ad opens the file with h5py in mode "r" and loads it into memory
+        if not cell_names:
+            adata = _read_without_cell_names(file)
+            if adata is not None:
+                return adata
         return ad.read_h5ad(file)
     except Exception as exc:  # h5py/anndata raise many types for a file that is not an AnnData
         kind = "an HDF5 file that is not an AnnData" if _is_hdf5(file) else "not an HDF5 file"
@@ -41,6 +54,49 @@ def read_input(path: str | os.PathLike):
             f"cannot read {str(file)!r} as AnnData .h5ad ({kind}: {type(exc).__name__}: {exc})",
             hint="expected an AnnData file written by anndata/scanpy (adata.write_h5ad('file.h5ad'))",
         ) from exc
+
+
+def names_left_on_disk(adata) -> bool:
+    """Whether ``adata`` was read by :func:`read_input` with ``cell_names=False``: its ``obs``
+    index holds positions, and the names are only in the file (anndata reads names as text)."""
+    return isinstance(adata.obs.index, pd.RangeIndex)
+
+
+def _read_without_cell_names(file: Path):
+    """The AnnData of ``file`` with positions for names (see :func:`read_input`); None when the
+    file's layout asks for anndata's whole-file reader."""
+    import warnings
+
+    import h5py
+    import numpy as np
+
+    try:  # anndata's element reader with a hook per element (anndata.read_h5ad is built on it)
+        from anndata.experimental import read_dispatched
+    except ImportError:  # anndata before 0.9: no element reader to hook into
+        return None
+    with h5py.File(file, "r") as f:
+        obs = f.get("obs")
+        if not _encoded(f, "anndata") or not _encoded(obs, "dataframe") or "raw.X" in f:
+            return None
+        if isinstance(f.get("obsm"), h5py.Group) and any(_encoded(e, "dataframe") for e in f["obsm"].values()):
+            return None
+        index_key = obs.attrs["_index"]
+        index_name = f"{obs.name}/{index_key}"
+        n_cells = obs[index_key].shape[0]
+
+        def callback(read, name, elem, iospec):
+            # one shared empty string per cell in place of the names: anndata wants text there
+            return np.full(n_cells, "", dtype=object) if name == index_name else read(elem)
+
+        with warnings.catch_warnings():  # the placeholders are not unique, and say so
+            warnings.filterwarnings("ignore", message="Observation names are not unique")
+            adata = read_dispatched(f, callback)
+    adata.obs.index = pd.RangeIndex(n_cells, name=None if index_key == "_index" else index_key)
+    return adata
+
+
+def _encoded(elem, encoding: str) -> bool:
+    return elem is not None and elem.attrs.get("encoding-type") == encoding
 
 
 # Rows per chunk of an out-of-core matrix read from an .h5ad (a .zarr store keeps its own chunks).
