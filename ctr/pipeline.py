@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ctr.errors import InputError, RulesetError, UsageError
+from ctr.memory import release_freed_memory
 from ctr.options import Choices
 from ctr.previous_run import PreviousRun
 from ctr.progress import Progress
@@ -370,7 +371,7 @@ def annotate_adata(
     copy = None
     if input_file is not None and names_left_on_disk(adata):
         copy = InputCopy(input_file, tuple(adata.uns[opts.key_added]["obs_keys"]), (opts.key_added,))
-    _release_freed_memory()
+    release_freed_memory()  # what annotating freed does not count through the write
     with progress.stage("write"):
         write_run(result, run_dir, adata=adata, extra=extra, prepared=True, copy=copy)
     files = [run_dir / name for name in ("output.h5ad", "cluster_annotations.csv", "decision_steps.csv")]
@@ -384,7 +385,7 @@ def finish_run(summary: RunSummary, opts: AnnotateOptions, run_dir: Path, progre
     add to the matrix's."""
     from ctr.io.atomic import write_json_atomic
 
-    _release_freed_memory()
+    release_freed_memory()
     if not opts.no_report:
         with progress.stage("report"):
             from ctr.report.html import write_report
@@ -392,18 +393,6 @@ def finish_run(summary: RunSummary, opts: AnnotateOptions, run_dir: Path, progre
             summary.files.append(write_report(run_dir, staged_as=Path(opts.output_dir).name))
     write_json_atomic(run_dir / "timings.json", progress.summary())
     return summary
-
-
-def _release_freed_memory() -> None:
-    """Hand memory that the statistics' worker threads freed back to the system: glibc keeps each
-    thread's freed blocks in that thread's arena, which would otherwise count in the run's peak
-    through the write and report stages (about 100 MiB at 10^6 cells). Nothing elsewhere."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def _transform(adata, layer: str | None, opts: AnnotateOptions, progress: Progress) -> str:

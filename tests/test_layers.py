@@ -13,7 +13,8 @@ PACKAGE = Path(ctr.__file__).resolve().parent
 # lowest first; a module may import its own layer and any layer before it. The package's __init__
 # (``ctr.annotate`` ...) is the public face, an edge; its ``__version__`` is a foundation.
 LAYERS = [
-    ("foundation", {"ctr.__version__", "ctr.codes", "ctr.errors", "ctr.diagnostics", "ctr.resources", "ctr.textfile", "ctr.progress"}),
+    ("foundation", {"ctr.__version__", "ctr.codes", "ctr.errors", "ctr.diagnostics", "ctr.resources", "ctr.textfile", "ctr.progress",
+                    "ctr.memory"}),
     ("rules", {"ctr.rules"}),
     ("lang", {"ctr.lang"}),
     ("data", {"ctr.data"}),

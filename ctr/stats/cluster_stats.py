@@ -15,6 +15,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from ctr.errors import InputError
+from ctr.memory import release_freed_memory
 from ctr.progress import steps
 from ctr.rules.params import ScoringParams
 from ctr.stats.global_stats import MarkerSummary, column_moments, marker_histogram, positive, summarise_marker
@@ -234,11 +235,15 @@ def _marker_pool(n_cells: int, n_markers: int):
     if n_cells < _THREADS_FROM_CELLS or workers < 2:
         yield _Serial()
         return
+    # the threads start from a trimmed heap, and what they freed in their own arenas (tens of MiB
+    # at 10^6 cells) goes back when they are done, not with the next stage's memory on top
+    release_freed_memory()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ctr-stats")
     try:
         yield pool
     finally:  # on an interrupt, markers not yet started are dropped rather than run
         pool.shutdown(wait=True, cancel_futures=True)
+        release_freed_memory()
 
 
 class _Serial:
