@@ -72,7 +72,8 @@ def _read_without_cell_names(file: Path):
 
     try:  # anndata's element reader with a hook per element (anndata.read_h5ad is built on it)
         from anndata.experimental import read_dispatched
-    except ImportError:  # anndata before 0.9: no element reader to hook into
+        from anndata.io import write_elem  # noqa: F401 (the copy's writer needs it: anndata 0.11 on)
+    except ImportError:  # older anndata: read the names, and anndata writes the output
         return None
     with h5py.File(file, "r") as f:
         obs = f.get("obs")
