@@ -116,8 +116,9 @@ def compare(n: int, args, tools: list[tuple[str, str, str | None]]) -> None:
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
-    _, truth = synthetic(n, args.markers, seed=args.seed)
-    reference = None
+    # the truth is made after the runs: a child's ru_maxrss starts from what its parent held when
+    # it was forked, so a parent holding the cells would add them to every child's peak
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, tool, source in tools:
             out = str(Path(tmp) / f"{name}.npy")
@@ -132,13 +133,15 @@ def compare(n: int, args, tools: list[tuple[str, str, str | None]]) -> None:
             if done.returncode != 0 or not figures:
                 print(f"{n:>10,}  {name:<10} failed (exit {done.returncode}): {done.stderr.strip()[-300:]}", flush=True)
                 continue
-            row = json.loads(figures[-1])
-            labels = np.load(out)
-            reference = labels if reference is None else reference
-            stages = "  ".join(f"{k} {v:6.1f}" for k, v in row["timings"].items())
-            print(f"{n:>10,}  {name:<10} total {row['wall']:7.1f} s  [{stages}]  peak {row['peak_mib']:6.0f} MiB  "
-                  f"clusters {len(set(labels)):>4}  ARI truth {adjusted_rand_score(truth, labels):.3f}  "
-                  f"ARI vs ctr {adjusted_rand_score(reference, labels):.3f}  load {load}", flush=True)
+            runs.append((name, json.loads(figures[-1]), np.load(out), load))
+    _, truth = synthetic(n, args.markers, seed=args.seed)
+    reference = None
+    for name, row, labels, load in runs:
+        reference = labels if reference is None else reference
+        stages = "  ".join(f"{k} {v:6.1f}" for k, v in row["timings"].items())
+        print(f"{n:>10,}  {name:<10} total {row['wall']:7.1f} s  [{stages}]  peak {row['peak_mib']:6.0f} MiB  "
+              f"clusters {len(set(labels)):>4}  ARI truth {adjusted_rand_score(truth, labels):.3f}  "
+              f"ARI vs ctr {adjusted_rand_score(reference, labels):.3f}  load {load}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,6 +76,15 @@ def baseline_memory(source: Path | None = None) -> float:
     return usage.ru_maxrss / 1024
 
 
+def generate(data: Path, n: int, markers: int, clusters: int, types: int) -> None:
+    """Write the synthetic input in a child process. A child's ``ru_maxrss`` starts from what its
+    parent held when it was forked, so a benchmark that built the matrix itself would report that
+    matrix in every later child's peak."""
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from synthetic_h5ad import write; "
+            f"write(__import__('pathlib').Path({str(data)!r}), {n}, {markers}, {clusters}, {types})")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -87,9 +96,6 @@ def main() -> None:
     ap.add_argument("--source", type=Path, help="a ctr checkout to run instead of the installed one")
     ap.add_argument("--repeat", type=int, default=1, help="runs per size; the fastest is shown (default 1)")
     args = ap.parse_args()
-
-    sys.path.insert(0, str(HERE))
-    from synthetic_h5ad import write
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
@@ -103,7 +109,7 @@ def main() -> None:
         for n in args.cells:
             h5ad, ruleset = data / f"synthetic_{n}.h5ad", data / "synthetic.ctr"
             if not h5ad.is_file() or not ruleset.is_file():
-                write(data, n, args.markers, args.clusters, args.types)
+                generate(data, n, args.markers, args.clusters, args.types)
             runs = []
             for _ in range(max(1, args.repeat)):
                 load = os.getloadavg()[0]
