@@ -155,3 +155,44 @@ def test_marker_resolution_lists_the_group_and_its_members(tmp_path):
     table = result.markers.set_index("marker")
     assert table.loc["any(FAP, SMA, CD36)", "how"] == "group"
     assert table.loc["CD36", "how"] == "missing" and table.loc["FAP", "how"] == "exact"
+
+
+GROUP_RULES = """
+ruleset rules
+type Stroma {
+  markers VIM, any(FAP, SMA, CD36)
+  require any(FAP, SMA) pos_frac >= REQUIRED
+  when pos_frac(any(FAP, CD36)) > 0.2 and pos_frac(VIM) > 0.5
+}
+type Immune { markers CD45, CD3 }
+"""
+
+
+@pytest.mark.parametrize("export", [to_ctr, to_yaml, to_json])
+def test_groups_in_requirements_and_conditions_keep_their_members(export):
+    rs = ruleset(GROUP_RULES.replace("REQUIRED", "0.4"))
+    assert rs.marker_groups() == {"any(FAP, SMA, CD36)": ["FAP", "SMA", "CD36"], "any(FAP, SMA)": ["FAP", "SMA"],
+                                  "any(FAP, CD36)": ["FAP", "CD36"]}
+    text = export(rs)
+    text = text if isinstance(text, str) else text[0]
+    suffix = {to_ctr: ".ctr", to_yaml: ".yaml", to_json: ".json"}[export]
+    assert compile_ruleset(f"again{suffix}", text=text).ruleset.canonical() == rs.canonical()
+
+
+def test_a_group_requirement_is_judged_on_the_group_share():
+    # two thirds of the stromal cells are FAP+ or SMA+ (the others CD36+ only)
+    passed = ctr.annotate(stroma_data(), ruleset(GROUP_RULES.replace("REQUIRED", "0.6")), cluster_key="cluster",
+                          skip_refinement=True, write_obs=False)
+    failed = ctr.annotate(stroma_data(), ruleset(GROUP_RULES.replace("REQUIRED", "0.7")), cluster_key="cluster",
+                          skip_refinement=True, write_obs=False)
+    assert passed.labels["0"] == "Stroma" and failed.labels["0"] == "Unassigned"
+    assert "any(FAP, SMA) pos_frac: 0.67 >= 0.70 FAILED" in failed.explain("0")
+
+
+def test_a_cell_failing_one_requirement_is_no_vote_for_the_type_it_lacks():
+    from ctr.engine.votes import UNCERTAIN, vote
+
+    # Stroma left out of both cells by its requirement: Immune alone, with no evidence in the
+    # first cell and clear evidence in the second
+    scores = np.array([[np.nan, -0.4], [np.nan, 1.5]])
+    assert list(vote(scores, ["Stroma", "Immune"], 0.1)) == [UNCERTAIN, "Immune"]

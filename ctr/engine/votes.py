@@ -50,7 +50,10 @@ def vote(scores: np.ndarray, names: Sequence[str], per_cell_gap: float) -> np.nd
     order = np.argsort(-filled, axis=1, kind="stable")
     rows = np.arange(n_cells)
     best = filled[rows, order[:, 0]]
+    # a lone candidate (the others left out, e.g. by a requirement the cell fails) is measured
+    # against no evidence at all (0): a cell is no vote for a type whose markers it lacks
     second = filled[rows, order[:, 1]] if n_cand > 1 else np.full(n_cells, -np.inf)
+    second = np.where(np.isfinite(second), second, 0.0)
     with np.errstate(invalid="ignore"):
         decided = np.isfinite(best) & ((best - second) >= per_cell_gap)
     labels = np.asarray(list(names) + [UNCERTAIN], dtype=object)

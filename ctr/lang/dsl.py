@@ -460,8 +460,10 @@ class _ToDocument(Transformer_NonRecursive):
         return self._requirement(children, self._mloc(meta))
 
     def _requirement(self, children, loc) -> Requirement:
-        (marker, _), *clauses = children
-        values: dict[str, float] = {}
+        first, *clauses = children
+        ref = self._marker_ref(first)
+        marker = ref.name
+        values: dict[str, Any] = {"any_of": ref.any_of}
         for stat, value, clause_loc in clauses:
             values["min_pos_frac" if stat == "pos_frac" else "min_enrichment"] = value
         try:
@@ -474,7 +476,7 @@ class _ToDocument(Transformer_NonRecursive):
                     loc,
                 )
             )
-            return Requirement(marker=marker, loc=loc, min_enrichment=values.get("min_enrichment"))
+            return Requirement(marker=marker, loc=loc, min_enrichment=values.get("min_enrichment"), any_of=ref.any_of)
 
     def req_stat(self, meta, children):
         return str(children[0])
@@ -570,8 +572,9 @@ class _ToDocument(Transformer_NonRecursive):
         return _Ex(E.Var(name=str(children[0]), loc=self._mloc(meta)), 1, False, self._mloc(meta))
 
     def marker_stat(self, meta, children):
-        func, (marker, _) = children
-        node = E.MarkerStat(func=str(func), marker=marker, loc=self._mloc(meta))
+        func, item = children
+        ref = self._marker_ref(item)
+        node = E.MarkerStat(func=str(func), marker=ref.name, any_of=tuple(ref.any_of), loc=self._mloc(meta))
         return _Ex(node, 1, False, self._mloc(meta))
 
     def _nodes(self, args):

@@ -133,7 +133,7 @@ def _ctr_body(node: CellType) -> list[str]:
     if node.anti:
         lines.append("anti " + _names(node.anti_names))
     for req in node.requires:
-        line = "require " + quote_name(req.marker)
+        line = "require " + (req.marker if req.any_of else quote_name(req.marker))
         if req.min_pos_frac is not None:
             line += f" pos_frac >= {_num(req.min_pos_frac)}"
         if req.min_enrichment is not None:

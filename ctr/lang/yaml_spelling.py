@@ -282,10 +282,12 @@ class Reader:
             return None
         self.check_keys(item, list(keys), "a requirement")
         fields = {keys[k]: v for k, v in item.items() if k in keys}
-        marker = self.name(fields.pop("marker", None), loc, "the requirement's 'marker'")
-        if marker is None:
+        refs = self.names(fields.pop("marker", None), loc, "the requirement's 'marker'", groups=True)
+        if len(refs) != 1:
+            if refs:
+                self.error(BAD_SHAPE, "the requirement's 'marker' must be one name (or one group), got a list", loc)
             return None
-        return self._model(Requirement, loc, marker=marker, **fields)
+        return self._model(Requirement, loc, marker=refs[0].name, any_of=refs[0].any_of, **fields)
 
     def veto(self, item, loc, keys: dict[str, str]) -> Veto | None:
         if isinstance(item, str):

@@ -38,6 +38,9 @@ class MarkerStat(_Node):
     kind: Literal["marker_stat"] = "marker_stat"
     func: Literal["pos_frac", "enrichment", "median", "mean", "de_z"]
     marker: str
+    # a marker group's members (``pos_frac(any(A, B))``); ``marker`` is its spelling, which names
+    # them all, so dumps leave the field out
+    any_of: tuple[str, ...] = Field((), exclude=True)
 
 
 class Var(_Node):
@@ -111,6 +114,16 @@ def markers_in(expr) -> list[str]:
     return out
 
 
+def groups_in(expr) -> dict[str, list[str]]:
+    """The marker groups an expression reads (``pos_frac(any(A, B))``): group spelling -> members."""
+    if isinstance(expr, MarkerStat):
+        return {expr.marker: list(expr.any_of)} if expr.any_of else {}
+    out: dict[str, list[str]] = {}
+    for child in _children(expr):
+        out.update(groups_in(child))
+    return out
+
+
 def _children(expr) -> list:
     if isinstance(expr, (Neg, Not)):
         return [expr.operand]
@@ -127,7 +140,7 @@ def to_text(expr) -> str:
         v = expr.value
         return str(int(v)) if float(v).is_integer() else repr(v)
     if isinstance(expr, MarkerStat):
-        return f"{expr.func}({_name(expr.marker)})"
+        return f"{expr.func}({expr.marker if expr.any_of else _name(expr.marker)})"
     if isinstance(expr, Var):
         return expr.name
     if isinstance(expr, Neg):

@@ -57,6 +57,8 @@ class Requirement(_Element):
     marker: str
     min_pos_frac: float | None = Field(None, ge=0.0, le=1.0)
     min_enrichment: float | None = None
+    # a marker group's members; ``marker`` is its spelling, which names them all (left out of dumps)
+    any_of: list[str] = Field(default_factory=list, exclude=True)
 
 
 class Veto(_Element):
@@ -212,7 +214,7 @@ class Ruleset(_Element):
 
         seen: dict[str, None] = {}
         for node in self.walk():
-            for name in node.panel_marker_names + node.anti_names:
+            for name in node.marker_names + node.anti_names:
                 seen.setdefault(name)
             for req in node.requires:
                 seen.setdefault(req.marker)
@@ -223,20 +225,29 @@ class Ruleset(_Element):
                 for m in markers_in(cond.expr):
                     seen.setdefault(m)
         for state in self.states:
-            for name in state.panel_marker_names + state.anti_names:
+            for name in state.marker_names + state.anti_names:
                 seen.setdefault(name)
             for cond in state.conditions:
                 for m in markers_in(cond.expr):
                     seen.setdefault(m)
         for thr in self.thresholds:
             seen.setdefault(thr.marker)
-        return list(seen)
+        groups = self.marker_groups()
+        return list(dict.fromkeys(m for name in seen for m in groups.get(name, [name])))
 
     def marker_groups(self) -> dict[str, list[str]]:
-        """Every marker group (``any(...)``) of a cell type or state: group name -> its members."""
+        """Every marker group (``any(...)``) a cell type or state reads, in its markers, a `require`
+        or a condition: group spelling -> its members."""
+        from ctr.rules.expr import groups_in
+
         out: dict[str, list[str]] = {}
         for rule in [*self.walk(), *self.states]:
             out.update(rule.groups)
+            for req in getattr(rule, "requires", []):
+                if req.any_of:
+                    out[req.marker] = req.any_of
+            for cond in rule.conditions:
+                out.update(groups_in(cond.expr))
         return out
 
     def canonical(self) -> dict:
