@@ -70,6 +70,10 @@ def test_a_group_needs_two_markers_and_lives_in_marker_lists():
         result = compile_ruleset("bad.ctr", text=f"ruleset r\ntype A {{ markers VIM\n {body} }}\n")
         assert not result.ok
         assert [(d.code, d.loc.line) for d in result.errors] == [("CTR101", 3)]
+    one = compile_ruleset("one.ctr", text="ruleset r\ntype A { markers VIM, any(FAP) }\n")
+    assert "two or more markers" in (one.errors[0].hint or "")
+    other = compile_ruleset("other.ctr", text="ruleset r\ntype A { markers VIM\n when at_least(2) }\n")
+    assert "marker group" not in (other.errors[0].hint or "")
 
 
 def test_group_positive_exactly_where_a_member_is():

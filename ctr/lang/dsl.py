@@ -8,6 +8,7 @@ listing the expected tokens in plain words; nothing here raises for bad input.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -144,6 +145,9 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, offset: Offset) -> Diagno
         if expected:
             msg += "; expected " + _join(expected)
         hint = None
+        if (token is not None and token.type == "RPAR" and set(accepted) == {"COMMA"}
+                and re.search(r"\bany\s*\([^()]*$", text[: token.start_pos])):
+            hint = "a marker group lists two or more markers: any(FAP, ACTA2); a single marker needs no group"
         if token is not None and token.type in ("NAME", "OVERRIDE_KEY", "NODE_VAR", "MARKER_FUNC"):
             keywords = [w.strip("'") for w in expected if w.startswith("'") and w[1:-1].isidentifier()]
             keywords += valid_keys("override") if "OVERRIDE_KEY" in exc.expected else []
