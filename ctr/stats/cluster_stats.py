@@ -99,7 +99,7 @@ def cluster_codes(clusters) -> tuple[np.ndarray, list[str]]:
     return remap[codes] if len(codes) else np.zeros(0, np.int64), order
 
 
-def _column(matrix, j: int) -> np.ndarray:
+def column_values(matrix, j: int) -> np.ndarray:
     """Column ``j`` as a new array, infinite values made missing (NaN) like NaN itself: float32
     when the matrix is (every value of it exact, half the memory of float64), else float64."""
     column = matrix[:, [j]].toarray().ravel() if sp.issparse(matrix) else matrix[:, j]
@@ -165,7 +165,7 @@ def compute_statistics(
 
     def one_marker(j: int) -> tuple[MarkerSummary, dict | None, pl.DataFrame]:
         marker = markers[j]
-        values = _column(matrix, j)
+        values = column_values(matrix, j)
         missing = np.isnan(values)
         if missing.any():
             v, c = values[~missing], codes[~missing]

@@ -20,6 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from ctr.rules.params import ScoringParams
+from ctr.stats.cluster_stats import column_values
 from ctr.stats.global_stats import MarkerSummary, positive, summarise_marker
 
 # the group's split: a cell at or above 0 is positive for a member
@@ -27,12 +28,6 @@ GROUP_SPLIT = (">=", 0.0)
 # how far below the split a negative member value is held at the least (a value equal to a strict
 # split, ``x > t``, is not positive and must not read as 0)
 _BELOW = 1e-6
-
-
-def _column(matrix, j: int) -> np.ndarray:
-    col = matrix[:, j]
-    col = col.toarray() if sp.issparse(col) else np.asarray(col)
-    return np.asarray(col, dtype=np.float64).ravel()
 
 
 def member_scale(values: np.ndarray, summary: MarkerSummary) -> np.ndarray:
@@ -54,7 +49,7 @@ def group_values(matrix, panel_names: Sequence[str], groups: dict[str, list[str]
     members = list(dict.fromkeys(m for ms in groups.values() for m in ms))
     scaled: dict[str, np.ndarray] = {}
     for m in members:
-        values = _column(matrix, column[m])
+        values = column_values(matrix, column[m])  # as the statistics read it (infinite -> missing)
         summary = summarise_marker(m, values, scoring, thresholds.get(m), rescale_gate=rescale_gate)
         scaled[m] = member_scale(values, summary)
     out = np.full((matrix.shape[0], len(groups)), np.nan)
