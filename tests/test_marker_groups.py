@@ -200,3 +200,14 @@ def test_a_cell_failing_one_requirement_is_no_vote_for_the_type_it_lacks():
     # first cell and clear evidence in the second
     scores = np.array([[np.nan, -0.4], [np.nan, 1.5]])
     assert list(vote(scores, ["Stroma", "Immune"], 0.1)) == [UNCERTAIN, "Immune"]
+
+
+def test_a_group_in_a_requirement_uses_its_members_for_lint():
+    from ctr.rules.lint import lint
+
+    text = "ruleset r\nthreshold FAP >= 1\ntype Stroma {\n  markers VIM\n  require any(FAP, SMA) pos_frac >= 0.4\n}\n"
+    found = lint(ruleset(text), ["VIM", "SMA"])
+    # the threshold's marker is used, through the group: no "threshold on a marker no type uses"
+    assert "CTR256" not in [d.code for d in found]
+    # the missing member is reported where the group that names it is written
+    assert [d.loc.line for d in found if d.code == "CTR300"] == [5]

@@ -38,7 +38,7 @@ from ctr.codes import (
     VETO_UNLISTED,
 )
 from ctr.diagnostics import Diagnostic, DiagnosticList, SourceLoc, preview_names
-from ctr.rules.expr import markers_in, quote_name
+from ctr.rules.expr import groups_in, markers_in, quote_name
 from ctr.rules.markers import MarkerResolution, alias_groups, panel_index, resolve_markers
 from ctr.rules.nomenclature import did_you_mean_marker, note_for
 from ctr.rules.model import PATH_SEP, CellType, Ruleset
@@ -233,11 +233,13 @@ def _check_aliases(ruleset: Ruleset) -> list[Diagnostic]:
 def _rule_markers(ruleset: Ruleset) -> set[str]:
     used: set[str] = set()
     for node in ruleset.walk():
-        used |= set(node.marker_names) | set(node.panel_marker_names) | set(node.anti_names)
+        used |= set(node.marker_names) | set(node.anti_names)
         used |= {r.marker for r in node.requires}
         used |= {m for v in node.vetoes for m in v.markers}
         used |= {m for c in node.conditions for m in markers_in(c.expr)}
-    return used
+    # a marker group (in a markers list, a requirement or a condition) uses its members
+    groups = ruleset.marker_groups()
+    return used | {m for g in used & groups.keys() for m in groups[g]}
 
 
 def _check_thresholds(ruleset: Ruleset, suggest: _Suggest) -> list[Diagnostic]:
@@ -272,19 +274,22 @@ def _check_thresholds(ruleset: Ruleset, suggest: _Suggest) -> list[Diagnostic]:
 
 
 def _first_locs(ruleset: Ruleset) -> dict[str, SourceLoc | None]:
-    """Where each marker is first mentioned (for a diagnostic about the marker itself), in one pass."""
+    """Where each marker is first mentioned (for a diagnostic about the marker itself), in one pass.
+    A marker group's members were written where the group is."""
     out: dict[str, SourceLoc | None] = {}
     for node in ruleset.walk():
         for ref in node.markers + node.anti:
-            for name in [ref.name, *ref.any_of]:  # a group's members were written where the group is
+            for name in [ref.name, *ref.any_of]:
                 out.setdefault(name, ref.loc or node.loc)
         for req in node.requires:
-            out.setdefault(req.marker, req.loc or node.loc)
+            for name in [req.marker, *req.any_of]:
+                out.setdefault(name, req.loc or node.loc)
         for veto in node.vetoes:
             for marker in veto.markers:
                 out.setdefault(marker, veto.loc or node.loc)
         for cond in node.conditions:
-            for marker in markers_in(cond.expr):
+            members = [m for ms in groups_in(cond.expr).values() for m in ms]
+            for marker in markers_in(cond.expr) + members:
                 out.setdefault(marker, cond.loc or node.loc)
     for thr in ruleset.thresholds:
         out.setdefault(thr.marker, thr.loc)
